@@ -1,0 +1,142 @@
+"""Gateway-side variants of the end-to-end benchmark: the one extension point of bench/proxy.py.
+
+A variant is a function ``(VariantContext) -> GatewaySetup``. It writes the apps dir (Tyk Classic
+API definitions) and, if it needs them, a gateway config file and extra processes (a Redis, a gRPC
+plugin server...), and says how wrk must call the gateway (path, headers). ``proxy.py`` starts the
+extra processes, then one gateway process per variant, checks one request, runs ``after_start``
+(e.g. create a key through the admin API), and drives it with wrk next to upstream and nginx.
+
+To add a variant: write the function here (or in a module of your own imported below) and add it
+to ``VARIANTS``. Raise ``VariantUnavailable`` with a clear reason when it cannot run on this
+machine or in this tree yet; the harness reports that and benchmarks the rest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class VariantUnavailable(Exception):
+    """This variant cannot run here (yet); the message says why and what would fix it."""
+
+
+@dataclass(frozen=True)
+class VariantContext:
+    workdir: Path  # empty directory owned by this variant, removed after the run
+    upstream_url: str  # "http://127.0.0.1:PORT/" -- the static nginx upstream (100-byte body)
+    python: str  # the gateway's interpreter, for plugin servers written in Python
+    repo_root: Path
+    free_port: Callable[[], int]  # a free TCP port on 127.0.0.1
+
+
+@dataclass(frozen=True)
+class ExtraProcess:
+    """A process the variant needs running before the gateway starts (stopped at the end)."""
+
+    name: str
+    argv: list[str]
+    # Which side's CPUs it gets: "sut" (beside the gateway) or "load" (beside wrk and upstream).
+    # A store or plugin server on another host in production belongs on "load" to keep the
+    # gateway's core its own; a co-located sidecar belongs on "sut".
+    cpu_side: str = "load"
+    ready_port: int | None = None  # wait until this 127.0.0.1 port accepts TCP connections
+    env: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class GatewaySetup:
+    apps_dir: Path
+    config_file: Path | None = None
+    extra_args: list[str] = field(default_factory=list)  # appended to `trio-gateway run ...`
+    extra_processes: list[ExtraProcess] = field(default_factory=list)
+    request_path: str = "/"
+    request_headers: dict[str, str] = field(default_factory=dict)  # sent by wrk and the probe
+    # Called once the gateway serves, with the gateway's 127.0.0.1 port (e.g. to create keys).
+    after_start: Callable[[int], None] | None = None
+
+
+def keyless_api(api_id: str, upstream_url: str, **extra: object) -> dict[str, object]:
+    """A Tyk Classic keyless API on listen path "/" proxying to ``upstream_url``."""
+    return {
+        "api_id": api_id,
+        "name": api_id,
+        "org_id": "bench",
+        "active": True,
+        "use_keyless": True,
+        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+        "proxy": {"listen_path": "/", "target_url": upstream_url, "strip_listen_path": False},
+        **extra,
+    }
+
+
+def write_apps(ctx: VariantContext, *apis: dict[str, object]) -> Path:
+    apps = ctx.workdir / "apps"
+    apps.mkdir(parents=True, exist_ok=True)
+    for api in apis:
+        (apps / f"{api['api_id']}.json").write_text(json.dumps(api, indent=2))
+    return apps
+
+
+def keyless(ctx: VariantContext) -> GatewaySetup:
+    """One keyless API, no plugins: the gateway's baseline."""
+    return GatewaySetup(apps_dir=write_apps(ctx, keyless_api("bench", ctx.upstream_url)))
+
+
+_NOOP_HOOKS = """\
+\"\"\"No-op native hooks: what the gateway pays per hook call, with no work inside.\"\"\"
+
+from __future__ import annotations
+
+
+async def noop_pre(ctx: object) -> None:
+    return None
+
+
+async def noop_post(ctx: object) -> None:
+    return None
+"""
+
+
+def hooks_pre_post(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one native Python Pre and one Post hook that do nothing (issue 3)."""
+    plugin = ctx.workdir / "noop_hooks.py"
+    plugin.write_text(_NOOP_HOOKS)
+    middleware = {
+        "driver": "python",
+        "pre": [{"name": "noop_pre", "path": str(plugin)}],
+        "post": [{"name": "noop_post", "path": str(plugin)}],
+        "post_key_auth": [],
+        "response": [],
+    }
+    api = keyless_api("bench-hooks", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(apps_dir=write_apps(ctx, api))
+
+
+def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
+    def variant(ctx: VariantContext) -> GatewaySetup:
+        raise VariantUnavailable(f"variant {name!r} ({what}) is not written yet: see issue {issue}")
+
+    variant.__doc__ = what
+    return variant
+
+
+VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
+    "keyless": keyless,
+    # Filled in by the issues that build these features; each compares against "keyless".
+    "hooks-pre-post": hooks_pre_post,
+    "grpc-pre": _pending("grpc-pre", 3, "keyless + one Pre hook on a gRPC coprocess server"),
+    "token-memory": _pending("token-memory", 4, "token auth + rate limit + quota, memory store"),
+    "token-redis": _pending("token-redis", 4, "token auth + rate limit + quota, Redis store"),
+}
+
+BASELINE = "keyless"
+
+# Throughput each variant must keep, as a fraction of the keyless gateway in the same run.
+RATIO_TARGETS: dict[str, float] = {
+    "hooks-pre-post": 0.80,  # issue 3
+    "token-memory": 0.80,  # issue 4
+    "token-redis": 0.50,  # issue 4
+}

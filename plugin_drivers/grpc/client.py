@@ -1,0 +1,720 @@
+"""A small gRPC client on Trio over ``h2``: unary calls, multiplexed on one HTTP/2 connection.
+
+Only what the coprocess protocol needs: unary-unary calls with raw (already serialised) messages.
+grpcio is not used at run time (it runs its own threads and event loop, which Trio cannot cancel).
+
+Shape of the machinery:
+
+* :class:`GrpcChannel` owns one target. A *maintainer* task (owned by the nursery the channel was
+  started in) keeps one :class:`_Connection` up: connect, serve until the connection is lost, back
+  off with jitter, connect again. The backoff is capped at ``backoff_max`` (0.4 s by default, with
+  ±20 % jitter), so traffic flows again well under a second after the server returns.
+* While there is no connection because the last attempt failed, calls fail *at once* with
+  :class:`GrpcUnavailable` instead of waiting for a server that is not there. Only the very first
+  connect (and a reconnect after a graceful GOAWAY) makes calls wait, bounded by their deadline.
+* Each connection runs a reader task (socket -> h2 -> per-stream state) and a writer task (h2's
+  outgoing buffer -> socket). Callers only change h2's state and wake the writer; so a caller that
+  is cancelled half-way never leaves a half-written frame on the socket.
+* A call whose caller is cancelled (client gone, deadline passed) resets its stream with
+  ``RST_STREAM(CANCEL)``; the server sees the call cancelled. ``grpc-timeout`` carries the call's
+  deadline, which is the enclosing Trio cancel scopes' deadline (no separate timeout argument).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+import ssl
+import struct
+import urllib.parse
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Final
+
+import attrs
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+import trio
+
+__all__ = [
+    "DEFAULT_RECV_MAX",
+    "ChannelState",
+    "GrpcChannel",
+    "GrpcDeadlineExceeded",
+    "GrpcError",
+    "GrpcMessageTooLarge",
+    "GrpcUnavailable",
+    "StatusCode",
+    "Target",
+    "open_grpc_channel",
+    "parse_target",
+    "start_grpc_channel",
+]
+
+#: gRPC's default limit for a received message (Tyk's ``grpc_recv_max_size`` = 0).
+DEFAULT_RECV_MAX: Final = 4 * 1024 * 1024
+#: Our receive windows: large enough that a multi-megabyte reply does not wait on round trips.
+_STREAM_WINDOW: Final = 4 * 1024 * 1024
+_CONNECTION_WINDOW: Final = 16 * 1024 * 1024
+_READ_SIZE: Final = 256 * 1024
+_USER_AGENT: Final = b"trio-gateway-grpc/0.1"
+_HEADER: Final = struct.Struct(">BI")  # gRPC message prefix: compressed flag, length
+
+
+class StatusCode(enum.IntEnum):
+    """gRPC status codes (the ones a client meets, all of them listed for messages)."""
+
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class GrpcError(Exception):
+    """A call ended without a reply: the server's status, or one the client decided."""
+
+    def __init__(self, code: StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class GrpcUnavailable(GrpcError):
+    """No connection to the server (down, refused, lost mid-call, or the channel is closed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(StatusCode.UNAVAILABLE, message)
+
+
+class GrpcDeadlineExceeded(GrpcError):
+    """The call's own ``timeout`` passed (or the server said its deadline passed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(StatusCode.DEADLINE_EXCEEDED, message)
+
+
+class GrpcMessageTooLarge(GrpcError):
+    """A message over ``send_max`` or ``recv_max`` (gRPC's RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(StatusCode.RESOURCE_EXHAUSTED, message)
+
+
+def _error_for(code: StatusCode, message: str) -> GrpcError:
+    if code is StatusCode.UNAVAILABLE:
+        return GrpcUnavailable(message)
+    if code is StatusCode.DEADLINE_EXCEEDED:
+        return GrpcDeadlineExceeded(message)
+    return GrpcError(code, message)
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets
+
+
+@attrs.frozen(kw_only=True)
+class Target:
+    """Where the server listens: TCP ``host``/``port`` or a unix socket ``path``."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    #: The default ``:authority``: ``host:port``, or ``localhost`` for a unix socket (as grpc-go).
+    authority: str = ""
+
+
+def parse_target(target: str) -> Target:
+    """Parse ``tcp://host:port``, bare ``host:port`` or ``unix:///path`` (also ``unix:path``)."""
+    if target.startswith("unix://"):
+        path = target[len("unix://") :]
+        if not path:
+            raise ValueError(f"gRPC target has no socket path: {target!r}")
+        return Target(path=path, authority="localhost")
+    if target.startswith("unix:"):
+        return Target(path=target[len("unix:") :], authority="localhost")
+    rest = target[len("tcp://") :] if target.startswith("tcp://") else target
+    rest = rest.rstrip("/")
+    if "://" in rest:
+        raise ValueError(f"unsupported gRPC target scheme: {target!r} (use tcp:// or unix://)")
+    host, sep, port_text = rest.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"gRPC target must be host:port: {target!r}")
+    bare_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return Target(host=bare_host, port=int(port_text), authority=rest)
+
+
+def _encode_timeout(seconds: float) -> bytes:
+    """``grpc-timeout``: at most 8 digits and a unit; rounded up so the server never cuts short."""
+    micros = max(1, math.ceil(seconds * 1_000_000))
+    for unit, scale in ((b"u", 1), (b"m", 1_000), (b"S", 1_000_000), (b"M", 60_000_000)):
+        value = -(-micros // scale)
+        if value < 100_000_000:
+            return str(value).encode() + unit
+    return b"99999999H"
+
+
+# ------------------------------------------------------------------------------------------------
+# One call (one HTTP/2 stream)
+
+
+@attrs.define(eq=False, slots=True)
+class _Call:
+    stream_id: int
+    recv_max: int
+    data: bytearray = attrs.field(factory=bytearray)
+    http_status: bytes = b""
+    grpc_status: bytes | None = None
+    grpc_message: bytes = b""
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: GrpcError | None = None
+    #: Set when the send window may have grown (replaced each time a sender waits on it).
+    window: trio.Event = attrs.field(factory=trio.Event)
+
+    def fail(self, error: GrpcError) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+        self.window.set()
+
+    def read_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            if name == b":status":
+                self.http_status = value
+            elif name == b"grpc-status":
+                self.grpc_status = value
+            elif name == b"grpc-message":
+                self.grpc_message = value
+
+    def result(self) -> bytes:
+        """The reply message, or the call's error (after ``done``)."""
+        if self.error is not None:
+            raise self.error
+        if self.http_status != b"200":
+            code = _http_status_code(self.http_status)
+            raise GrpcError(code, f"HTTP status {self.http_status.decode('latin-1')}")
+        if self.grpc_status is None:
+            raise GrpcError(StatusCode.INTERNAL, "server sent no grpc-status")
+        try:
+            code = StatusCode(int(self.grpc_status))
+        except ValueError:
+            code = StatusCode.UNKNOWN
+        if code is not StatusCode.OK:
+            message = urllib.parse.unquote(self.grpc_message.decode("latin-1"))
+            raise _error_for(code, message or code.name)
+        data = self.data
+        if len(data) < 5:
+            raise GrpcError(StatusCode.INTERNAL, "server sent no reply message")
+        compressed, length = _HEADER.unpack_from(data)
+        if compressed:
+            raise GrpcError(StatusCode.INTERNAL, "compressed reply (no encoding was offered)")
+        if len(data) != 5 + length:
+            raise GrpcError(StatusCode.INTERNAL, "reply is not exactly one message")
+        return bytes(data[5:])
+
+
+def _http_status_code(status: bytes) -> StatusCode:
+    # gRPC's mapping of HTTP statuses seen where a gRPC response was expected.
+    return {
+        b"400": StatusCode.INTERNAL,
+        b"401": StatusCode.UNAUTHENTICATED,
+        b"403": StatusCode.PERMISSION_DENIED,
+        b"404": StatusCode.UNIMPLEMENTED,
+        b"429": StatusCode.UNAVAILABLE,
+        b"502": StatusCode.UNAVAILABLE,
+        b"503": StatusCode.UNAVAILABLE,
+        b"504": StatusCode.UNAVAILABLE,
+    }.get(status, StatusCode.UNKNOWN)
+
+
+_RESET_CODES: Final = {
+    h2.errors.ErrorCodes.CANCEL: StatusCode.CANCELLED,
+    h2.errors.ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,
+    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
+    h2.errors.ErrorCodes.INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# One HTTP/2 connection
+
+
+@attrs.define(eq=False)
+class _Connection:
+    stream: trio.abc.Stream
+    conn: h2.connection.H2Connection
+    scheme: bytes
+    calls: dict[int, _Call] = attrs.field(factory=dict)
+    #: No new streams may start (lost, closed, or the server sent GOAWAY).
+    unusable: trio.Event = attrs.field(factory=trio.Event)
+    graceful: bool = False
+    closed: bool = False
+    _wake: trio.Event = attrs.field(factory=trio.Event)
+    _slot_freed: trio.Event = attrs.field(factory=trio.Event)
+    _cancel_scope: trio.CancelScope | None = None
+
+    @classmethod
+    def start_h2(cls, stream: trio.abc.Stream, scheme: bytes) -> _Connection:
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        conn = h2.connection.H2Connection(config=config)
+        conn.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+            },
+        )
+        conn.initiate_connection()
+        conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        return cls(stream=stream, conn=conn, scheme=scheme)
+
+    def kick(self) -> None:
+        """Tell the writer that h2 may have bytes to send."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Read and write until the connection ends; then fail the calls still on it."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._cancel_scope = nursery.cancel_scope
+                nursery.start_soon(self._writer)
+                await self._reader()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._lost("connection to the gRPC server lost")
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    def close(self) -> None:
+        """Stop both tasks now (the channel is closing)."""
+        self._lost("gRPC channel closed")
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    def _lost(self, why: str) -> None:
+        self.closed = True
+        self.unusable.set()
+        self._slot_freed.set()
+        for call in list(self.calls.values()):
+            call.fail(GrpcUnavailable(why))
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                data = self.conn.data_to_send()
+                if data:
+                    await self.stream.send_all(data)
+                    continue
+                self._wake = trio.Event()
+                await self._wake.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # The reader sees the same end of the connection and reports it.
+            self._lost("connection to the gRPC server lost")
+            if self._cancel_scope is not None:
+                self._cancel_scope.cancel()
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(_READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            if not data:
+                return
+            try:
+                events = self.conn.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self.kick()  # h2 queued a GOAWAY; best effort
+                return
+            for event in events:
+                self._handle(event)
+            self.kick()
+
+    def _handle(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.DataReceived):
+            call = self.calls.get(event.stream_id or 0)
+            if event.flow_controlled_length:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if call is not None and not call.done.is_set():
+                call.data += event.data
+                self._check_size(call)
+        elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+            call = self.calls.get(event.stream_id or 0)
+            if call is not None:
+                call.read_headers(event.headers or ())
+        elif isinstance(event, h2.events.StreamEnded):
+            call = self.calls.get(event.stream_id or 0)
+            if call is not None:
+                call.done.set()
+                call.window.set()
+        elif isinstance(event, h2.events.StreamReset):
+            call = self.calls.get(event.stream_id or 0)
+            if call is not None:
+                code = _RESET_CODES.get(event.error_code, StatusCode.INTERNAL)  # type: ignore[call-overload]
+                call.fail(_error_for(code, f"stream reset by the server ({event.error_code!r})"))
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                call = self.calls.get(event.stream_id)
+                if call is not None:
+                    call.window.set()
+            else:
+                self._wake_senders()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._wake_senders()
+            self._slot_freed.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            # GOAWAY: streams above last_stream_id were never processed and may be retried
+            # elsewhere; the others may still finish. No new streams here.
+            self.graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
+            self.unusable.set()
+            last = event.last_stream_id or 0
+            for stream_id, call in list(self.calls.items()):
+                if stream_id > last:
+                    call.fail(GrpcUnavailable("the gRPC server is going away"))
+
+    def _wake_senders(self) -> None:
+        for call in self.calls.values():
+            call.window.set()
+
+    def _check_size(self, call: _Call) -> None:
+        if len(call.data) < 5:
+            return
+        _, length = _HEADER.unpack_from(call.data)
+        if length > call.recv_max:
+            call.fail(
+                GrpcMessageTooLarge(
+                    f"received message larger than max ({length} vs. {call.recv_max})"
+                )
+            )
+            self._reset(call.stream_id)
+
+    def _reset(self, stream_id: int) -> None:
+        try:
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        except h2.exceptions.H2Error:
+            return  # already closed on both sides: nothing to cancel
+        self.kick()
+
+    async def unary(
+        self, headers: list[tuple[bytes, bytes]], message: bytes, recv_max: int
+    ) -> bytes:
+        """One call on this connection. Cancellation resets the stream."""
+        while self.conn.open_outbound_streams >= self.conn.remote_settings.max_concurrent_streams:
+            if self.closed:
+                raise GrpcUnavailable("connection to the gRPC server lost")
+            self._slot_freed = trio.Event()
+            await self._slot_freed.wait()
+        if self.unusable.is_set():
+            raise GrpcUnavailable("connection to the gRPC server is closing")
+        try:
+            stream_id = self.conn.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            self.graceful = True
+            self.unusable.set()
+            raise GrpcUnavailable("connection ran out of stream ids") from None
+        call = _Call(stream_id=stream_id, recv_max=recv_max)
+        self.calls[stream_id] = call
+        sent_all = finished = False
+        try:
+            self.conn.send_headers(stream_id, headers)
+            sent_all = await self._send_message(call, message)
+            await call.done.wait()
+            finished = True
+            return call.result()
+        finally:
+            del self.calls[stream_id]
+            if not (finished and sent_all) and not self.closed:
+                # Cancelled or abandoned: RST_STREAM(CANCEL), so the server sees the call end.
+                # (Also when the server answered before reading the whole request: it frees the
+                # stream on both sides.)
+                self._reset(stream_id)
+            self._slot_freed.set()
+
+    async def _send_message(self, call: _Call, message: bytes) -> bool:
+        """Send the framed message within the peer's windows; False if the call ended first."""
+        framed = memoryview(_HEADER.pack(0, len(message)) + message)
+        offset, total = 0, len(framed)
+        conn = self.conn
+        while offset < total:
+            if call.done.is_set():
+                return False  # the server answered (or failed) before reading everything
+            window = conn.local_flow_control_window(call.stream_id)
+            size = min(window, conn.max_outbound_frame_size, total - offset)
+            if size <= 0:
+                self.kick()
+                call.window = trio.Event()
+                await call.window.wait()
+                continue
+            end = offset + size
+            conn.send_data(call.stream_id, framed[offset:end].tobytes(), end_stream=end == total)
+            offset = end
+        self.kick()
+        return True
+
+
+# ------------------------------------------------------------------------------------------------
+# The channel
+
+
+class ChannelState(enum.Enum):
+    CONNECTING = "connecting"  # the first attempt (or after GOAWAY): calls wait for it
+    READY = "ready"
+    DOWN = "down"  # the last attempt failed or the connection broke: calls fail at once
+    CLOSED = "closed"
+
+
+@attrs.define(eq=False)
+class GrpcChannel:
+    """Unary gRPC calls to one target over one multiplexed HTTP/2 connection.
+
+    Build one with :func:`open_grpc_channel` or :func:`start_grpc_channel`.
+    """
+
+    target: Target
+    authority: bytes
+    ssl_context: ssl.SSLContext | None = None
+    recv_max: int = DEFAULT_RECV_MAX
+    send_max: int = 0  # 0 = unlimited
+    connect_timeout: float = 2.0
+    backoff_initial: float = 0.02
+    backoff_max: float = 0.4
+    state: ChannelState = ChannelState.CONNECTING
+    #: Why the last connection attempt failed (for messages).
+    last_error: str = ""
+    _conn: _Connection | None = None
+    _state_changed: trio.Event = attrs.field(factory=trio.Event)
+    _cancel_scope: trio.CancelScope | None = None
+    _connects: int = 0
+
+    @property
+    def connects(self) -> int:
+        """How many connections were established so far (for tests and statistics)."""
+        return self._connects
+
+    def _set_state(self, state: ChannelState) -> None:
+        if self.state is ChannelState.CLOSED:
+            return  # final
+        self.state = state
+        self._state_changed.set()
+        self._state_changed = trio.Event()
+
+    async def unary_unary(
+        self,
+        method: str,
+        message: bytes,
+        *,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> bytes:
+        """Call ``method`` (``/package.Service/Method``) with a serialised request message.
+
+        The deadline is the enclosing cancel scopes' (Trio style: ``with trio.fail_after(t):``);
+        it travels as ``grpc-timeout``. When a scope is cancelled, the stream is reset
+        (``RST_STREAM(CANCEL)``) and ``trio.Cancelled`` propagates.
+        """
+        if self.send_max and len(message) > self.send_max:
+            raise GrpcMessageTooLarge(
+                f"sent message larger than max ({len(message)} vs. {self.send_max})"
+            )
+        conn = await self._ready_connection()
+        headers = [
+            (b":method", b"POST"),
+            (b":scheme", conn.scheme),
+            (b":path", method.encode()),
+            (b":authority", self.authority),
+            (b"te", b"trailers"),
+            (b"content-type", b"application/grpc"),
+            (b"user-agent", _USER_AGENT),
+        ]
+        deadline = trio.current_effective_deadline()
+        if deadline != math.inf:
+            headers.append((b"grpc-timeout", _encode_timeout(deadline - trio.current_time())))
+        headers.extend((k.lower().encode(), v.encode()) for k, v in metadata)
+        return await conn.unary(headers, message, self.recv_max)
+
+    async def _ready_connection(self) -> _Connection:
+        while True:
+            state = self.state
+            if state is ChannelState.READY and self._conn is not None:
+                if not self._conn.unusable.is_set():
+                    return self._conn
+            elif state is ChannelState.DOWN:
+                raise GrpcUnavailable(f"gRPC server unavailable: {self.last_error}")
+            elif state is ChannelState.CLOSED:
+                raise GrpcUnavailable("gRPC channel closed")
+            # CONNECTING, or READY with a connection on its way out: wait for the maintainer.
+            # Bounded: the maintainer changes state within connect_timeout, and callers run under
+            # their deadline.
+            with trio.move_on_after(self.connect_timeout + 1):
+                await self._state_changed.wait()
+                continue
+            raise GrpcUnavailable("gRPC connection attempt did not finish")
+
+    async def aclose(self) -> None:
+        """Close the connection and stop the maintainer; in-flight calls fail as unavailable."""
+        self._set_state(ChannelState.CLOSED)
+        if self._conn is not None:
+            self._conn.close()
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+        await trio.lowlevel.checkpoint()
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._cancel_scope = nursery.cancel_scope
+            task_status.started()
+            await self._maintain(nursery)
+
+    async def _maintain(self, nursery: trio.Nursery) -> None:
+        failures = 0
+        while self.state is not ChannelState.CLOSED:
+            try:
+                conn = await self._connect()
+            except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                self._set_state(ChannelState.DOWN)
+                await trio.sleep(self._backoff(failures))
+                failures += 1
+                continue
+            failures = 0
+            self._connects += 1
+            self._conn = conn
+            nursery.start_soon(conn.run)
+            self._set_state(ChannelState.READY)
+            await conn.unusable.wait()
+            self._conn = None
+            if conn.graceful and not conn.closed:
+                # GOAWAY from a live server: make a new connection right away; calls wait for it.
+                self._set_state(ChannelState.CONNECTING)
+            else:
+                self.last_error = "connection lost"
+                self._set_state(ChannelState.DOWN)
+
+    def _backoff(self, failures: int) -> float:
+        base = min(self.backoff_max, self.backoff_initial * 2.0 ** min(failures, 30))
+        return base * random.uniform(0.8, 1.2)  # jitter: gateways do not retry in lockstep
+
+    async def _connect(self) -> _Connection:
+        target = self.target
+        with trio.fail_after(self.connect_timeout):
+            stream: trio.abc.Stream
+            if target.path:
+                stream = await trio.open_unix_socket(target.path)
+            else:
+                stream = await trio.open_tcp_stream(target.host, target.port)
+            if self.ssl_context is not None:
+                tls = trio.SSLStream(
+                    stream,
+                    self.ssl_context,
+                    server_hostname=self.authority.decode().rsplit(":", 1)[0] or target.host,
+                    https_compatible=True,
+                )
+                try:
+                    await tls.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+                if tls.selected_alpn_protocol() not in (None, "h2"):
+                    await trio.aclose_forcefully(tls)
+                    raise OSError("gRPC server did not agree to HTTP/2 (ALPN)")
+                stream = tls
+        return _Connection.start_h2(stream, b"https" if self.ssl_context is not None else b"http")
+
+
+def _make_channel(
+    target: str,
+    *,
+    authority: str,
+    ssl_context: ssl.SSLContext | None,
+    recv_max: int,
+    send_max: int,
+    connect_timeout: float,
+    backoff_max: float,
+) -> GrpcChannel:
+    parsed = parse_target(target)
+    if ssl_context is not None:
+        ssl_context.set_alpn_protocols(["h2"])
+    return GrpcChannel(
+        target=parsed,
+        authority=(authority or parsed.authority).encode("idna"),
+        ssl_context=ssl_context,
+        recv_max=recv_max or DEFAULT_RECV_MAX,
+        send_max=max(send_max, 0),
+        connect_timeout=connect_timeout,
+        backoff_max=backoff_max,
+    )
+
+
+async def start_grpc_channel(
+    nursery: trio.Nursery,
+    target: str,
+    *,
+    authority: str = "",
+    ssl_context: ssl.SSLContext | None = None,
+    recv_max: int = DEFAULT_RECV_MAX,
+    send_max: int = 0,
+    connect_timeout: float = 2.0,
+    backoff_max: float = 0.4,
+) -> GrpcChannel:
+    """Start a channel whose connection task lives in ``nursery``; stop it with ``aclose()``.
+
+    ``recv_max``/``send_max`` follow Tyk's ``grpc_recv_max_size``/``grpc_send_max_size``: 0 means
+    gRPC's default (4 MiB to receive, unlimited to send). ``authority`` overrides ``:authority``.
+    """
+    channel = _make_channel(
+        target,
+        authority=authority,
+        ssl_context=ssl_context,
+        recv_max=recv_max,
+        send_max=send_max,
+        connect_timeout=connect_timeout,
+        backoff_max=backoff_max,
+    )
+    await nursery.start(channel._run)
+    return channel
+
+
+@asynccontextmanager
+async def open_grpc_channel(
+    target: str,
+    *,
+    authority: str = "",
+    ssl_context: ssl.SSLContext | None = None,
+    recv_max: int = DEFAULT_RECV_MAX,
+    send_max: int = 0,
+    connect_timeout: float = 2.0,
+    backoff_max: float = 0.4,
+) -> AsyncIterator[GrpcChannel]:
+    """A channel for the duration of the ``async with`` block (see :func:`start_grpc_channel`)."""
+    async with trio.open_nursery() as nursery:
+        channel = await start_grpc_channel(
+            nursery,
+            target,
+            authority=authority,
+            ssl_context=ssl_context,
+            recv_max=recv_max,
+            send_max=send_max,
+            connect_timeout=connect_timeout,
+            backoff_max=backoff_max,
+        )
+        try:
+            yield channel
+        finally:
+            await channel.aclose()

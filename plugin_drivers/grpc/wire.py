@@ -1,0 +1,433 @@
+"""The gateway's exchange <-> Tyk's coprocess ``Object`` (pure: no I/O, no clock).
+
+What goes out follows Tyk's ``BuildObject`` and what comes back follows ``ObjectPostProcess``,
+the ``return_overrides`` decision, the custom-auth flow and the response-hook merge
+(docs/tyk-compat.md §1.4, §4.3–4.7). The same translation can serve any driver that speaks the
+coprocess message (Tyk-style Python plugins use it too).
+
+Deliberate differences from Tyk (listed in docs/grpc-driver.md): error bodies are valid JSON (Tyk
+escapes ``'`` as ``\\'``), and a reply that lacks ``request``/``return_overrides`` is a hook error
+(Tyk's handler dereferences nil and panics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from trio_gateway._exchange import Headers, Request, Response
+from trio_gateway._session.model import AccessDefinition, AllowedUrl, Session
+from trio_gateway.hooks import CONTINUE, ApiInfo, Decision, Respond, Stage
+
+from .proto import coprocess_common_pb2 as common_pb
+from .proto import coprocess_object_pb2 as object_pb
+from .proto import coprocess_session_state_pb2 as session_pb
+
+__all__ = [
+    "HOOK_TYPES",
+    "AuthResult",
+    "WireError",
+    "apply_auth_reply",
+    "apply_request_reply",
+    "apply_response_reply",
+    "build_object",
+    "canonical_header_key",
+    "error_body",
+    "session_from_proto",
+    "session_to_proto",
+]
+
+#: Per-endpoint plugins travel as ``Post``: Tyk's protocol has no type of its own for them.
+HOOK_TYPES: Final[Mapping[Stage, int]] = {
+    Stage.PRE: common_pb.Pre,
+    Stage.AUTH: common_pb.CustomKeyCheck,
+    Stage.POST_AUTH: common_pb.PostKeyAuth,
+    Stage.ENDPOINT: common_pb.Post,
+    Stage.POST: common_pb.Post,
+    Stage.RESPONSE: common_pb.Response,
+}
+
+_EMPTY_MD5: Final = hashlib.md5(b"").hexdigest()
+_TOKEN_CHARS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_FRAMING: Final = (b"content-length", b"transfer-encoding")
+
+
+class WireError(ValueError):
+    """A reply the gateway cannot apply (Tyk answers these with 500 ``Middleware error``)."""
+
+
+@attrs.frozen(kw_only=True)
+class AuthResult:
+    """What a custom-auth reply authenticated: the key (``meta_data["token"]``) and its session."""
+
+    token: str
+    session: Session
+
+
+# ------------------------------------------------------------------------------------------------
+# Outgoing
+
+
+def canonical_header_key(name: str) -> str:
+    """Go's ``CanonicalMIMEHeaderKey``: ``x-custom-header`` -> ``X-Custom-Header``.
+
+    Names with a character outside the token set come back unchanged, as in Go.
+    """
+    if not name or any(c not in _TOKEN_CHARS for c in name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def _first_values(headers: Headers) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in headers:
+        name = canonical_header_key(key.decode("latin-1"))
+        if name not in out:
+            out[name] = value.decode("latin-1")
+    return out
+
+
+def _query_first_values(query: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        out.setdefault(key, value)
+    return out
+
+
+def _utf8_or_none(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _meta_string(value: Any) -> str:
+    # Tyk keeps string values and JSON-encodes everything else.
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def session_to_proto(session: Session) -> session_pb.SessionState:
+    """Our session as the coprocess ``SessionState`` (per-API ``limit`` has no place there)."""
+    state = session_pb.SessionState(
+        allowance=session.allowance,
+        rate=session.rate,
+        per=session.per,
+        expires=session.expires,
+        quota_max=session.quota_max,
+        quota_renews=session.quota_renews,
+        quota_remaining=session.quota_remaining,
+        quota_renewal_rate=session.quota_renewal_rate,
+        org_id=session.org_id,
+        is_inactive=session.is_inactive,
+        tags=session.tags,
+        alias=session.alias,
+        last_updated=session.last_updated,
+        id_extractor_deadline=session.id_extractor_deadline,
+        apply_policies=session.apply_policies,
+    )
+    for key, value in session.meta_data.items():
+        state.metadata[key] = _meta_string(value)
+    for api_id, access in session.access_rights.items():
+        entry = state.access_rights[api_id]
+        entry.api_name = access.api_name
+        entry.api_id = access.api_id
+        entry.versions.extend(access.versions)
+        for allowed in access.allowed_urls:
+            entry.allowed_urls.add(url=allowed.url, methods=allowed.methods)
+    return state
+
+
+def session_from_proto(state: session_pb.SessionState) -> Session:
+    """A coprocess ``SessionState`` as our session (``metadata`` values stay strings, as in Tyk)."""
+    return Session(
+        allowance=state.allowance,
+        rate=state.rate,
+        per=state.per,
+        expires=state.expires,
+        quota_max=state.quota_max,
+        quota_renews=state.quota_renews,
+        quota_remaining=state.quota_remaining,
+        quota_renewal_rate=state.quota_renewal_rate,
+        org_id=state.org_id,
+        is_inactive=state.is_inactive,
+        meta_data=dict(state.metadata),
+        tags=list(state.tags),
+        alias=state.alias,
+        last_updated=state.last_updated,
+        id_extractor_deadline=state.id_extractor_deadline,
+        apply_policies=list(state.apply_policies),
+        access_rights={
+            api_id: AccessDefinition(
+                api_name=access.api_name,
+                api_id=access.api_id,
+                versions=list(access.versions),
+                allowed_urls=[
+                    AllowedUrl(url=spec.url, methods=list(spec.methods))
+                    for spec in access.allowed_urls
+                ],
+            )
+            for api_id, access in state.access_rights.items()
+        },
+    )
+
+
+def build_object(
+    *,
+    stage: Stage,
+    hook_name: str,
+    api: ApiInfo,
+    request: Request,
+    body: bytes,
+    raw_body_only: bool = False,
+    session: Session | None = None,
+    response: Response | None = None,
+    response_body: bytes = b"",
+    bundle: str = "",
+) -> object_pb.Object:
+    """The ``Object`` Tyk's gateway would send for this hook call (§4.3).
+
+    ``body`` is the whole request body (the caller reads it); ``session`` is what the stage may
+    see (None before auth and on keyless APIs); ``response`` only for the RESPONSE stage.
+    """
+    obj = object_pb.Object(hook_type=HOOK_TYPES[stage], hook_name=hook_name)  # type: ignore[arg-type]
+    req = obj.request
+    headers = _first_values(request.headers)
+    host = request.header(b"host") or request.header(b":authority")
+    if host is not None:
+        headers["Host"] = host.decode("latin-1")
+    req.headers.update(headers)
+    url = request.path + ("?" + request.query if request.query else "")
+    req.url = url
+    req.request_uri = url
+    req.params.update(_query_first_values(request.query))
+    req.method = request.method
+    req.scheme = request.scheme or "http"
+    req.raw_body = body
+    if not raw_body_only:
+        text = _utf8_or_none(body)
+        if text is not None:
+            req.body = text
+    req.return_overrides.response_code = -1
+
+    obj.spec["OrgID"] = api.org_id
+    obj.spec["APIID"] = api.api_id
+    obj.spec["bundle_hash"] = hashlib.md5(bundle.encode()).hexdigest() if bundle else _EMPTY_MD5
+    if api.config_data:
+        obj.spec["config_data"] = json.dumps(api.config_data)
+
+    if session is not None:
+        obj.session.CopyFrom(session_to_proto(session))
+        obj.metadata.update(obj.session.metadata)
+    elif stage is Stage.RESPONSE:
+        obj.session.SetInParent()  # keyless: Tyk sends an empty session, not none
+
+    if response is not None:
+        resp = obj.response
+        resp.status_code = response.status
+        resp.headers.update(_first_values(response.headers))
+        for name, values in _grouped(response.headers).items():
+            resp.multivalue_headers.add(key=name, values=values)
+        resp.raw_body = response_body
+        if not raw_body_only:
+            text = _utf8_or_none(response_body)
+            if text is not None:
+                resp.body = text
+    return obj
+
+
+def _grouped(headers: Headers) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in headers:
+        out.setdefault(canonical_header_key(key.decode("latin-1")), []).append(
+            value.decode("latin-1")
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Incoming: request stages
+
+
+def error_body(message: str) -> bytes:
+    """Tyk's error document, as valid JSON with Tyk's four-space layout."""
+    return b'{\n    "error": ' + json.dumps(message).encode() + b"\n}"
+
+
+def _without(headers: Headers, names: Iterable[bytes]) -> Headers:
+    drop = {n.lower() for n in names}
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def _enc(text: str) -> bytes:
+    return text.encode("latin-1", "replace")
+
+
+def _query_values(query: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _split_request_uri(url: str) -> tuple[str, str]:
+    """Path and raw query of a returned ``url`` (Go's ``ParseRequestURI`` acceptance)."""
+    if not url:
+        raise WireError("plugin returned an empty request url")
+    parts = urllib.parse.urlsplit(url)
+    if url.startswith("/"):
+        return parts.path or "/", parts.query
+    if parts.scheme and parts.netloc:
+        return parts.path or "/", parts.query
+    raise WireError(f"plugin returned an invalid request url: {url!r}")
+
+
+def apply_request_reply(reply: object_pb.Object, request: Request) -> Decision:
+    """Apply a request-stage reply to ``request`` (§4.4), then decide (§4.5).
+
+    Returns :data:`CONTINUE` or the :class:`Respond` that ends the request. Raises
+    :class:`WireError` for a reply Tyk would fail with 500 ``Middleware error``.
+    """
+    if not reply.HasField("request"):
+        raise WireError("plugin reply has no request")
+    ret = reply.request
+
+    # 1. Body: only raw_body is read back (a reply without it empties the body, as in Tyk).
+    body = ret.raw_body
+    had_framing = any(k.lower() in _FRAMING for k, _ in request.headers)
+    request.set_body(body)
+    headers = _without(request.headers, _FRAMING)
+    if body or had_framing:
+        headers.append((b"content-length", str(len(body)).encode()))
+
+    # 2. Headers: delete, then set (replace).
+    headers = _without(headers, (_enc(n) for n in ret.delete_headers))
+    if ret.set_headers:
+        headers = _without(headers, (_enc(n) for n in ret.set_headers))
+        headers.extend((_enc(k).lower(), _enc(v)) for k, v in ret.set_headers.items())
+    request.headers[:] = headers
+
+    # 3. Query edits, from the current query.
+    values = _query_values(request.query)
+    for name in ret.delete_params:
+        values.pop(name, None)
+    for name, value in ret.add_params.items():
+        values[name] = [value]
+
+    # 4. URL, 5. method, 6. query edits made through the url are discarded unless they match.
+    path, query = _split_request_uri(ret.url)
+    if _query_values(query) != values:
+        query = urllib.parse.urlencode(sorted(values.items()), doseq=True)
+    request.path, request.query = path, query
+    if ret.method:
+        request.method = ret.method.upper()
+
+    return _decide(ret)
+
+
+def _decide(ret: Any) -> Decision:
+    if not ret.HasField("return_overrides"):
+        raise WireError("plugin reply has no return_overrides")
+    over = ret.return_overrides
+    body_text = over.response_error or over.response_body
+    code = over.response_code
+    headers = [(_enc(k), _enc(v)) for k, v in over.headers.items()]
+    if code >= 400 and not over.override_error:
+        message = body_text or "Key not authorised"
+        names = {k.lower() for k, _ in headers}
+        if b"content-type" not in names:
+            headers.append((b"content-type", b"application/json"))
+        return Respond(status=code, headers=headers, body=error_body(message))
+    if code > 0:
+        body = body_text.encode()
+        if body and not any(k.lower() == b"content-type" for k, _ in headers):
+            headers.append((b"content-type", _sniff(body)))
+        return Respond(status=code, headers=headers, body=body)
+    return CONTINUE
+
+
+def _sniff(body: bytes) -> bytes:
+    """A small stand-in for Go's ``DetectContentType`` on the texts plugins send."""
+    head = body.lstrip()[:14].lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return b"text/html; charset=utf-8"
+    if _utf8_or_none(body) is not None:
+        return b"text/plain; charset=utf-8"
+    return b"application/octet-stream"
+
+
+def apply_auth_reply(
+    reply: object_pb.Object, request: Request, org_id: str
+) -> AuthResult | Respond:
+    """A custom-auth (CustomKeyCheck) reply: request changes and overrides, then the session (§4.6).
+
+    Returns the authenticated key and session, or the response that ends the request (an
+    override, or 403 ``Forbidden`` when the reply carries no session or no token).
+    """
+    decision = apply_request_reply(reply, request)
+    if isinstance(decision, Respond):
+        return decision
+    if not reply.HasField("session"):
+        return _forbidden()
+    session = session_from_proto(reply.session)
+    session.meta_data.update(reply.metadata)
+    token = session.meta_data.get("token", "")
+    if not isinstance(token, str) or not token:
+        return _forbidden()
+    session.org_id = org_id
+    return AuthResult(token=token, session=session)
+
+
+def _forbidden() -> Respond:
+    return Respond(
+        status=403, headers=[(b"content-type", b"application/json")], body=error_body("Forbidden")
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Incoming: the response stage
+
+
+def apply_response_reply(
+    reply: object_pb.Object, response: Response, sent_headers: Mapping[str, str]
+) -> None:
+    """Apply a Response-hook reply to ``response`` (§4.7). ``return_overrides`` has no effect.
+
+    ``sent_headers`` is the ``response.headers`` map that was sent, to tell whether the plugin
+    changed it (then it is merged into ``multivalue_headers``, which keeps every ``Set-Cookie``).
+    """
+    if not reply.HasField("response"):
+        raise WireError("response plugin reply has no response")
+    ret = reply.response
+    if not 100 <= ret.status_code <= 999:
+        raise WireError(f"response plugin returned status_code {ret.status_code} (echo it back)")
+    multi = [(h.key, list(h.values)) for h in ret.multivalue_headers]
+    returned = dict(ret.headers)
+    if returned != dict(sent_headers):
+        merged: list[tuple[str, list[str]]] = []
+        seen: set[str] = set()
+        for key, values in multi:
+            if key in returned:
+                seen.add(key)
+                merged.append((key, [returned[key], *values[1:]]))
+        merged.extend((key, [value]) for key, value in returned.items() if key not in seen)
+        multi = merged
+    headers: Headers = [
+        (_enc(key).lower(), _enc(value))
+        for key, values in multi
+        if key.lower() not in ("content-length", "transfer-encoding")
+        for value in values
+    ]
+    body = ret.raw_body
+    headers.append((b"content-length", str(len(body)).encode()))
+    response.headers[:] = headers
+    response.status = ret.status_code
+    response.reason = b""
+    response.body_bytes = body
+    response.body_source = None

@@ -1,0 +1,7 @@
+"""The ``python`` driver: native async/sync Python hooks (Tyk-style ``@Hook`` functions later)."""
+
+from __future__ import annotations
+
+from .driver import PythonDriver, PythonDriverStatistics
+
+__all__ = ["PythonDriver", "PythonDriverStatistics"]

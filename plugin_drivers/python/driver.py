@@ -1,0 +1,243 @@
+"""The ``python`` driver: native hooks, ``async def hook(ctx)`` or ``def hook(ctx)``.
+
+* async hooks run inline in the request's task, under the pipeline's deadline scope. Each step of
+  the coroutine (the code between two awaits) is timed with a wall clock; a step longer than
+  ``blocking_threshold`` blocked the event loop and is reported (log + counter, with the hook name).
+* sync hooks run in a worker thread under a per-plugin ``trio.CapacityLimiter``. A thread cannot be
+  interrupted: at the deadline the request gets its policy answer and the thread is abandoned; its
+  token stays borrowed until it returns (Trio releases it then). When every token is borrowed the
+  call fails fast as *unavailable*. The thread works on a detached copy of the context, merged back
+  only when it finishes in time, so an abandoned thread never writes into a live request.
+
+Tyk-style ``@Hook`` objects (``from tyk.decorators import *``) will be told apart by the object
+itself in :func:`_plugin_form`; until they are supported they are refused at load time.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+import types
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from trio_gateway.errors import HookError, PluginDriverError
+from trio_gateway.hooks import (
+    CONTINUE,
+    ApiDefinition,
+    Continue,
+    Decision,
+    HookContext,
+    HookRef,
+    Respond,
+    Stage,
+)
+
+from .loader import (
+    LoadFailure,
+    check_native_signature,
+    get_function,
+    load_dotted,
+    load_file_module,
+    resolve_path,
+)
+
+log = logging.getLogger("trio_gateway.plugins.python")
+
+
+@attrs.frozen(kw_only=True)
+class PythonDriverStatistics:
+    calls: int
+    #: Async steps that held the event loop longer than the threshold, per hook label.
+    blocking_reports: dict[str, int]
+    #: Threads abandoned at their deadline (or by a cancel) since load.
+    threads_abandoned: int
+    #: Worker threads currently alive (running or abandoned), over all plugins.
+    threads_alive: int
+
+
+@attrs.define(eq=False)
+class _Loaded:
+    fn: Callable[[HookContext], Any]
+    is_async: bool
+    limiter: trio.CapacityLimiter
+    label: str
+
+
+@attrs.define(eq=False)
+class PythonDriver:
+    """Runs native Python hooks. One instance per API definition."""
+
+    #: Worker threads per plugin function for sync hooks.
+    thread_limit: int = 4
+    #: Seconds one async step may hold the event loop before it is reported.
+    blocking_threshold: float = 0.1
+    #: The clock blocking is measured with (wall time; tests pass a fake).
+    wall_clock: Callable[[], float] = time.perf_counter
+
+    _loaded: dict[HookRef, _Loaded] = attrs.field(init=False, factory=dict)
+    _limiters: list[trio.CapacityLimiter] = attrs.field(init=False, factory=list)
+    _calls: int = attrs.field(init=False, default=0)
+    _blocking: dict[str, int] = attrs.field(init=False, factory=dict)
+    _abandoned: int = attrs.field(init=False, default=0)
+    _api_id: str = attrs.field(init=False, default="")
+
+    async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
+        self._api_id = api.api_id
+        # One module object per file and one limiter per function: several hooks may share them.
+        modules: dict[str, types.ModuleType] = {}
+        by_function: dict[int, _Loaded] = {}
+        for hook in hooks:
+            try:
+                fn = await trio.to_thread.run_sync(self._find, api, hook, modules)
+                form = _plugin_form(fn)
+                if form != "native":
+                    raise LoadFailure(f"{form} plugins are not supported yet by the python driver")
+                check_native_signature(fn, hook.name)
+            except LoadFailure as exc:
+                raise PluginDriverError(f"API {api.api_id!r}: hook {hook.label}: {exc}") from exc
+            loaded = by_function.get(id(fn))
+            if loaded is None:
+                limiter = trio.CapacityLimiter(self.thread_limit)
+                self._limiters.append(limiter)
+                loaded = _Loaded(
+                    fn=fn,
+                    is_async=_is_async(fn),
+                    limiter=limiter,
+                    label=hook.label,
+                )
+                by_function[id(fn)] = loaded
+            self._loaded[hook] = loaded
+
+    @staticmethod
+    def _find(
+        api: ApiDefinition, hook: HookRef, modules: dict[str, types.ModuleType]
+    ) -> Callable[..., Any]:
+        plugin = hook.plugin
+        if plugin.path.endswith(".py"):
+            filename = resolve_path(plugin.path, api.source)
+            module = modules.get(filename)
+            if module is None:
+                module = modules[filename] = load_file_module(filename)
+            if not plugin.name:
+                raise LoadFailure(f"no function name given for {os.path.basename(filename)}")
+            return get_function(module, plugin.name, os.path.basename(filename))
+        if plugin.path:
+            raise LoadFailure(f"path {plugin.path!r} is not a .py file")
+        return load_dotted(plugin.name)
+
+    async def call(self, hook: HookRef, ctx: HookContext) -> Decision:
+        loaded = self._loaded[hook]
+        self._calls += 1
+        if loaded.is_async:
+            result = await _timed_steps(loaded.fn(ctx), self, hook)
+        else:
+            result = await self._call_in_thread(loaded, hook, ctx)
+        return _decision(result, hook)
+
+    async def _call_in_thread(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Any:
+        limiter = loaded.limiter
+        if limiter.available_tokens < 1:
+            raise PluginDriverError(
+                f"hook {hook.label}: all {limiter.total_tokens} worker threads are busy"
+            )
+        request = ctx.raw_request
+        if ctx.stage is not Stage.RESPONSE and request.body_bytes is None:
+            # A thread cannot await the client's body: give it the whole body up front.
+            await request.read_body()
+        fork = ctx._fork()
+        try:
+            result = await trio.to_thread.run_sync(
+                loaded.fn, fork, limiter=limiter, abandon_on_cancel=True
+            )
+        except trio.Cancelled:
+            self._abandoned += 1
+            raise
+        ctx._merge(fork)
+        return result
+
+    def _report_blocking(self, hook: HookRef, seconds: float) -> None:
+        label = hook.label
+        self._blocking[label] = self._blocking.get(label, 0) + 1
+        log.warning(
+            "async hook blocked the event loop for %.3f s: api=%s hook=%s "
+            "(run blocking code in a plain def hook, which gets a thread)",
+            seconds,
+            self._api_id,
+            label,
+        )
+
+    def statistics(self) -> PythonDriverStatistics:
+        return PythonDriverStatistics(
+            calls=self._calls,
+            blocking_reports=dict(self._blocking),
+            threads_abandoned=self._abandoned,
+            threads_alive=sum(lim.borrowed_tokens for lim in self._limiters),
+        )
+
+    async def aclose(self) -> None:
+        # Abandoned threads cannot be stopped; they end on their own and release their tokens.
+        self._loaded.clear()
+
+
+def _plugin_form(fn: Callable[..., Any]) -> str:
+    """ "native" for a plain function; Tyk's ``@Hook`` decorator wraps functions in an object of
+    a class named ``Hook``, which is how the Tyk-style form will be recognised."""
+    if type(fn).__name__ == "Hook" and hasattr(fn, "f"):
+        return "Tyk-style @Hook"
+    return "native"
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    # An object with an async __call__ counts as async too.
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - we want the method, not callability
+    )
+
+
+def _decision(result: Any, hook: HookRef) -> Decision:
+    if result is None or isinstance(result, Continue):
+        return CONTINUE
+    if isinstance(result, Respond):
+        return result
+    # An invalid return is a plugin error (500 by policy); the type name is logged, not sent.
+    raise HookError(
+        f"hook {hook.label} returned {type(result).__name__}; expected None, Continue or Respond"
+    )
+
+
+@types.coroutine
+def _timed_steps(
+    coro: Coroutine[Any, Any, Any], driver: PythonDriver, hook: HookRef
+) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` exactly as ``await coro`` would, timing each step on the wall clock."""
+    clock = driver.wall_clock
+    limit = driver.blocking_threshold
+    send: Any = None
+    throw: BaseException | None = None
+    while True:
+        start = clock()
+        try:
+            if throw is not None:
+                yielded = coro.throw(throw)
+            else:
+                yielded = coro.send(send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            elapsed = clock() - start
+            if elapsed > limit:
+                driver._report_blocking(hook, elapsed)
+        try:
+            send = yield yielded
+            throw = None
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # handed to the hook, which re-raises Cancelled itself
+            send, throw = None, exc

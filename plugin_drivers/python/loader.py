@@ -1,0 +1,86 @@
+"""Find a hook's function: a ``.py`` file (``path``) or an importable ``module:function``.
+
+Import runs user code and touches the disk, so the driver calls these functions in a worker thread.
+Errors are plain messages; the driver prefixes the API and hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+
+class LoadFailure(Exception):
+    """A hook's function cannot be loaded; the message says why."""
+
+
+def resolve_path(path: str, api_source: str) -> str:
+    """``path`` made absolute: relative paths are relative to the API definition file's folder."""
+    if os.path.isabs(path):
+        return path
+    base = os.path.dirname(api_source) if api_source and os.path.isfile(api_source) else os.getcwd()
+    return os.path.normpath(os.path.join(base, path))
+
+
+def load_file_module(filename: str) -> ModuleType:
+    """Import a plugin file under a private module name derived from its absolute path."""
+    if not os.path.isfile(filename):
+        raise LoadFailure(f"plugin file not found: {filename}")
+    digest = hashlib.sha1(filename.encode()).hexdigest()[:12]
+    module_name = f"_trio_gateway_plugin_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, filename)
+    if spec is None or spec.loader is None:
+        raise LoadFailure(f"cannot import {filename}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered while it runs, so dataclasses/pickling inside the plugin can find it.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise LoadFailure(f"importing {filename} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_dotted(target: str) -> Callable[..., Any]:
+    """``package.module:function`` imported normally."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise LoadFailure(f"{target!r} is neither a .py path nor a 'module:function' name")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise LoadFailure(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return get_function(module, attr, module_name)
+
+
+def get_function(module: ModuleType, name: str, where: str) -> Callable[..., Any]:
+    fn = getattr(module, name, None)
+    if fn is None:
+        raise LoadFailure(f"{where} has no function {name!r}")
+    if not callable(fn):
+        raise LoadFailure(f"{where}.{name} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def check_native_signature(fn: Callable[..., Any], name: str) -> None:
+    """A native hook takes exactly one positional argument, the context."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as exc:
+        raise LoadFailure(f"cannot inspect the signature of {name!r}: {exc}") from exc
+    try:
+        sig.bind(object())
+    except TypeError:
+        raise LoadFailure(
+            f"{name}{sig} must take exactly one argument (the hook context)"
+        ) from None

@@ -1,0 +1,149 @@
+"""The canonical API definition that both Tyk formats load into.
+
+Pure data: no I/O, no Trio. Field names are ours (snake_case, Python types); the Tyk spellings live
+only in ``classic.py`` and ``oas.py``. Durations are seconds as floats.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+class FailureMode(enum.Enum):
+    """What a hook failure does to the request."""
+
+    CLOSED = "closed"  # answer with the failure's status (the default)
+    OPEN = "open"  # skip the failing hook and continue (counted, logged)
+
+
+class Stage(enum.Enum):
+    """Hook stages in the order a request walks them (Tyk's order)."""
+
+    PRE = "pre"
+    AUTH = "auth"  # custom authentication (Tyk's auth_check / CustomKeyCheck)
+    POST_AUTH = "post_auth"  # Tyk's post_key_auth
+    ENDPOINT = "endpoint"  # per-endpoint plugins (Tyk's go_plugin / operations postPlugins)
+    POST = "post"
+    RESPONSE = "response"
+
+
+@attrs.frozen(kw_only=True)
+class PluginRef:
+    """One hook entry of an API definition (Tyk's MiddlewareDefinition)."""
+
+    name: str
+    path: str = ""
+    disabled: bool = False
+    raw_body_only: bool = False
+    require_session: bool = False
+    #: Our extensions (Tyk ignores unknown keys): per-hook deadline and failure policy.
+    timeout: float | None = None
+    failure_mode: FailureMode | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EndpointPlugin:
+    """A per-endpoint plugin: runs only when the request's path and method match."""
+
+    path: str  # the endpoint's path as written in the definition, relative to the listen path
+    method: str  # upper case
+    plugin: PluginRef
+
+
+@attrs.frozen(kw_only=True)
+class IdExtractor:
+    """Tyk's ID extractor for custom auth (``custom_middleware.id_extractor``)."""
+
+    disabled: bool = False
+    extract_from: str = ""  # header | form | body
+    extract_with: str = ""  # value | regex | xpath
+    header_name: str = ""
+    param_name: str = ""
+    regex_expression: str = ""
+    regex_match_index: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class MiddlewareConfig:
+    """The API's plugin configuration (Classic ``custom_middleware``, OAS ``middleware.global``)."""
+
+    driver: str = ""
+    pre: tuple[PluginRef, ...] = ()
+    auth_check: PluginRef | None = None
+    post_key_auth: tuple[PluginRef, ...] = ()
+    post: tuple[PluginRef, ...] = ()
+    response: tuple[PluginRef, ...] = ()
+    endpoints: tuple[EndpointPlugin, ...] = ()
+    id_extractor: IdExtractor | None = None
+    #: Per-API defaults for the hooks' deadline and failure policy (our extension).
+    timeout: float | None = None
+    failure_mode: FailureMode | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.pre
+            or self.auth_check
+            or self.post_key_auth
+            or self.post
+            or self.response
+            or self.endpoints
+        )
+
+
+@attrs.frozen(kw_only=True)
+class AuthLocation:
+    """Where a credential is read from (Tyk's ``auth_configs.<kind>``)."""
+
+    header_name: str = "Authorization"
+    use_header: bool = True
+    use_param: bool = False
+    param_name: str = ""
+    use_cookie: bool = False
+    cookie_name: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class RateLimit:
+    """``rate`` requests per ``per`` seconds; ``rate <= 0`` means no limit."""
+
+    rate: float = 0
+    per: float = 0
+
+
+@attrs.frozen(kw_only=True)
+class ApiDefinition:
+    """One API the gateway serves, whichever format it was written in."""
+
+    api_id: str
+    name: str = ""
+    org_id: str = ""
+    active: bool = True
+    #: Host the API is bound to (Tyk's ``domain``); empty matches any host.
+    domain: str = ""
+    listen_path: str
+    target_url: str
+    strip_listen_path: bool = False
+    preserve_host_header: bool = False
+    use_keyless: bool = True
+    use_standard_auth: bool = False
+    custom_plugin_auth: bool = False
+    base_identity_provided_by: str = ""
+    auth: AuthLocation = attrs.field(factory=AuthLocation)
+    custom_auth: AuthLocation = attrs.field(factory=AuthLocation)
+    #: ``config_data`` as plugins see it: None when absent or ``config_data_disabled``.
+    config_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False)
+    middleware: MiddlewareConfig = attrs.field(factory=MiddlewareConfig)
+    global_rate_limit: RateLimit = attrs.field(factory=RateLimit)
+    #: Upstream/request deadline for this API (Tyk's ``proxy.transport``-less per-API timeout is
+    #: ``enforced_timeout``; we keep one number). None means the gateway default.
+    request_timeout: float | None = None
+    #: Where the definition came from (a file path, or "admin API"), for messages.
+    source: str = ""
+    #: Which format it was written in: "classic" or "oas".
+    format: str = "classic"
+    #: Non-fatal remarks found while loading (unknown keys and the like).
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)

@@ -1,0 +1,122 @@
+"""`trio-gateway` command line: `run` serves, `check` validates API definitions."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ._apidef.source import load_api_definitions
+from ._config.load import load_config
+from ._config.model import GatewayConfig
+from .errors import ConfigError
+
+EXIT_OK = 0
+EXIT_ERRORS = 1
+EXIT_USAGE = 2
+
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trio-gateway", description="An API gateway on Trio that runs Tyk plugins."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve API definitions")
+    run.add_argument("--config", type=Path, help="gateway settings: .toml, or a Tyk tyk.conf")
+    run.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
+    run.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
+    run.add_argument("--log-level", choices=_LEVELS, help="default: info")
+    check = sub.add_parser("check", help="validate API definitions and print the report")
+    check.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
+    check.add_argument("--config", type=Path, help="gateway settings (for app_path)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    overrides: dict[str, Any] = {}
+    if getattr(args, "listen", None):
+        overrides["listen"] = args.listen
+    if getattr(args, "log_level", None):
+        overrides["log_level"] = args.log_level
+    if args.apps is not None:
+        overrides["app_path"] = str(args.apps)
+    config_path: Path | None = args.config
+    if config_path is not None and not config_path.is_file():
+        print(f"trio-gateway: --config {config_path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    if args.apps is not None and not args.apps.is_dir():
+        print(f"trio-gateway: --apps {args.apps}: not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config, warnings = load_config(config_path, os.environ, overrides)
+    except ConfigError as exc:
+        for message in exc.messages:
+            print(f"trio-gateway: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "check":
+        return _check(config, warnings)
+    return _run(config, warnings)
+
+
+def _check(config: GatewayConfig, warnings: list[str]) -> int:
+    if not config.app_path:
+        print("trio-gateway check: give --apps DIR (or app_path in the config)", file=sys.stderr)
+        return EXIT_USAGE
+    folder = Path(config.app_path)
+    if not folder.is_dir():
+        print(f"trio-gateway check: {folder}: not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    report = load_api_definitions(folder)
+    for warning in [*warnings, *report.warnings]:
+        print(f"warning: {warning}")
+    for error in report.errors:
+        print(f"error: {error}")
+    for api in report.apis:
+        print(f"ok: {api.source}: {api.api_id} on {api.listen_path} -> {api.target_url}")
+    print(f"{len(report.apis)} API(s) ok, {len(report.errors)} refused")
+    return EXIT_ERRORS if report.errors else EXIT_OK
+
+
+def configure_logging(level: str) -> None:
+    """Gateway messages to stderr as text; access-log lines to stdout as bare JSON."""
+    root = logging.getLogger("trio_gateway")
+    root.setLevel(level.upper())
+    root.propagate = False
+    root.handlers.clear()
+    text = logging.StreamHandler(sys.stderr)
+    text.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(text)
+    access = logging.getLogger("trio_gateway.access")
+    access.propagate = False
+    access.handlers.clear()
+    lines = logging.StreamHandler(sys.stdout)
+    lines.setFormatter(logging.Formatter("%(message)s"))
+    access.addHandler(lines)
+
+
+def _run(config: GatewayConfig, warnings: list[str]) -> int:
+    from ._app import serve_gateway
+
+    configure_logging(config.log_level)
+    log = logging.getLogger("trio_gateway")
+    for warning in warnings:
+        log.warning("%s", warning)
+    demo = config.demo_upstream if config.demo_upstream is not None else not config.app_path
+    try:
+        trio.run(lambda: serve_gateway(config, demo_upstream=demo, handle_signals=True))
+    except OSError as exc:
+        log.error("cannot serve: %s", exc)
+        return EXIT_ERRORS
+    return EXIT_OK

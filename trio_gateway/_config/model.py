@@ -1,0 +1,186 @@
+"""The gateway's own settings: one frozen attrs class per section.
+
+Pure: no I/O, no clock. Loading (files, environment, command line) lives in ``load.py``. Every
+duration is in seconds (a float), every size in bytes. Field validators check invariants only;
+the converter in ``load.py`` checks the shape and the scalar types.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+import attrs
+
+__all__ = [
+    "CoprocessConfig",
+    "FailureMode",
+    "FieldValueError",
+    "GatewayConfig",
+    "HooksConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LogLevel",
+    "StorageConfig",
+    "StorageType",
+    "UpstreamConfig",
+]
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+FailureMode = Literal["closed", "open"]
+StorageType = Literal["memory", "redis"]
+
+#: gRPC's own default for the largest message a client accepts (Tyk's `grpc_recv_max_size: 0`).
+GRPC_DEFAULT_RECV_MAX_SIZE: Final = 4 * 1024 * 1024
+
+
+class FieldValueError(ValueError):
+    """A field value that breaks an invariant; ``field`` names the attribute for the error path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# Validators. They raise FieldValueError so that the loader can name the exact key path.
+
+
+def _port(lowest: int) -> Callable[[object, attrs.Attribute[Any], int | None], None]:
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+        if value is not None and not lowest <= value <= 65535:
+            raise FieldValueError(
+                attribute.name, f"must be a port number from {lowest} to 65535 (got {value})"
+            )
+
+    return check
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise FieldValueError(attribute.name, f"must be a number >= 0 (got {value})")
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not math.isfinite(value) or value <= 0:
+        raise FieldValueError(attribute.name, f"must be a number > 0 (got {value})")
+
+
+def _not_blank(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.strip():
+        raise FieldValueError(attribute.name, "must not be empty")
+
+
+@attrs.frozen(kw_only=True)
+class ListenConfig:
+    """Where the gateway accepts client connections (port 0 picks a free port, for tests)."""
+
+    host: str = attrs.field(default="127.0.0.1", validator=_not_blank)
+    port: int = attrs.field(default=8080, validator=_port(0))
+
+
+@attrs.frozen(kw_only=True)
+class LimitsConfig:
+    """Bounds on what one client connection may cost us."""
+
+    max_header_bytes: int = attrs.field(default=65536, validator=_positive)
+    #: 0 means unlimited (bodies stream, so memory stays bounded anyway).
+    max_request_body_bytes: int = attrs.field(default=0, validator=_non_negative)
+    #: Time allowed to receive a whole request head (the slowloris bound).
+    header_read_timeout: float = attrs.field(default=10.0, validator=_positive)
+    #: Time an idle keep-alive connection waits for its next request.
+    keepalive_timeout: float = attrs.field(default=75.0, validator=_positive)
+    #: Idle time allowed between two chunks of a request body.
+    body_read_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Graceful shutdown: how long in-flight requests may take to finish.
+    shutdown_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamConfig:
+    """How the gateway talks to upstream services."""
+
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive)
+    max_idle_per_host: int = attrs.field(default=100, validator=_non_negative)
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive)
+    #: Off by default: upstream certificates are verified unless asked otherwise.
+    ssl_insecure_skip_verify: bool = False
+    #: Extra CA bundle (PEM) to trust for upstream TLS, besides the system's.
+    ca_file: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HooksConfig:
+    """Global defaults for plugin hooks; an API or a single hook may override them."""
+
+    timeout: float = attrs.field(default=1.0, validator=_positive)
+    failure_mode: FailureMode = "closed"
+
+
+@attrs.frozen(kw_only=True)
+class CoprocessConfig:
+    """Tyk's ``coprocess_options``: the gRPC plugin server and its message sizes."""
+
+    enable: bool = False
+    #: Tyk's ``coprocess_grpc_server``, e.g. ``tcp://127.0.0.1:5555``.
+    grpc_server: str = ""
+    grpc_recv_max_size: int = attrs.field(default=GRPC_DEFAULT_RECV_MAX_SIZE, validator=_positive)
+    #: 0 means unlimited, as in gRPC.
+    grpc_send_max_size: int = attrs.field(default=0, validator=_non_negative)
+    #: ``:authority`` override; empty means derive it from the target.
+    grpc_authority: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class StorageConfig:
+    """Where sessions, rate-limit windows and quota counters live.
+
+    Redis TLS, Sentinel and Cluster are refused by the loader (not supported yet), so they have no
+    fields here.
+    """
+
+    type: StorageType = "memory"
+    host: str = attrs.field(default="127.0.0.1", validator=_not_blank)
+    port: int = attrs.field(default=6379, validator=_port(1))
+    database: int = attrs.field(default=0, validator=_non_negative)
+    #: Redis ACL user name (Tyk's ``storage.username``); empty means the default user.
+    username: str = ""
+    password: str = attrs.field(default="", repr=False)
+    #: Store keys under a hash of the key (Tyk's top-level ``hash_keys``).
+    hash_keys: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class GatewayConfig:
+    """Every gateway setting, with the defaults of the embedded gateway."""
+
+    listen: ListenConfig = ListenConfig()
+    #: Folder of API definitions; ``None`` serves the bundled examples.
+    app_path: str | None = None
+    #: Admin API secret. Empty turns the admin API off; there is never a default secret.
+    secret: str = attrs.field(default="", repr=False)
+    #: Serve the admin API on its own port instead of the main listener.
+    control_api_port: int | None = attrs.field(default=None, validator=_port(1))
+    log_level: LogLevel = "info"
+    #: The request deadline: bounds the hooks and the wait for the upstream's response head.
+    proxy_default_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: ``None`` lets the command line decide (a demo upstream only when no APIs folder is given).
+    demo_upstream: bool | None = None
+    limits: LimitsConfig = LimitsConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    hooks: HooksConfig = HooksConfig()
+    coprocess: CoprocessConfig = CoprocessConfig()
+    storage: StorageConfig = StorageConfig()
+
+    @property
+    def admin_enabled(self) -> bool:
+        """Whether the admin API runs at all (only with a secret configured)."""
+        return bool(self.secret)
+
+    @property
+    def wants_demo_upstream(self) -> bool:
+        """The demo upstream runs when asked for, or by default when no APIs folder is given."""
+        if self.demo_upstream is not None:
+            return self.demo_upstream
+        return self.app_path is None

@@ -1,0 +1,166 @@
+"""The request and response objects one proxied exchange carries through the gateway.
+
+The server builds a :class:`Request` from the client's bytes; the pipeline's hooks read and change
+it; the proxy sends it upstream. Header names and values stay ``bytes`` as they arrived (the hot
+path never decodes them); the plugin-facing views in ``trio_gateway.hooks`` decode on demand.
+
+The request body is a stream by default. Nothing reads it whole unless a hook asks for it
+(:meth:`Request.read_body`), so an upload with no body-reading hook streams through in constant
+memory.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from ._net import DisconnectGuard
+from .errors import ClientProtocolError, UpstreamProtocolError
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class TunnelEnd(Protocol):
+    """The upstream side of a protocol switch (WebSocket): raw bytes both ways."""
+
+    prefix: bytes
+
+    async def receive_some(self) -> bytes: ...
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class BodySource(Protocol):
+    """A body that arrives in chunks. ``receive_some`` returns ``b""`` once, at the end."""
+
+    async def receive_some(self) -> bytes: ...
+
+
+@attrs.define(eq=False, slots=True)
+class BytesBody:
+    """A body that is already in memory (replaced by a hook, or read whole)."""
+
+    data: bytes
+    _sent: bool = False
+
+    async def receive_some(self) -> bytes:
+        if self._sent:
+            return b""
+        self._sent = True
+        return self.data
+
+
+@attrs.define(eq=False, slots=True)
+class Request:
+    """One client request as the gateway sees it (mutable by hooks).
+
+    ``path`` is the normalised path, still percent-encoded (``%2F`` stays encoded); ``query`` is the
+    raw query string without ``?``, kept byte for byte (decoded as latin-1 so it round-trips).
+    """
+
+    method: str
+    path: str
+    query: str
+    headers: Headers
+    http_version: str = "1.1"
+    scheme: str = "http"
+    client_addr: str = ""
+    request_id: str = ""
+    #: The API that served the request (for the access log), once routed.
+    api_id: str = ""
+    #: The body still to be read from the client, or None when the request has none.
+    body_source: BodySource | None = None
+    #: The whole body once read or replaced; wins over ``body_source``.
+    body_bytes: bytes | None = None
+    #: Length announced by the client (Content-Length), None for chunked or no body.
+    content_length: int | None = None
+    #: Notices the client hanging up (the server's; None for requests built in tests).
+    guard: DisconnectGuard | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def has_body(self) -> bool:
+        return self.body_bytes is not None or self.body_source is not None
+
+    async def read_body(self, limit: int = 0) -> bytes:
+        """Read the whole body into memory (once) and return it.
+
+        ``limit`` > 0 bounds it: a longer body raises ``ClientProtocolError`` (413).
+        """
+        if self.body_bytes is not None:
+            return self.body_bytes
+        if self.body_source is None:
+            self.body_bytes = b""
+            return b""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await self.body_source.receive_some()
+            if not chunk:
+                break
+            total += len(chunk)
+            if limit and total > limit:
+                raise ClientProtocolError("Request body too large", 413)
+            parts.append(chunk)
+        self.body_bytes = b"".join(parts)
+        self.body_source = None
+        return self.body_bytes
+
+    def set_body(self, data: bytes) -> None:
+        """Replace the body. The stream from the client (if not read) is discarded by the server."""
+        self.body_bytes = data
+        self.content_length = len(data)
+
+
+@attrs.define(eq=False, slots=True)
+class Response:
+    """A response on its way to the client: from the upstream, a hook, or the gateway itself."""
+
+    status: int
+    headers: Headers
+    reason: bytes = b""
+    #: The whole body when in memory; None when it streams from ``body_source``.
+    body_bytes: bytes | None = b""
+    body_source: BodySource | None = None
+    #: Length of a streamed body when known in advance (the upstream sent Content-Length).
+    content_length: int | None = None
+    #: The response has no body whatever its headers say (HEAD, 204, 304).
+    bodiless: bool = False
+    #: For a 101 from the upstream: the upstream stream to tunnel to, and bytes it already sent.
+    tunnel: TunnelEnd | None = None
+
+    async def read_body(self, limit: int = 0) -> bytes:
+        """Read a streamed body whole (once); ``limit`` > 0 bounds it (502 beyond it)."""
+        if self.body_bytes is not None:
+            return self.body_bytes
+        if self.body_source is None:
+            self.body_bytes = b""
+            return b""
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            chunk = await self.body_source.receive_some()
+            if not chunk:
+                break
+            total += len(chunk)
+            if limit and total > limit:
+                raise UpstreamProtocolError("Upstream response body too large")
+            parts.append(chunk)
+        self.body_bytes = b"".join(parts)
+        self.body_source = None
+        self.content_length = None
+        return self.body_bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None

@@ -1,0 +1,241 @@
+"""The gateway's request handler: route, walk the API's pipeline, proxy, answer.
+
+An :class:`ApiSnapshot` is built once per (re)load from API definitions: the router, and for each
+API its compiled upstream target and plugin pipeline. Requests read the snapshot they started
+with; a reload builds a new one and swaps it in one assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import attrs
+import trio
+
+from ._apidef.model import ApiDefinition, FailureMode
+from ._config.model import GatewayConfig
+from ._error_body import error_response
+from ._exchange import Request, Response
+from ._net import ClientDisconnected, DisconnectGuard
+from ._pipeline import ApiPipeline, Exchange, HookDefaults, build_pipeline
+from ._routing import Router, Target, listen_path_key
+from ._upstream.connection import Origin, UpstreamPool
+from ._upstream.proxy import UpstreamRequest, discard_body, forward
+from .errors import GatewayError, PluginDriverError
+
+log = logging.getLogger("trio_gateway")
+
+#: Upper bound on a response body read whole for Response hooks (beyond it: 502).
+RESPONSE_HOOK_BODY_LIMIT = 64 * 1024 * 1024
+
+
+@attrs.define(eq=False, slots=True)
+class ApiRuntime:
+    """One API as served: its definition, compiled target and pipeline (or why it is broken)."""
+
+    api: ApiDefinition
+    target: Target
+    #: Where the pool connects (scheme, host, port), from ``target``.
+    origin: Origin
+    #: The listen path as routing sees it (normalised, no trailing slash; "" for "/").
+    listen_prefix: str
+    pipeline: ApiPipeline | None
+    #: Set when the API's plugins failed to load: the API answers 503 until fixed.
+    broken: str | None = None
+
+
+@attrs.define(eq=False)
+class ApiSnapshot:
+    router: Router
+    runtimes: dict[str, ApiRuntime]
+
+    async def aclose(self) -> None:
+        for runtime in self.runtimes.values():
+            if runtime.pipeline is not None:
+                with trio.CancelScope(shield=True):
+                    await runtime.pipeline.aclose()
+
+
+async def build_snapshot(apis: Sequence[ApiDefinition], config: GatewayConfig) -> ApiSnapshot:
+    """Compile every API; a plugin load failure marks only that API broken (it answers 503)."""
+    defaults = HookDefaults(
+        timeout=config.hooks.timeout, failure_mode=FailureMode(config.hooks.failure_mode)
+    )
+    runtimes: dict[str, ApiRuntime] = {}
+    for api in apis:
+        target = Target.from_url(api.target_url)
+        pipeline: ApiPipeline | None = None
+        broken: str | None = None
+        if not api.middleware.is_empty():
+            try:
+                pipeline = await build_pipeline(api, defaults)
+            except PluginDriverError as exc:
+                broken = str(exc)
+                log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
+        runtimes[api.api_id] = ApiRuntime(
+            api=api,
+            target=target,
+            origin=Origin(scheme=target.scheme, host=target.host, port=target.port),
+            listen_prefix=listen_path_key(api.listen_path),
+            pipeline=pipeline,
+            broken=broken,
+        )
+    return ApiSnapshot(router=Router.build(list(apis)), runtimes=runtimes)
+
+
+def make_ssl_context(config: GatewayConfig) -> ssl.SSLContext:
+    """Client TLS for https upstreams: verified against the system store (or ``ca_file``)."""
+    ctx = ssl.create_default_context(cafile=config.upstream.ca_file)
+    if config.upstream.ssl_insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _new_request_id() -> str:
+    return os.urandom(12).hex()
+
+
+@attrs.define(eq=False)
+class Gateway:
+    """Routes each request to its API and proxies it, walking the API's hooks."""
+
+    config: GatewayConfig
+    snapshot: ApiSnapshot
+    pool: UpstreamPool
+    #: The scheme clients reach us with (for X-Forwarded-Proto).
+    scheme: str = "http"
+
+    async def handle(self, request: Request) -> Response:
+        request_id = request.header(b"x-request-id")
+        request.request_id = request_id.decode("latin-1") if request_id else _new_request_id()
+        path = request.path
+        if not path.startswith("/"):
+            if path == "*":
+                return error_response(404, "Not Found")
+            # absolute-form (RFC 9112 §3.2.2): keep only the path for routing
+            path = urlsplit(path).path or "/"
+        host_header = request.header(b"host")
+        host = host_header.decode("latin-1") if host_header else None
+        snapshot = self.snapshot
+        match = snapshot.router.match(host, path)
+        if match is None:
+            return error_response(404, "Not Found")
+        # From here on, hooks and access rules see the normalised path (as routing did).
+        request.path = match.path
+        runtime = snapshot.runtimes[match.api.api_id]
+        request.api_id = runtime.api.api_id
+        if runtime.broken is not None:
+            return error_response(503, "Service Unavailable")
+        timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
+        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            if runtime.pipeline is None or request.guard is None:
+                response = await self._walk(request, runtime, host_header, scope.deadline)
+            else:
+                response = await self._walk_watched(
+                    request, runtime, host_header, scope.deadline, request.guard
+                )
+        if scope.cancelled_caught:
+            log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
+            return error_response(504, "Upstream service reached hard timeout.")
+        return response
+
+    async def _walk_watched(
+        self,
+        request: Request,
+        runtime: ApiRuntime,
+        host_header: bytes | None,
+        deadline: float,
+        guard: DisconnectGuard,
+    ) -> Response:
+        """Walk a request with plugin hooks in its own nursery, cancelled if the client leaves.
+
+        The nursery owns everything the hooks start; when it closes, nothing the request started
+        is left running (except abandoned worker threads, which Python cannot interrupt).
+        """
+        gone = False
+        response: Response | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal gone
+                await guard.wait_gone()
+                gone = True
+                nursery.cancel_scope.cancel()
+
+            guard.watched = True
+            nursery.start_soon(watch)
+            try:
+                response = await self._walk(request, runtime, host_header, deadline)
+            finally:
+                guard.watched = False
+                nursery.cancel_scope.cancel()
+        if gone or response is None:
+            if response is not None and response.body_source is not None:
+                discard_body(response)
+            raise ClientDisconnected
+        return response
+
+    async def _walk(
+        self, request: Request, runtime: ApiRuntime, host_header: bytes | None, deadline: float
+    ) -> Response:
+        pipeline = runtime.pipeline
+        exchange: Exchange | None = None
+        if pipeline is not None and pipeline.has_request_hooks:
+            exchange = Exchange(api=runtime.api, deadline=deadline)
+            answer = await pipeline.run_request(request, exchange)
+            if answer is not None:
+                return answer
+        up = self._upstream_request(request, runtime, host_header)
+        try:
+            response = await forward(
+                request, up, self.pool, body_timeout=self.config.limits.body_read_timeout
+            )
+        except GatewayError as exc:
+            log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
+            return error_response(exc.status_hint, exc.public_message)
+        if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
+            if exchange is None:
+                exchange = Exchange(api=runtime.api, deadline=deadline)
+            await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
+            response = await pipeline.run_response(request, response, exchange)
+        return response
+
+    def _upstream_request(
+        self, request: Request, runtime: ApiRuntime, host_header: bytes | None
+    ) -> UpstreamRequest:
+        api = runtime.api
+        target = runtime.target
+        path = request.path
+        if api.strip_listen_path and runtime.listen_prefix:
+            prefix = runtime.listen_prefix
+            if path.startswith(prefix):
+                path = path[len(prefix) :] or "/"
+                if not path.startswith("/"):
+                    path = "/" + path
+        upstream_path = target.join(path)
+        if request.query:
+            upstream_path += "?" + request.query
+        xff = request.header(b"x-forwarded-for")
+        client = request.client_addr.encode("latin-1")
+        forwarded = [
+            (b"X-Forwarded-For", xff + b", " + client if xff else client),
+            (b"X-Forwarded-Proto", self.scheme.encode("ascii")),
+            (b"X-Request-ID", request.request_id.encode("latin-1")),
+        ]
+        if host_header:
+            forwarded.append((b"X-Forwarded-Host", host_header))
+        if api.preserve_host_header and host_header:
+            host = host_header
+        else:
+            host = target.host_header.encode("ascii")
+        return UpstreamRequest(
+            origin=runtime.origin,
+            target=upstream_path.encode("latin-1"),
+            host=host,
+            forwarded=forwarded,
+        )

@@ -1,0 +1,50 @@
+"""Build an API's pipeline once at load time: chain, driver, loaded plugins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import trio
+
+from .._apidef.model import ApiDefinition
+from ..errors import PluginDriverError
+from ..hooks import Driver
+from .chain import HookDefaults, build_chain
+from .runner import CLOSE_TIMEOUT, ApiPipeline, Builtin
+
+DriverFactory = Callable[[str], Driver]
+
+
+async def build_pipeline(
+    api: ApiDefinition,
+    defaults: HookDefaults,
+    *,
+    builtins: Sequence[Builtin] = (),
+    driver_factory: DriverFactory | None = None,
+) -> ApiPipeline:
+    """Load ``api``'s plugins and return its pipeline.
+
+    Raises :class:`PluginDriverError` naming the API (and the hook) when a plugin cannot load; the
+    server then answers 503 on this API while the others serve.
+    """
+    chain = build_chain(api, defaults)
+    hooks = chain.hooks
+    if not hooks:
+        return ApiPipeline(api=api, chain=chain, driver=None, builtins=builtins)
+    if driver_factory is None:
+        from plugin_drivers import create_driver
+
+        driver_factory = create_driver
+    try:
+        driver = driver_factory(api.middleware.driver)
+    except PluginDriverError as exc:
+        raise PluginDriverError(f"API {api.api_id!r}: {exc}") from exc
+    try:
+        await driver.load(api, hooks)
+    except BaseException as exc:
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
+            await driver.aclose()
+        if isinstance(exc, PluginDriverError) or not isinstance(exc, Exception):
+            raise
+        raise PluginDriverError(f"API {api.api_id!r}: driver failed to load: {exc}") from exc
+    return ApiPipeline(api=api, chain=chain, driver=driver, builtins=builtins)

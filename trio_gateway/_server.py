@@ -1,0 +1,511 @@
+"""The Trio shell around the HTTP/1.1 core: listeners, one task per connection, timeouts.
+
+This is the only module that reads from or writes to client sockets. Everything the server answers
+by itself (malformed requests, limits, timeouts) is decided here; everything else is the handler's
+(``_gateway.py``), which maps a request to a response.
+
+Per request, the cost we pay on top of parsing is kept small on purpose (docs/decisions.md):
+one cancel scope for the idle/header deadline, and one nursery that owns the disconnect watcher and
+the handler, so a client that goes away cancels the handler and everything it started.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from ._error_body import error_response
+from ._exchange import Request, Response
+from ._net import ClientDisconnected, DisconnectGuard, RawSocketStream
+from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
+from ._proto.http1 import LAST_CHUNK, H1ServerParser, encode_chunk, serialise_head, status_line
+from ._upstream.proxy import discard_body
+from .errors import ClientProtocolError, GatewayError
+
+log = logging.getLogger("trio_gateway.server")
+#: One JSON line per request (method, path, API, status, bytes, duration).
+access_log = logging.getLogger("trio_gateway.access")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@attrs.frozen(kw_only=True)
+class ServerLimits:
+    max_header_bytes: int = 65536
+    max_request_body_bytes: int = 0  # 0 = unlimited
+    header_read_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+    body_read_timeout: float = 30.0
+    shutdown_timeout: float = 10.0
+
+
+class _ClientGone(Exception):
+    """The client closed or reset the connection."""
+
+
+class _BodyTimeout(Exception):
+    """The client stalled while sending a request body."""
+
+
+@attrs.define(eq=False)
+class HttpServer:
+    """Serves HTTP/1.1 on one or more listening sockets, answering each request with ``handler``."""
+
+    handler: Handler
+    limits: ServerLimits = attrs.field(factory=ServerLimits)
+    #: Write one access-log line per request (the demo upstream turns it off).
+    log_requests: bool = True
+    #: Connections currently open (for statistics and graceful shutdown).
+    connections: set[_ClientConnection] = attrs.field(factory=set)
+    _draining: bool = False
+    _listeners: list[socket.socket] = attrs.field(factory=list)
+    _drained: trio.Event = attrs.field(factory=trio.Event)
+    #: Set when :meth:`serve` has returned (after a drain, or when cancelled).
+    stopped: trio.Event = attrs.field(factory=trio.Event)
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` and serve until cancelled or :meth:`shutdown`.
+
+        Reports the bound ``(host, port)`` through ``task_status`` (port 0 picks a free one).
+        """
+        listener = _open_listener(host, port)
+        self._listeners.append(listener)
+        bound = listener.getsockname()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started((bound[0], bound[1]))
+                await self._accept_loop(listener, nursery)
+                # Draining: the accept loop ended; wait for connections within the bound.
+                with trio.move_on_after(self.limits.shutdown_timeout):
+                    while self.connections:
+                        for conn in list(self.connections):
+                            conn.close_if_idle()
+                        await self._drained.wait()
+                        self._drained = trio.Event()
+                nursery.cancel_scope.cancel()
+        finally:
+            listener.close()
+            self.stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop accepting; let in-flight requests finish (bounded by ``shutdown_timeout``)."""
+        if self._draining:
+            return
+        self._draining = True
+        for listener in self._listeners:
+            trio.lowlevel.notify_closing(listener)
+            listener.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        self._drained.set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        while not self._draining:
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                try:
+                    await trio.lowlevel.wait_readable(listener)
+                except trio.ClosedResourceError:
+                    return
+                continue
+            except OSError as exc:
+                if self._draining or exc.errno == errno.EBADF:
+                    return
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.error("accept failed (%s); pausing accepts briefly", exc)
+                    await trio.sleep(0.1)  # resource exhaustion: back off, don't spin
+                    continue
+                continue  # e.g. ECONNABORTED: the peer gave up before we accepted
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = f"{addr[0]}" if isinstance(addr, tuple) else ""
+            conn = _ClientConnection(self, RawSocketStream(sock), client)
+            nursery.start_soon(conn.run)
+
+    def _connection_closed(self, conn: _ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self._draining:
+            self._drained.set()
+
+
+def _open_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+@attrs.define(eq=False)
+class _ClientConnection:
+    server: HttpServer
+    stream: RawSocketStream
+    client_addr: str
+    parser: H1ServerParser = attrs.field(init=False)
+    #: True between requests (waiting for the next head), when a drain may close us at once.
+    idle: bool = True
+    _idle_scope: trio.CancelScope | None = None
+    guard: DisconnectGuard | None = None
+    _upgraded_tail: bytes | None = None
+
+    def __attrs_post_init__(self) -> None:
+        limits = self.server.limits
+        self.parser = H1ServerParser(
+            max_header_bytes=limits.max_header_bytes,
+            max_body_bytes=limits.max_request_body_bytes,
+        )
+
+    def close_if_idle(self) -> None:
+        if self.idle and self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    async def run(self) -> None:
+        self.server.connections.add(self)
+        try:
+            await self._serve_requests()
+        except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away; nothing to answer
+        finally:
+            if self.guard is not None:
+                self.guard.close()
+            self.stream.close()
+            self.server._connection_closed(self)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _fill(self) -> None:
+        """Read once from the client and feed the parser."""
+        data = await self.stream.receive_some()
+        if not data:
+            raise _ClientGone
+        self.parser.feed(data)
+
+    async def _next_head(self) -> RequestHead | None:
+        """Wait for the next request head (keep-alive idle bound, then the header-read bound).
+
+        None: the connection should close quietly (idle timeout, drain, or the client left).
+        """
+        parser = self.parser
+        limits = self.server.limits
+        event = parser.next_event()
+        if event is None:
+            if self.server.draining:
+                return None
+            self.idle = True
+            with trio.CancelScope(deadline=trio.current_time() + limits.keepalive_timeout) as sc:
+                self._idle_scope = sc
+                try:
+                    data = await self.stream.receive_some()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return None
+                if not data:
+                    return None
+                # First bytes of a request: from now on the whole head has to arrive in time
+                # (slowloris bound), and a drain no longer closes the connection under it.
+                self.idle = False
+                sc.deadline = trio.current_time() + limits.header_read_timeout
+                parser.feed(data)
+                event = parser.next_event()
+                while event is None:
+                    await self._fill()
+                    event = parser.next_event()
+            self._idle_scope = None
+            self.idle = False
+            if sc.cancelled_caught:
+                if parser.in_head:
+                    await self._send_error(408, "Request Timeout")
+                return None
+        if isinstance(event, RequestHead):
+            return event
+        raise ClientProtocolError("Bad Request")
+
+    async def _next_body_event(self) -> Data | EndOfMessage | Upgraded:
+        parser = self.parser
+        event = parser.next_event()
+        if event is None:
+            with trio.move_on_after(self.server.limits.body_read_timeout) as sc:
+                while event is None:
+                    await self._fill()
+                    event = parser.next_event()
+            if sc.cancelled_caught:
+                raise _BodyTimeout
+        if isinstance(event, Data | EndOfMessage | Upgraded):
+            return event
+        raise ClientProtocolError("Bad Request")
+
+    # -- the request loop ----------------------------------------------------------------------
+
+    async def _serve_requests(self) -> None:
+        while True:
+            try:
+                head = await self._next_head()
+            except ClientProtocolError as exc:
+                log.info("bad request from %s: %s", self.client_addr, exc.message)
+                await self._send_error(exc.status, None)
+                return
+            if head is None:
+                return
+            try:
+                keep_alive = await self._handle(head)
+            except ClientProtocolError as exc:
+                # A protocol error while reading the body: the response may already be on its
+                # way; all we can do safely is stop.
+                log.info("bad request body from %s: %s", self.client_addr, exc.message)
+                return
+            if not keep_alive or self.server.draining:
+                return
+
+    async def _handle(self, head: RequestHead) -> bool:
+        """Serve one request; returns whether the connection may carry another."""
+        started = trio.current_time()
+        body = _ClientBody(self, head) if head.content_length or head.chunked else None
+        if body is None:
+            # The EndOfMessage of a bodiless request is already queued: take it now.
+            event = self.parser.next_event()
+            end_keep_alive = isinstance(event, EndOfMessage) and event.keep_alive
+            tail = self.parser.next_event() if head.upgrade else None
+            if isinstance(tail, Upgraded):
+                self._upgraded_tail = tail.trailing
+        else:
+            end_keep_alive = True
+        target = head.target
+        path, sep, query = target.partition(b"?")
+        request = Request(
+            method=head.method.decode("ascii"),
+            path=path.decode("latin-1"),
+            query=query.decode("latin-1") if sep else "",
+            headers=head.headers,
+            http_version=head.http_version,
+            client_addr=self.client_addr,
+            body_source=body,
+            content_length=head.content_length,
+        )
+        response = await self._run_handler(request, body)
+        if response is None:
+            self._log_access(request, 499, -1, started)  # 499: client closed the request
+            return False
+        keep_alive = head.keep_alive and end_keep_alive and not self.server.draining
+        if response.tunnel is not None and response.status == 101:
+            await self._tunnel(response)
+            return False
+        if head.upgrade:
+            keep_alive = False  # the parser has switched protocols; it cannot read HTTP again
+        if body is not None and not body.done:
+            keep_alive = False  # unread request body: closing is cheaper and safer than draining
+        if self._upgraded_tail is not None:
+            keep_alive = False
+        try:
+            sent = await self._write_response(
+                request, response, keep_alive, head.method == b"HEAD"
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
+            discard_body(response)
+            self._log_access(request, response.status, -1, started)
+            return False
+        self._log_access(request, response.status, sent, started)
+        if body is not None and not body.done:
+            return False
+        return keep_alive
+
+    async def _run_handler(self, request: Request, body: _ClientBody | None) -> Response | None:
+        """Run the handler; None when the client hung up meanwhile (its work is cancelled).
+
+        No task per request here: a hang-up is noticed through the connection's
+        DisconnectGuard, by the proxy's upstream wait or by the watcher that requests with plugin
+        hooks start in their own nursery (see ``_net.DisconnectGuard``).
+        """
+        if self.guard is None:
+            self.guard = DisconnectGuard(self.stream.sock)
+        request.guard = self.guard
+        try:
+            return await self.server.handler(request)
+        except ClientDisconnected:
+            return None
+        except ClientProtocolError as exc:
+            return error_response(exc.status, None)
+        except _BodyTimeout:
+            return error_response(408, "Request Timeout")
+        except GatewayError as exc:
+            log.warning("request failed: %s", exc)
+            return error_response(exc.status_hint, exc.public_message)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:
+        if self.server.log_requests and access_log.isEnabledFor(logging.INFO):
+            duration = trio.current_time() - started
+            access_log.info(
+                '{"method":%s,"path":%s,"api":%s,"status":%d,"bytes":%d,"duration_ms":%.3f,'
+                '"request_id":%s,"client":%s}',
+                json.dumps(request.method),
+                json.dumps(request.path),
+                json.dumps(request.api_id),
+                status,
+                sent,
+                duration * 1000,
+                json.dumps(request.request_id),
+                json.dumps(request.client_addr),
+            )
+
+    async def _write_response(
+        self, request: Request, response: Response, keep_alive: bool, head_request: bool
+    ) -> int:
+        """Write the response; returns the body bytes sent."""
+        headers = response.headers
+        if request.request_id:
+            headers.append((b"X-Request-ID", request.request_id.encode("latin-1")))
+        streamed = response.body_bytes is None
+        bodiless = response.bodiless or response.status in (204, 304) or response.status < 200
+        chunked = False
+        if bodiless:
+            if response.content_length is not None and response.status != 204:
+                headers.append((b"Content-Length", b"%d" % response.content_length))
+        elif not streamed:
+            assert response.body_bytes is not None
+            headers.append((b"Content-Length", b"%d" % len(response.body_bytes)))
+        elif response.content_length is not None:
+            headers.append((b"Content-Length", b"%d" % response.content_length))
+        elif request.http_version == "1.1":
+            chunked = True
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        else:
+            keep_alive = False  # HTTP/1.0 client, unknown length: the close ends the body
+        if not keep_alive:
+            headers.append((b"Connection", b"close"))
+        elif request.http_version == "1.0":
+            headers.append((b"Connection", b"keep-alive"))
+        head = serialise_head(status_line(response.status, response.reason), headers)
+        send = self.stream.send_all
+        if bodiless or head_request:
+            await send(head)
+            discard_body(response)
+            return 0
+        if not streamed:
+            assert response.body_bytes is not None
+            await send(head + response.body_bytes)
+            return len(response.body_bytes)
+        source = response.body_source
+        assert source is not None
+        # Stream as it arrives: each chunk is written as soon as the upstream hands it over, so
+        # server-sent events are not held back. The first chunk rides with the head.
+        first = await source.receive_some()
+        sent = len(first)
+        if chunked:
+            if not first:
+                await send(head + LAST_CHUNK)
+                return 0
+            await send(head + encode_chunk(first))
+            while chunk := await source.receive_some():
+                sent += len(chunk)
+                await send(encode_chunk(chunk))
+            await send(LAST_CHUNK)
+        else:
+            await send(head + first)
+            if not first:
+                return 0
+            while chunk := await source.receive_some():
+                sent += len(chunk)
+                await send(chunk)
+        return sent
+
+    async def _send_error(self, status: int, message: str | None) -> None:
+        response = error_response(status, message)
+        assert response.body_bytes is not None
+        response.headers.append((b"Content-Length", b"%d" % len(response.body_bytes)))
+        response.headers.append((b"Connection", b"close"))
+        head = serialise_head(status_line(status), response.headers)
+        try:
+            with trio.move_on_after(1.0):
+                await self.stream.send_all(head + response.body_bytes)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def send_continue(self) -> None:
+        await self.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def _tunnel(self, response: Response) -> None:
+        """Relay raw bytes both ways after a 101, until either side closes."""
+        tunnel = response.tunnel
+        assert tunnel is not None
+        head = serialise_head(status_line(101, response.reason), response.headers)
+        await self.stream.send_all(head + tunnel.prefix)
+        tail = self._upgraded_tail or b""
+        client = self.stream
+
+        async def client_to_upstream() -> None:
+            if tail:
+                await tunnel.send_all(tail)
+            while data := await client.receive_some():
+                await tunnel.send_all(data)
+
+        async def upstream_to_client() -> None:
+            while data := await tunnel.receive_some():
+                await client.send_all(data)
+
+        try:
+            async with trio.open_nursery() as nursery:
+
+                async def run(direction: Callable[[], Awaitable[None]]) -> None:
+                    try:
+                        await direction()
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+                    nursery.cancel_scope.cancel()  # one side ended: end the tunnel
+
+                nursery.start_soon(run, client_to_upstream)
+                nursery.start_soon(run, upstream_to_client)
+        finally:
+            await tunnel.aclose()
+
+
+@attrs.define(eq=False)
+class _ClientBody:
+    """The request body as it arrives from the client (a ``BodySource``)."""
+
+    conn: _ClientConnection
+    head: RequestHead
+    done: bool = False
+    _continue_sent: bool = False
+
+    async def receive_some(self) -> bytes:
+        if self.done:
+            return b""
+        conn = self.conn
+        if self.head.expect_continue and not self._continue_sent:
+            # RFC 9110 §10.1.1: the client waits for this before sending the body; we send it
+            # only when someone actually wants the body (a hook or the upstream).
+            self._continue_sent = True
+            await conn.send_continue()
+        while True:
+            event = await conn._next_body_event()
+            if isinstance(event, Data):
+                if event.data:
+                    return event.data
+                continue
+            if isinstance(event, Upgraded):
+                conn._upgraded_tail = event.trailing
+                continue
+            self.done = True
+            return b""

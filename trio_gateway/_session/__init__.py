@@ -1,0 +1,1 @@
+"""Sessions (Tyk's SessionState), the SessionStore interface and its implementations."""

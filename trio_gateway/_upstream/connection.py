@@ -1,0 +1,158 @@
+"""One keep-alive HTTP/1.1 connection to an upstream, and the pool that keeps them."""
+
+from __future__ import annotations
+
+import ssl
+from collections import deque
+
+import attrs
+import trio
+
+from .._net import ByteStream, RawSocketStream, TlsByteStream, open_raw_tcp_stream
+from .._proto.events import Event
+from .._proto.http1 import H1ClientParser
+from ..errors import UpstreamConnectError, UpstreamProtocolError
+
+
+@attrs.frozen(slots=True)
+class Origin:
+    """Where an upstream connection goes: scheme, host and port (the pool's key)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def host_header(self) -> bytes:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == default else f"{host}:{self.port}").encode("ascii")
+
+
+@attrs.define(eq=False, slots=True)
+class UpstreamConnection:
+    origin: Origin
+    stream: ByteStream
+    parser: H1ClientParser = attrs.field(factory=H1ClientParser)
+    #: True once a response has been received in full and the upstream allows another request.
+    reusable: bool = False
+    #: How many requests this connection has carried (0 = fresh).
+    uses: int = 0
+    idle_since: float = 0.0
+
+    async def next_event(self) -> Event:
+        """The next response event, reading from the upstream as needed."""
+        parser = self.parser
+        while True:
+            event = parser.next_event()
+            if event is not None:
+                return event
+            data = await self.stream.receive_some()
+            if data:
+                parser.feed(data)
+            else:
+                parser.feed_eof()
+                event = parser.next_event()
+                if event is None:
+                    raise UpstreamProtocolError("Upstream closed the connection")
+                return event
+
+    def reset_parser(self) -> None:
+        """A fresh parser: after a HEAD response, whose body llhttp would otherwise wait for."""
+        self.parser = H1ClientParser()
+
+    async def aclose(self) -> None:
+        self.reusable = False
+        with trio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+@attrs.define(eq=False)
+class UpstreamPool:
+    """Keep-alive connections per origin.
+
+    No background task: idle connections older than ``idle_timeout`` are dropped when next looked
+    at, and a connection the upstream closed while idle is noticed by a non-blocking peek before
+    reuse (the proxy still retries once, for idempotent requests, if the upstream closes it at the
+    same moment we reuse it).
+    """
+
+    ssl_context: ssl.SSLContext
+    connect_timeout: float = 5.0
+    max_idle_per_host: int = 100
+    idle_timeout: float = 60.0
+    _idle: dict[Origin, deque[UpstreamConnection]] = attrs.field(factory=dict)
+    #: New connections opened, per origin (tests and statistics read it).
+    opened: dict[Origin, int] = attrs.field(factory=dict)
+
+    async def acquire(self, origin: Origin, *, fresh: bool = False) -> UpstreamConnection:
+        if not fresh:
+            idle = self._idle.get(origin)
+            if idle:
+                now = trio.current_time()
+                while idle:
+                    conn = idle.pop()
+                    stream = conn.stream
+                    if now - conn.idle_since > self.idle_timeout or (
+                        isinstance(stream, RawSocketStream) and stream.peer_closed()
+                    ):
+                        await conn.aclose()
+                        continue
+                    conn.reusable = False
+                    return conn
+        return await self._connect(origin)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Give a connection back after a complete exchange; it is closed if not reusable."""
+        stream = conn.stream
+        if isinstance(stream, RawSocketStream):
+            stream.guard = None  # the guard belongs to the request that just ended
+        if conn.reusable:
+            idle = self._idle.setdefault(conn.origin, deque())
+            if len(idle) < self.max_idle_per_host:
+                conn.uses += 1
+                conn.idle_since = trio.current_time()
+                idle.append(conn)
+                return
+        _close_now(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.reusable = False
+        _close_now(conn)
+
+    async def _connect(self, origin: Origin) -> UpstreamConnection:
+        stream: ByteStream
+        try:
+            with trio.fail_after(self.connect_timeout):
+                if origin.scheme == "https":
+                    tcp = await trio.open_tcp_stream(origin.host, origin.port)
+                    tls = trio.SSLStream(
+                        tcp, self.ssl_context, server_hostname=origin.host, https_compatible=True
+                    )
+                    try:
+                        await tls.do_handshake()
+                    except BaseException:
+                        await trio.aclose_forcefully(tcp)
+                        raise
+                    stream = TlsByteStream(tls)
+                else:
+                    stream = await open_raw_tcp_stream(origin.host, origin.port)
+        except trio.TooSlowError as exc:
+            raise UpstreamConnectError(f"connect to {origin.host}:{origin.port} timed out") from exc
+        except (OSError, trio.BrokenResourceError) as exc:
+            raise UpstreamConnectError(f"connect to {origin.host}:{origin.port}: {exc}") from exc
+        self.opened[origin] = self.opened.get(origin, 0) + 1
+        return UpstreamConnection(origin=origin, stream=stream)
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                await idle.pop().aclose()
+        self._idle.clear()
+
+
+def _close_now(conn: UpstreamConnection) -> None:
+    conn.reusable = False
+    stream = conn.stream
+    if isinstance(stream, RawSocketStream | TlsByteStream):
+        stream.close()
