@@ -5,17 +5,26 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import signal
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
+from functools import partial
 from pathlib import Path
 
 import attrs
 import trio
 
+from ._accesslog import AccessLog, BufferedAccessLog, LoggingAccessLog
+from ._admin.control import ControlPlane, make_control_plane
 from ._apidef.source import LoadReport, load_api_definitions
+from ._auth import AuthServices
 from ._config.model import GatewayConfig
 from ._demo import DEMO_HOST, DEMO_PORT, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
+from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
+from ._session.open import open_session_store
+from ._session.store import SessionStore
 from ._upstream.connection import UpstreamPool
 
 log = logging.getLogger("trio_gateway")
@@ -44,6 +53,8 @@ class RunningGateway:
     address: tuple[str, int]
     report: LoadReport
     demo_address: tuple[str, int] | None = None
+    #: Reloads, the admin API and its own listener (``control.admin_address``).
+    control: ControlPlane | None = None
 
     def shutdown(self) -> None:
         self.server.shutdown()
@@ -55,9 +66,19 @@ async def serve_gateway(
     apps_dir: Path | None = None,
     demo_upstream: bool = False,
     handle_signals: bool = False,
+    access_log: AccessLog | None = None,
+    session_store: SessionStore | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    watch_interval: float | None = None,
     task_status: trio.TaskStatus[RunningGateway] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until cancelled, or until SIGTERM/SIGINT (with ``handle_signals``) drains it."""
+    """Serve until cancelled, or until SIGTERM/SIGINT (with ``handle_signals``) drains it.
+
+    The session store is opened from ``config.storage`` unless ``session_store`` is given (the
+    caller then owns it); ``wall_clock`` is the time keys expire and limits count by (tests
+    inject their own). ``watch_interval`` set: poll the APIs folder that often and reload
+    when it changes (``--watch``).
+    """
     async with AsyncExitStack() as stack:
         coprocess = config.coprocess
         if coprocess.grpc_server:
@@ -85,18 +106,37 @@ async def serve_gateway(
             max_idle_per_host=config.upstream.max_idle_per_host,
             idle_timeout=config.upstream.idle_timeout,
         )
-        snapshot = await build_snapshot(report.apis, config)
-        gateway = Gateway(config=config, snapshot=snapshot, pool=pool)
+        if session_store is None:
+            session_store = await stack.enter_async_context(open_session_store(config.storage))
+        auth = AuthServices(
+            store=session_store,
+            clock=wall_clock,
+            headers_from_rate_limit=config.rate_limit_response_headers == "rate_limits",
+        )
+        snapshot = await build_snapshot(report.apis, config, auth=auth)
+        gateway = Gateway(config=config, snapshot=snapshot, pool=pool, auth=auth)
+        server_limits = ServerLimits(
+            max_header_bytes=limits.max_header_bytes,
+            max_request_body_bytes=limits.max_request_body_bytes,
+            header_read_timeout=limits.header_read_timeout,
+            keepalive_timeout=limits.keepalive_timeout,
+            body_read_timeout=limits.body_read_timeout,
+            shutdown_timeout=limits.shutdown_timeout,
+        )
+        control = make_control_plane(
+            config,
+            gateway,
+            session_store,
+            folder=folder,
+            writable=apps_dir is not None or config.app_path is not None,
+            limits=server_limits,
+            ready=lambda: not server.draining,
+            now=wall_clock,
+        )
         server = HttpServer(
-            handler=gateway.handle,
-            limits=ServerLimits(
-                max_header_bytes=limits.max_header_bytes,
-                max_request_body_bytes=limits.max_request_body_bytes,
-                header_read_timeout=limits.header_read_timeout,
-                keepalive_timeout=limits.keepalive_timeout,
-                body_read_timeout=limits.body_read_timeout,
-                shutdown_timeout=limits.shutdown_timeout,
-            ),
+            handler=control.main_handler(gateway.handle),
+            access_log=access_log if access_log is not None else LoggingAccessLog(),
+            limits=server_limits,
         )
         try:
             async with trio.open_nursery() as nursery:
@@ -105,14 +145,17 @@ async def serve_gateway(
                     demo = HttpServer(handler=demo_handler, log_requests=False)
                     demo_address = await nursery.start(demo.serve, DEMO_HOST, DEMO_PORT)
                     log.info("demo upstream on http://%s:%d", *demo_address)
+                await nursery.start(partial(control.serve, watch_interval=watch_interval))
                 if handle_signals:
-                    await nursery.start(_watch_signals, server)
+                    await nursery.start(_watch_signals, server, control.reloader)
+                if isinstance(access_log, BufferedAccessLog):
+                    nursery.start_soon(access_log.run_flusher)
                 address = await nursery.start(server.serve, config.listen.host, config.listen.port)
                 log.info("trio-gateway listening on http://%s:%d", *address)
                 if not config.secret:
                     log.info("admin API off: no secret configured")
                 task_status.started(
-                    RunningGateway(gateway, server, address, report, demo_address)
+                    RunningGateway(gateway, server, address, report, demo_address, control)
                 )
                 # server.serve returns after a drain; then stop the helpers (demo, signals).
                 await _wait_drained(server)
@@ -129,10 +172,17 @@ async def _wait_drained(server: HttpServer) -> None:
 
 
 async def _watch_signals(
-    server: HttpServer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    server: HttpServer,
+    reloader: Reloader,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: reloading API definitions")
+                reloader.request_reload()
+                continue
             log.info("%s: draining (in-flight requests may finish)", signal.Signals(signum).name)
             server.shutdown()

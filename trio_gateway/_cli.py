@@ -11,9 +11,12 @@ from typing import Any
 
 import trio
 
+from ._accesslog import BufferedAccessLog
 from ._apidef.source import load_api_definitions
 from ._config.load import load_config
 from ._config.model import GatewayConfig
+from ._exchange import Request
+from ._reload import DEFAULT_WATCH_INTERVAL
 from .errors import ConfigError
 
 EXIT_OK = 0
@@ -33,6 +36,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
     run.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
     run.add_argument("--log-level", choices=_LEVELS, help="default: info")
+    run.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=DEFAULT_WATCH_INTERVAL,
+        default=None,
+        metavar="SECONDS",
+        help="reload when the APIs folder changes, polling it every SECONDS "
+        f"(default {DEFAULT_WATCH_INTERVAL:g})",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the port (default 1; more than 1 needs the Redis store)",
+    )
     check = sub.add_parser("check", help="validate API definitions and print the report")
     check.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
     check.add_argument("--config", type=Path, help="gateway settings (for app_path)")
@@ -50,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["listen"] = args.listen
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
+    if getattr(args, "workers", None) is not None:
+        overrides["workers"] = args.workers
     if args.apps is not None:
         overrides["app_path"] = str(args.apps)
     config_path: Path | None = args.config
@@ -67,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "check":
         return _check(config, warnings)
-    return _run(config, warnings)
+    watch: float | None = args.watch
+    if watch is not None and not watch > 0:
+        print("trio-gateway: --watch SECONDS must be > 0", file=sys.stderr)
+        return EXIT_USAGE
+    return _run(config, warnings, watch=watch)
 
 
 def _check(config: GatewayConfig, warnings: list[str]) -> int:
@@ -89,8 +113,13 @@ def _check(config: GatewayConfig, warnings: list[str]) -> int:
     return EXIT_ERRORS if report.errors else EXIT_OK
 
 
+class _NoAccessLog:
+    def record(self, request: Request, status: int, sent: int, duration: float) -> None:
+        pass
+
+
 def configure_logging(level: str) -> None:
-    """Gateway messages to stderr as text; access-log lines to stdout as bare JSON."""
+    """Gateway messages to stderr as text (access-log lines go to stdout, see ``_run``)."""
     root = logging.getLogger("trio_gateway")
     root.setLevel(level.upper())
     root.propagate = False
@@ -98,24 +127,32 @@ def configure_logging(level: str) -> None:
     text = logging.StreamHandler(sys.stderr)
     text.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(text)
-    access = logging.getLogger("trio_gateway.access")
-    access.propagate = False
-    access.handlers.clear()
-    lines = logging.StreamHandler(sys.stdout)
-    lines.setFormatter(logging.Formatter("%(message)s"))
-    access.addHandler(lines)
 
 
-def _run(config: GatewayConfig, warnings: list[str]) -> int:
+def _run(config: GatewayConfig, warnings: list[str], *, watch: float | None = None) -> int:
     from ._app import serve_gateway
 
     configure_logging(config.log_level)
     log = logging.getLogger("trio_gateway")
     for warning in warnings:
         log.warning("%s", warning)
+    if config.workers > 1:
+        from ._workers import run_workers
+
+        return run_workers(config)
     demo = config.demo_upstream if config.demo_upstream is not None else not config.app_path
+    # Access-log lines (INFO) go to stdout in batches; see _accesslog.py for why.
+    access_log = BufferedAccessLog(sys.stdout.buffer) if log.isEnabledFor(logging.INFO) else None
     try:
-        trio.run(lambda: serve_gateway(config, demo_upstream=demo, handle_signals=True))
+        trio.run(
+            lambda: serve_gateway(
+                config,
+                demo_upstream=demo,
+                handle_signals=True,
+                watch_interval=watch,
+                access_log=access_log if access_log is not None else _NoAccessLog(),
+            )
+        )
     except OSError as exc:
         log.error("cannot serve: %s", exc)
         return EXIT_ERRORS

@@ -7,6 +7,7 @@ with; a reload builds a new one and swaps it in one assignment.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import ssl
@@ -17,12 +18,14 @@ import attrs
 import trio
 
 from ._apidef.model import ApiDefinition, FailureMode
+from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._net import ClientDisconnected, DisconnectGuard
 from ._pipeline import ApiPipeline, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
+from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
 from ._upstream.proxy import UpstreamRequest, discard_body, forward
 from .errors import GatewayError, PluginDriverError
@@ -52,6 +55,23 @@ class ApiRuntime:
 class ApiSnapshot:
     router: Router
     runtimes: dict[str, ApiRuntime]
+    #: Requests being handled on this snapshot. A reload swaps a new snapshot in, then closes
+    #: this one's pipelines once its count reaches 0 (``_reload.py``). ``Gateway.handle`` reads
+    #: the snapshot and counts itself in without a checkpoint between, so after the swap the
+    #: count only falls.
+    in_flight: int = 0
+    _drained: trio.Event | None = None
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    async def wait_drained(self) -> None:
+        """Return once no request is in flight on this snapshot (the caller bounds the wait)."""
+        while self.in_flight:
+            self._drained = trio.Event()
+            await self._drained.wait()
 
     async def aclose(self) -> None:
         for runtime in self.runtimes.values():
@@ -60,8 +80,16 @@ class ApiSnapshot:
                     await runtime.pipeline.aclose()
 
 
-async def build_snapshot(apis: Sequence[ApiDefinition], config: GatewayConfig) -> ApiSnapshot:
-    """Compile every API; a plugin load failure marks only that API broken (it answers 503)."""
+async def build_snapshot(
+    apis: Sequence[ApiDefinition], config: GatewayConfig, *, auth: AuthServices | None = None
+) -> ApiSnapshot:
+    """Compile every API; a plugin load failure marks only that API broken (it answers 503).
+
+    ``auth`` carries the gateway's session store; without it keyed APIs get a private in-memory
+    store (fine for one-off snapshots in tests, not for serving).
+    """
+    if auth is None:
+        auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
     defaults = HookDefaults(
         timeout=config.hooks.timeout, failure_mode=FailureMode(config.hooks.failure_mode)
     )
@@ -70,17 +98,26 @@ async def build_snapshot(apis: Sequence[ApiDefinition], config: GatewayConfig) -
         target = Target.from_url(api.target_url)
         pipeline: ApiPipeline | None = None
         broken: str | None = None
-        if not api.middleware.is_empty():
-            try:
-                pipeline = await build_pipeline(api, defaults)
-            except PluginDriverError as exc:
-                broken = str(exc)
-                log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
+        listen_prefix = listen_path_key(api.listen_path)
+        try:
+            # Keyless APIs without plugins or global_rate_limit keep the no-pipeline fast path.
+            api_auth = build_api_auth(api, auth, listen_prefix)
+            if not api.middleware.is_empty() or not api_auth.is_empty():
+                pipeline = await build_pipeline(
+                    api,
+                    defaults,
+                    builtins=api_auth.builtins,
+                    authenticate=api_auth.authenticate,
+                    finish=api_auth.finish,
+                )
+        except PluginDriverError as exc:
+            broken = str(exc)
+            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
         runtimes[api.api_id] = ApiRuntime(
             api=api,
             target=target,
             origin=Origin(scheme=target.scheme, host=target.host, port=target.port),
-            listen_prefix=listen_path_key(api.listen_path),
+            listen_prefix=listen_prefix,
             pipeline=pipeline,
             broken=broken,
         )
@@ -96,8 +133,15 @@ def make_ssl_context(config: GatewayConfig) -> ssl.SSLContext:
     return ctx
 
 
+#: Request IDs are this process's random prefix plus a counter: unique across processes and
+#: restarts, and free of a system call per request (os.urandom per request cost ~4% of the
+#: keyless proxy's CPU; docs/decisions.md). They are identifiers, not secrets.
+_REQUEST_ID_PREFIX = os.urandom(6).hex()
+_request_counter = itertools.count(1)
+
+
 def _new_request_id() -> str:
-    return os.urandom(12).hex()
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter):012x}"
 
 
 @attrs.define(eq=False)
@@ -109,6 +153,8 @@ class Gateway:
     pool: UpstreamPool
     #: The scheme clients reach us with (for X-Forwarded-Proto).
     scheme: str = "http"
+    #: The session store and clock every snapshot's built-ins share (reloads pass it on).
+    auth: AuthServices | None = None
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -122,6 +168,20 @@ class Gateway:
         host_header = request.header(b"host")
         host = host_header.decode("latin-1") if host_header else None
         snapshot = self.snapshot
+        snapshot.in_flight += 1
+        try:
+            return await self._dispatch(snapshot, request, path, host, host_header)
+        finally:
+            snapshot.leave()
+
+    async def _dispatch(
+        self,
+        snapshot: ApiSnapshot,
+        request: Request,
+        path: str,
+        host: str | None,
+        host_header: bytes | None,
+    ) -> Response:
         match = snapshot.router.match(host, path)
         if match is None:
             return error_response(404, "Not Found")
@@ -133,7 +193,8 @@ class Gateway:
             return error_response(503, "Service Unavailable")
         timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            if runtime.pipeline is None or request.guard is None:
+            # Built-ins alone (no plugin driver) start nothing: no watcher nursery needed.
+            if runtime.pipeline is None or runtime.pipeline.driver is None or request.guard is None:
                 response = await self._walk(request, runtime, host_header, scope.deadline)
             else:
                 response = await self._walk_watched(
@@ -198,6 +259,8 @@ class Gateway:
         except GatewayError as exc:
             log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
             return error_response(exc.status_hint, exc.public_message)
+        if exchange is not None and exchange.response_headers:
+            response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
             if exchange is None:
                 exchange = Exchange(api=runtime.api, deadline=deadline)

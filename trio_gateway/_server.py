@@ -12,14 +12,15 @@ the handler, so a client that goes away cancels the handler and everything it st
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 import attrs
 import trio
 
+from ._accesslog import AccessLog, LoggingAccessLog
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._net import ClientDisconnected, DisconnectGuard, RawSocketStream
@@ -29,8 +30,6 @@ from ._upstream.proxy import discard_body
 from .errors import ClientProtocolError, GatewayError
 
 log = logging.getLogger("trio_gateway.server")
-#: One JSON line per request (method, path, API, status, bytes, duration).
-access_log = logging.getLogger("trio_gateway.access")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -61,6 +60,8 @@ class HttpServer:
     limits: ServerLimits = attrs.field(factory=ServerLimits)
     #: Write one access-log line per request (the demo upstream turns it off).
     log_requests: bool = True
+    #: Where access-log lines go (None: nowhere).
+    access_log: AccessLog | None = attrs.field(factory=LoggingAccessLog)
     #: Connections currently open (for statistics and graceful shutdown).
     connections: set[_ClientConnection] = attrs.field(factory=set)
     _draining: bool = False
@@ -144,11 +145,22 @@ class HttpServer:
             self._drained.set()
 
 
-def _open_listener(host: str, port: int) -> socket.socket:
+#: True in a ``run --workers N`` worker process (set before ``trio.run``): its listeners share the
+#: port with the sibling workers' (SO_REUSEPORT; the kernel spreads connections among them). A
+#: context variable because ``serve_gateway`` builds the server. Off by default, so that a second
+#: gateway started on a busy port fails loudly instead of quietly taking half the traffic.
+SHARE_LISTENING_PORT: ContextVar[bool] = ContextVar("SHARE_LISTENING_PORT", default=False)
+
+
+def _open_listener(host: str, port: int, *, reuse_port: bool | None = None) -> socket.socket:
+    if reuse_port is None:
+        reuse_port = SHARE_LISTENING_PORT.get()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(1024)
         sock.setblocking(False)
@@ -320,7 +332,16 @@ class _ClientConnection:
             sent = await self._write_response(
                 request, response, keep_alive, head.method == b"HEAD"
             )
-        except (trio.BrokenResourceError, trio.ClosedResourceError, _ClientGone):
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            _ClientGone,
+            # A streamed body ends early: the client hung up (noticed through the upstream
+            # read's guard) or the upstream failed mid-body. The head is already sent, so all
+            # we can do is close this connection; the server itself must keep running.
+            ClientDisconnected,
+            GatewayError,
+        ):
             discard_body(response)
             self._log_access(request, response.status, -1, started)
             return False
@@ -354,20 +375,9 @@ class _ClientConnection:
     # -- writing -------------------------------------------------------------------------------
 
     def _log_access(self, request: Request, status: int, sent: int, started: float) -> None:
-        if self.server.log_requests and access_log.isEnabledFor(logging.INFO):
-            duration = trio.current_time() - started
-            access_log.info(
-                '{"method":%s,"path":%s,"api":%s,"status":%d,"bytes":%d,"duration_ms":%.3f,'
-                '"request_id":%s,"client":%s}',
-                json.dumps(request.method),
-                json.dumps(request.path),
-                json.dumps(request.api_id),
-                status,
-                sent,
-                duration * 1000,
-                json.dumps(request.request_id),
-                json.dumps(request.client_addr),
-            )
+        sink = self.server.access_log
+        if sink is not None and self.server.log_requests:
+            sink.record(request, status, sent, trio.current_time() - started)
 
     async def _write_response(
         self, request: Request, response: Response, keep_alive: bool, head_request: bool
@@ -470,7 +480,14 @@ class _ClientConnection:
                 async def run(direction: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await direction()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    except (
+                        trio.BrokenResourceError,
+                        trio.ClosedResourceError,
+                        OSError,
+                        # The upstream read still waits through the request's DisconnectGuard,
+                        # so the client hanging up can surface there too.
+                        ClientDisconnected,
+                    ):
                         pass
                     nursery.cancel_scope.cancel()  # one side ended: end the tunnel
 

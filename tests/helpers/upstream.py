@@ -32,6 +32,7 @@ import wsproto.events as ws
 Headers = list[tuple[bytes, bytes]]
 
 __all__ = [
+    "WAIT_BOUND",
     "Headers",
     "RawUpstream",
     "ReceivedRequest",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 _RECEIVE_SIZE = 65536
+#: Upper bound on any wait in these helpers.
+WAIT_BOUND = 20.0
 
 
 @attrs.define(eq=False)
@@ -202,7 +205,7 @@ class _RequestParser:
         self._current: ReceivedRequest | None = None
         self.complete: list[ReceivedRequest] = []
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._parser.feed_data(data)
 
     def on_message_begin(self) -> None:
@@ -276,9 +279,13 @@ class RawUpstream:
         self._change.set()
         self._change = trio.Event()
 
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait until ``predicate()`` holds, re-checking after every change we record."""
-        with trio.fail_after(timeout):
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, re-checking after every change we record.
+
+        Bounded (generously, for a loaded machine): a test waiting for something that never
+        happens fails with TooSlowError instead of hanging.
+        """
+        with trio.fail_after(WAIT_BOUND):
             while not predicate():
                 await self._change.wait()
 
@@ -458,10 +465,12 @@ class WebSocketEchoUpstream:
                         headers = [(bytes(k), bytes(v)) for k, v in event.extra_headers]
                         self.handshakes.append((event.target, headers))
                         out.append(conn.send(ws.AcceptConnection()))
-                    elif isinstance(event, ws.TextMessage | ws.BytesMessage):
+                    elif isinstance(event, ws.TextMessage):
                         self.messages.append(event.data)
-                        message_type = type(event)
-                        out.append(conn.send(message_type(data=event.data)))
+                        out.append(conn.send(ws.TextMessage(data=event.data)))
+                    elif isinstance(event, ws.BytesMessage):
+                        self.messages.append(bytes(event.data))
+                        out.append(conn.send(ws.BytesMessage(data=event.data)))
                     elif isinstance(event, ws.Ping):
                         out.append(conn.send(event.response()))
                     elif isinstance(event, ws.CloseConnection):

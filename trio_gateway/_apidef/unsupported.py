@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 #: Switches for features whose configuration we already read into the model but do not enforce yet.
-TOKEN_AUTH_SUPPORTED = False
-GLOBAL_RATE_LIMIT_SUPPORTED = False
+TOKEN_AUTH_SUPPORTED = True
+GLOBAL_RATE_LIMIT_SUPPORTED = True
 
 #: Drivers Tyk knows that cannot run here, and those that can (or will, in a later issue).
 UNAVAILABLE_DRIVERS = frozenset({"goplugin", "lua"})
@@ -331,16 +331,17 @@ def check_api(api: ApiDefinition, keys: FormatKeys) -> list[str]:
     """Refusals that depend on the API as a whole rather than on one key's value."""
     errors: list[str] = []
     protected = not api.use_keyless
-    if protected and not TOKEN_AUTH_SUPPORTED:
-        if not api.custom_plugin_auth:
-            errors.append(
-                f"{keys.keyless}: standard token authentication is not supported yet "
-                "(make the API keyless or use custom plugin authentication)"
-            )
-        elif api.use_standard_auth:
-            errors.append(
-                f"{keys.standard_auth}: standard token authentication is not supported yet"
-            )
+    if protected and not TOKEN_AUTH_SUPPORTED and not api.custom_plugin_auth:
+        errors.append(
+            f"{keys.keyless}: standard token authentication is not supported yet "
+            "(make the API keyless or use custom plugin authentication)"
+        )
+    if protected and api.custom_plugin_auth and api.use_standard_auth:
+        # Tyk would run both (custom auth, then the key lookup); not supported yet.
+        errors.append(
+            f"{keys.standard_auth}: standard token authentication is not supported yet "
+            "beside custom plugin authentication"
+        )
     if api.global_rate_limit.rate > 0 and not GLOBAL_RATE_LIMIT_SUPPORTED:
         errors.append(f"{keys.rate_limit}: API-level rate limits are not supported yet")
     if protected and api.custom_plugin_auth and api.middleware.auth_check is None:

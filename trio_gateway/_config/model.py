@@ -22,6 +22,7 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "LogLevel",
+    "RateLimitHeaders",
     "StorageConfig",
     "StorageType",
     "UpstreamConfig",
@@ -30,6 +31,7 @@ __all__ = [
 LogLevel = Literal["debug", "info", "warning", "error"]
 FailureMode = Literal["closed", "open"]
 StorageType = Literal["memory", "redis"]
+RateLimitHeaders = Literal["quotas", "rate_limits"]
 
 #: gRPC's own default for the largest message a client accepts (Tyk's `grpc_recv_max_size: 0`).
 GRPC_DEFAULT_RECV_MAX_SIZE: Final = 4 * 1024 * 1024
@@ -149,6 +151,10 @@ class StorageConfig:
     password: str = attrs.field(default="", repr=False)
     #: Store keys under a hash of the key (Tyk's top-level ``hash_keys``).
     hash_keys: bool = False
+    #: Seconds a session read from Redis is served from this process's memory (Tyk's local
+    #: session cache): one round trip per request instead of two; changes made by *other*
+    #: gateways show after at most this long. 0 turns it off. See docs/decisions-store.md.
+    session_cache_ttl: float = attrs.field(default=1.0, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)
@@ -163,6 +169,9 @@ class GatewayConfig:
     #: Serve the admin API on its own port instead of the main listener.
     control_api_port: int | None = attrs.field(default=None, validator=_port(1))
     log_level: LogLevel = "info"
+    #: Worker processes sharing the listening port (``run --workers N``); more than one needs the
+    #: Redis store, so that keys, limits and quotas are shared between them.
+    workers: int = attrs.field(default=1, validator=_positive)
     #: The request deadline: bounds the hooks and the wait for the upstream's response head.
     proxy_default_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: ``None`` lets the command line decide (a demo upstream only when no APIs folder is given).
@@ -172,6 +181,9 @@ class GatewayConfig:
     hooks: HooksConfig = HooksConfig()
     coprocess: CoprocessConfig = CoprocessConfig()
     storage: StorageConfig = StorageConfig()
+    #: Tyk's ``rate_limit_response_headers``: ``X-RateLimit-*`` from the quota (Tyk's default)
+    #: or from the rate limit.
+    rate_limit_response_headers: RateLimitHeaders = "quotas"
 
     @property
     def admin_enabled(self) -> bool:

@@ -6,7 +6,7 @@ from .build import build_pipeline
 from .chain import Chain, HookDefaults, build_chain
 from .exchange import Exchange
 from .policy import FailureKind
-from .runner import ApiPipeline, Builtin, PipelineStatistics
+from .runner import ApiPipeline, Builtin, Finisher, PipelineStatistics
 
 __all__ = [
     "ApiPipeline",
@@ -14,6 +14,7 @@ __all__ = [
     "Chain",
     "Exchange",
     "FailureKind",
+    "Finisher",
     "HookDefaults",
     "PipelineStatistics",
     "build_chain",

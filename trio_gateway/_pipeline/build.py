@@ -10,7 +10,7 @@ from .._apidef.model import ApiDefinition
 from ..errors import PluginDriverError
 from ..hooks import Driver
 from .chain import HookDefaults, build_chain
-from .runner import CLOSE_TIMEOUT, ApiPipeline, Builtin
+from .runner import CLOSE_TIMEOUT, ApiPipeline, Builtin, Finisher
 
 DriverFactory = Callable[[str], Driver]
 
@@ -20,6 +20,8 @@ async def build_pipeline(
     defaults: HookDefaults,
     *,
     builtins: Sequence[Builtin] = (),
+    authenticate: Builtin | None = None,
+    finish: Finisher | None = None,
     driver_factory: DriverFactory | None = None,
 ) -> ApiPipeline:
     """Load ``api``'s plugins and return its pipeline.
@@ -30,7 +32,14 @@ async def build_pipeline(
     chain = build_chain(api, defaults)
     hooks = chain.hooks
     if not hooks:
-        return ApiPipeline(api=api, chain=chain, driver=None, builtins=builtins)
+        return ApiPipeline(
+            api=api,
+            chain=chain,
+            driver=None,
+            builtins=builtins,
+            authenticate=authenticate,
+            finish=finish,
+        )
     if driver_factory is None:
         from plugin_drivers import create_driver
 
@@ -47,4 +56,11 @@ async def build_pipeline(
         if isinstance(exc, PluginDriverError) or not isinstance(exc, Exception):
             raise
         raise PluginDriverError(f"API {api.api_id!r}: driver failed to load: {exc}") from exc
-    return ApiPipeline(api=api, chain=chain, driver=driver, builtins=builtins)
+    return ApiPipeline(
+        api=api,
+        chain=chain,
+        driver=driver,
+        builtins=builtins,
+        authenticate=authenticate,
+        finish=finish,
+    )

@@ -27,3 +27,5 @@ class Exchange:
     meta_data_changed: bool = False
     #: True when custom auth created the session (Tyk schedules it for a store update).
     session_created: bool = False
+    #: Headers for the response the client gets from the upstream (``X-RateLimit-*``).
+    response_headers: tuple[tuple[bytes, bytes], ...] = ()

@@ -40,6 +40,20 @@ CLOSE_TIMEOUT = 5.0
 #: A built-in middleware (keys, quotas... issue 4): a response to send, or None to continue.
 Builtin = Callable[[Request, Exchange], Awaitable[Response | None]]
 
+#: Runs once after the request walk, whatever its outcome (persists session changes).
+Finisher = Callable[[Exchange], Awaitable[None]]
+
+#: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
+#: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
+#: POST_AUTH hooks see the session. Bounded by the request deadline only, fail closed.
+AUTHENTICATE_STEP = HookRef(
+    stage=Stage.AUTH,
+    plugin=PluginRef(name="built-in auth"),
+    index=0,
+    timeout=math.inf,
+    failure_mode=FailureMode.CLOSED,
+)
+
 #: Marks where the built-ins run in the walk; bounded by the request deadline only, fail closed.
 BUILTINS_STEP = HookRef(
     stage=Stage.POST_AUTH,
@@ -73,6 +87,9 @@ class ApiPipeline:
     chain: Chain
     driver: Driver | None
     builtins: Sequence[Builtin] = ()
+    #: Built-in authentication (see ``AUTHENTICATE_STEP``); None when the API has none.
+    authenticate: Builtin | None = None
+    finish: Finisher | None = None
     _info: ApiInfo = attrs.field(init=False)
     _before_endpoint: tuple[HookRef, ...] = attrs.field(init=False)
     _request_steps: tuple[HookRef, ...] = attrs.field(init=False)
@@ -87,12 +104,13 @@ class ApiPipeline:
         chain = self.chain
         # The whole request walk is one flat list, so it runs under one cancel scope.
         builtins = (BUILTINS_STEP,) if self.builtins else ()
-        self._before_endpoint = chain.pre + chain.auth + chain.post_auth + builtins
+        authenticate = (AUTHENTICATE_STEP,) if self.authenticate is not None else ()
+        self._before_endpoint = chain.pre + authenticate + chain.auth + chain.post_auth + builtins
         self._request_steps = self._before_endpoint + chain.post
 
     @property
     def has_request_hooks(self) -> bool:
-        return self.chain.has_request_hooks or bool(self.builtins)
+        return self.chain.has_request_hooks or bool(self.builtins) or self.authenticate is not None
 
     @property
     def has_response_hooks(self) -> bool:
@@ -121,7 +139,10 @@ class ApiPipeline:
                 steps = (*self._before_endpoint, hook, *self.chain.post)
         if not steps:
             return None
-        return await self._walk(steps, request, exchange, None)
+        answer = await self._walk(steps, request, exchange, None)
+        if self.finish is not None:
+            await self.finish(exchange)
+        return answer
 
     async def run_response(
         self, request: Request, response: Response, exchange: Exchange
@@ -158,6 +179,19 @@ class ApiPipeline:
                     if deadline > exchange.deadline:
                         deadline = exchange.deadline
                     scope.deadline = deadline
+                    if hook is AUTHENTICATE_STEP:
+                        assert self.authenticate is not None
+                        try:
+                            answer = await self.authenticate(request, exchange)
+                        except Exception as exc:
+                            failure, error = classify(exc), exc
+                            break
+                        if answer is not None:
+                            return answer
+                        i += 1
+                        if exchange.session is not None:
+                            i += len(self.chain.auth)  # authenticated: the AUTH hook is skipped
+                        continue
                     if hook is BUILTINS_STEP:
                         try:
                             for builtin in self.builtins:

@@ -31,6 +31,10 @@ class _BodyTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; turned into a 413."""
 
 
+class _UnsupportedVersion(Exception):
+    """Raised inside a parser callback to stop parsing; turned into a 400."""
+
+
 class H1ServerParser:
     """Parses a client's byte stream into request events.
 
@@ -39,6 +43,7 @@ class H1ServerParser:
     """
 
     __slots__ = (
+        "_began_in_feed",
         "_body_bytes",
         "_events",
         "_head_bytes",
@@ -47,6 +52,7 @@ class H1ServerParser:
         "_max_body",
         "_max_head",
         "_parser",
+        "_raw_head_bytes",
         "_target",
         "_upgraded",
     )
@@ -59,6 +65,8 @@ class H1ServerParser:
         self._headers: Headers = []
         self._target = b""
         self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._began_in_feed = False
         self._body_bytes = 0
         self._in_head = False
         self._upgraded = False
@@ -80,6 +88,7 @@ class H1ServerParser:
         """Feed bytes from the client. Raises ClientProtocolError (400, 413 or 431)."""
         if self._upgraded:
             raise RuntimeError("feed() after a protocol switch")
+        self._began_in_feed = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -97,18 +106,22 @@ class H1ServerParser:
         except httptools.HttpParserError as exc:
             # The message text is llhttp's; it goes to the log, never to the client.
             raise ClientProtocolError(f"Malformed request: {exc}") from exc
-        if self._in_head:
-            # A head still incomplete after this feed: count raw bytes so that one endless header
-            # line (which llhttp buffers without a callback) is bounded too.
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_head:
+        if self._in_head and not self._began_in_feed:
+            # A head that began in an earlier feed and is still incomplete: every byte of this
+            # feed belongs to it. Counting them (apart from the callbacks' exact count, which
+            # they would double) bounds one endless header line, which httptools buffers without
+            # a callback; the feed a head begins in is left out, as its start offset is unknown.
+            self._raw_head_bytes += len(data)
+            if self._raw_head_bytes > self._max_head:
                 raise ClientProtocolError("Request header fields too large", 431)
 
     # -- llhttp callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._began_in_feed = True
         self._head_bytes = 0
+        self._raw_head_bytes = 0
         self._body_bytes = 0
         self._headers = []
         self._target = b""
@@ -123,7 +136,9 @@ class H1ServerParser:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self._max_head:
             raise _HeadTooLarge
-        self._headers.append((name, value))
+        # llhttp drops the leading OWS but keeps the trailing one, which is not part of the
+        # value either (RFC 9112 §5): `Expect: 100-continue ` must still mean 100-continue.
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -143,6 +158,10 @@ class H1ServerParser:
             elif lname == b"upgrade":
                 upgrade = True
         method: bytes = parser.get_method()
+        if parser.get_http_version() not in ("1.1", "1.0"):
+            # llhttp accepts "GET /" (HTTP/0.9) and "HTTP/2.0" heads; we speak neither over
+            # HTTP/1 syntax, and answering them in HTTP/1.1 would be guessing.
+            raise _UnsupportedVersion
         if self._max_body and content_length is not None and content_length > self._max_body:
             raise _BodyTooLarge
         self._events.append(
@@ -174,7 +193,16 @@ class H1ServerParser:
 class H1ClientParser:
     """Parses an upstream's byte stream into response events (one response per request)."""
 
-    __slots__ = ("_events", "_head_method", "_headers", "_parser", "_reason", "_upgraded")
+    __slots__ = (
+        "_events",
+        "_head_method",
+        "_headers",
+        "_in_message",
+        "_parser",
+        "_reason",
+        "_until_close",
+        "_upgraded",
+    )
 
     def __init__(self) -> None:
         self._parser = httptools.HttpResponseParser(self)
@@ -183,6 +211,10 @@ class H1ClientParser:
         self._reason = b""
         self._head_method = False
         self._upgraded = False
+        #: A response has begun and not completed.
+        self._in_message = False
+        #: The response in progress has neither Content-Length nor chunked: the close ends it.
+        self._until_close = False
 
     def expect_head_response(self, value: bool) -> None:
         """Tell the parser the next response answers a HEAD request (it has no body).
@@ -208,17 +240,26 @@ class H1ClientParser:
             raise UpstreamProtocolError(f"Malformed upstream response: {exc}") from exc
 
     def feed_eof(self) -> None:
-        """The upstream closed: completes a read-until-close body, else it is an error."""
-        try:
-            self._parser.feed_data(b"")
-        except httptools.HttpParserError as exc:
-            raise UpstreamProtocolError("Upstream closed the connection mid-response") from exc
+        """The upstream closed: completes a read-until-close body, else it is an error.
+
+        httptools has no way to tell llhttp about the end of input (``feed_data(b"")`` is a
+        no-op), so the parser tracks the framing itself.
+        """
+        if not self._in_message:
+            return  # closed between responses: the caller decides whether that is an error
+        if self._until_close:
+            self._in_message = False
+            self._events.append(EndOfMessage(False))
+            return
+        raise UpstreamProtocolError("Upstream closed the connection mid-response")
 
     # -- llhttp callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._headers = []
         self._reason = b""
+        self._in_message = True
+        self._until_close = False
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
@@ -247,11 +288,16 @@ class H1ClientParser:
                 chunked=chunked,
             )
         )
+        status = parser.get_status_code()
+        self._until_close = (
+            content_length is None and not chunked and status >= 200 and status not in (204, 304)
+        )
 
     def on_body(self, body: bytes) -> None:
         self._events.append(Data(body))
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         self._events.append(EndOfMessage(self._parser.should_keep_alive()))
 
 

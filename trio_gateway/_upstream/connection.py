@@ -13,6 +13,9 @@ from .._proto.events import Event
 from .._proto.http1 import H1ClientParser
 from ..errors import UpstreamConnectError, UpstreamProtocolError
 
+#: Idle time after which a pooled connection is checked for a close by the upstream before reuse.
+_PEEK_AFTER = 0.25
+
 
 @attrs.frozen(slots=True)
 class Origin:
@@ -85,7 +88,14 @@ class UpstreamPool:
     #: New connections opened, per origin (tests and statistics read it).
     opened: dict[Origin, int] = attrs.field(factory=dict)
 
-    async def acquire(self, origin: Origin, *, fresh: bool = False) -> UpstreamConnection:
+    async def acquire(
+        self, origin: Origin, *, fresh: bool = False, retryable: bool = False
+    ) -> UpstreamConnection:
+        """A connection to ``origin``: an idle one when possible, else a new one.
+
+        ``retryable`` says the caller can resend the request on a fresh connection if this one
+        turns out closed; then a connection used a moment ago is taken without the peek.
+        """
         if not fresh:
             idle = self._idle.get(origin)
             if idle:
@@ -93,8 +103,13 @@ class UpstreamPool:
                 while idle:
                     conn = idle.pop()
                     stream = conn.stream
-                    if now - conn.idle_since > self.idle_timeout or (
-                        isinstance(stream, RawSocketStream) and stream.peer_closed()
+                    idle_for = now - conn.idle_since
+                    # The peek costs a system call: skip it when the connection was released
+                    # a moment ago and the request can be retried if it was closed after all.
+                    if idle_for > self.idle_timeout or (
+                        (idle_for > _PEEK_AFTER or not retryable)
+                        and isinstance(stream, RawSocketStream)
+                        and stream.peer_closed()
                     ):
                         await conn.aclose()
                         continue

@@ -190,7 +190,7 @@ async def forward(
     head = build_request_head(request, up, upgrade=upgrade)
     head_request = request.method == "HEAD"
     replayable = request.method in IDEMPOTENT and request.body_source is None
-    conn = await pool.acquire(up.origin)
+    conn = await pool.acquire(up.origin, retryable=replayable)
     guard_connection(conn, request)
     try:
         try:

@@ -1,0 +1,120 @@
+"""The built-ins slot on the request path, in Tyk's order (tyk-compat §1.2, rows 17-23).
+
+:class:`KeyChecks` runs on keyed APIs once a session is known: store a session custom auth just
+created, then key expiry, access rights (API, then ``allowed_urls`` with methods), and rate limit
+plus quota in ONE store call. :class:`ApiRateLimit` is the API-wide ``global_rate_limit``, last,
+on keyless APIs too. Decisions are the pure ``_builtins`` modules; this is only their glue.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .._builtins import access_rights, api_limit, key_expiry, limits
+from .._builtins.decision import Continue, Respond
+from .._error_body import error_response
+from .._exchange import Request, Response
+from .._pipeline import Exchange
+from .._ratelimit import Limits
+from .._session.store import SessionStoreError
+from .custom_auth import extracted_session_id, store_created_session
+from .id_extractor import CompiledExtractor
+from .services import AuthServices, store_unavailable
+
+__all__ = ["ApiRateLimit", "KeyChecks"]
+
+
+def _header_bytes(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
+
+
+@attrs.define(eq=False, slots=True)
+class KeyChecks:
+    """Expiry, access rights, rate limit and quota for the request's session."""
+
+    api_id: str
+    org_id: str
+    #: The listen path as routing sees it (``allowed_urls`` also match the path under it).
+    listen_prefix: str
+    services: AuthServices
+    #: Custom auth's extractor: a created session is stored under its id (Tyk's KeyID).
+    extractor: CompiledExtractor | None = None
+
+    async def __call__(self, request: Request, exchange: Exchange) -> Response | None:
+        session = exchange.session
+        if session is None:  # cannot happen after auth; refuse rather than let it through
+            return error_response(403, "Forbidden")
+        services = self.services
+        try:
+            if exchange.session_created:
+                await self._store_created(request, exchange)
+            now = services.clock()
+            verdict = key_expiry.decide(session, now)
+            if isinstance(verdict, Continue):
+                verdict = self._access(request, exchange)
+            if not isinstance(verdict, Continue):
+                return verdict.to_response()
+            wanted = limits.limits_for(session, self.api_id)
+            if not (wanted.has_rate or wanted.has_quota):
+                return None
+            result = await services.store.consume(exchange.session_key, wanted, now=now)
+        except SessionStoreError as exc:
+            return store_unavailable(self.api_id, exc)
+        verdict = limits.decide(result, from_rate_limit=services.headers_from_rate_limit)
+        if not isinstance(verdict, Continue):
+            return verdict.to_response()
+        if verdict.headers:
+            exchange.response_headers += _header_bytes(verdict.headers)
+        return None
+
+    def _access(self, request: Request, exchange: Exchange) -> Continue | Respond:
+        assert exchange.session is not None
+        verdict = access_rights.decide(
+            exchange.session,
+            api_id=self.api_id,
+            version=None,
+            path=request.path,
+            method=request.method,
+        )
+        prefix = self.listen_prefix
+        if verdict is access_rights.RESOURCE_DENIED and prefix and request.path.startswith(prefix):
+            # Tyk checks allowed_urls against the path under the listen path as well.
+            verdict = access_rights.decide(
+                exchange.session,
+                api_id=self.api_id,
+                version=None,
+                path=request.path[len(prefix) :] or "/",
+                method=request.method,
+            )
+        return verdict
+
+    async def _store_created(self, request: Request, exchange: Exchange) -> None:
+        assert exchange.session is not None
+        if self.extractor is not None:
+            sid = await extracted_session_id(request, self.extractor, self.org_id)
+            if sid is not None:
+                exchange.session_key = sid
+        await store_created_session(
+            self.services.store, exchange.session_key, exchange.session, self.org_id
+        )
+        exchange.session_created = False
+        exchange.meta_data_changed = False  # written with the session
+
+
+@attrs.define(eq=False, slots=True)
+class ApiRateLimit:
+    """The API-wide ``global_rate_limit`` (429 ``API Rate Limit Exceeded``)."""
+
+    api_id: str
+    key: str
+    limits: Limits
+    services: AuthServices
+
+    async def __call__(self, request: Request, exchange: Exchange) -> Response | None:
+        services = self.services
+        try:
+            result = await services.store.consume(self.key, self.limits, now=services.clock())
+        except SessionStoreError as exc:
+            return store_unavailable(self.api_id, exc)
+        verdict = api_limit.decide(result)
+        return None if isinstance(verdict, Continue) else verdict.to_response()
