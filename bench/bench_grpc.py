@@ -1,19 +1,29 @@
 """gRPC driver benchmark: the Trio/h2 client vs. a plain grpcio client, same echo Dispatcher.
 
-Run: ``.venv/bin/python bench/bench_grpc.py [--seconds 3] [--concurrency 1 8]``.
-
+Client only: ``.venv/bin/python bench/bench_grpc.py [--seconds 3] [--concurrency 1 8]``.
 The server (grpcio, echoing the Object) runs in its own process. For each concurrency it measures
 calls/s and p50/p95 latency of (a) a grpcio client alone, (b) our channel, on a typical Pre-hook
-Object built by ``wire.build_object``. The end-to-end run through the gateway (no hook vs. one
-gRPC Pre hook) needs the server's harness and is not here yet.
+Object built by ``wire.build_object``.
+
+End to end (issue 5's targets): ``.venv/bin/python bench/bench_grpc.py --e2e [--duration 10]``.
+For 32 connections and for 1 it runs, in one invocation: ``bench/proxy.py`` with the ``keyless``
+and ``grpc-pre`` variants (wrk -> gateway -> nginx upstream, the hook on a grpcio echo server in
+its own process on the load CPU), then the same grpcio server on the same CPU driven alone by a
+grpcio client (on the gateway's CPU) at the same concurrency. It prints the throughput ratio
+``grpc-pre / min(keyless, server alone)`` (target >= 0.8) and, at one connection, the added
+latency ``p50(grpc-pre) - p50(keyless) - p50(server alone)`` (target <= 0.5 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -46,16 +56,18 @@ def sample_message() -> bytes:
     return obj.SerializeToString()
 
 
-def report(name: str, latencies: list[float], elapsed: float) -> None:
+def report(name: str, latencies: list[float], elapsed: float) -> tuple[float, float]:
+    """Print and return (calls/s, p50 in seconds)."""
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95)]
-    print(
-        f"{name:28s} {len(latencies) / elapsed:9.0f} calls/s  "
-        f"p50 {statistics.median(latencies) * 1e3:6.3f} ms  p95 {p95 * 1e3:6.3f} ms"
-    )
+    rate, p50 = len(latencies) / elapsed, statistics.median(latencies)
+    print(f"{name:28s} {rate:9.0f} calls/s  p50 {p50 * 1e3:6.3f} ms  p95 {p95 * 1e3:6.3f} ms")
+    return rate, p50
 
 
-def bench_grpcio(target: str, message: bytes, concurrency: int, seconds: float) -> None:
+def bench_grpcio(
+    target: str, message: bytes, concurrency: int, seconds: float
+) -> tuple[float, float]:
     latencies: list[float] = []
     lock = threading.Lock()
     with grpc.insecure_channel(target) as channel:
@@ -78,7 +90,7 @@ def bench_grpcio(target: str, message: bytes, concurrency: int, seconds: float) 
             t.start()
         for t in threads:
             t.join()
-        report(f"grpcio client  c={concurrency}", latencies, time.monotonic() - t0)
+        return report(f"grpcio client  c={concurrency}", latencies, time.monotonic() - t0)
 
 
 async def bench_trio(target: str, message: bytes, concurrency: int, seconds: float) -> None:
@@ -100,26 +112,93 @@ async def bench_trio(target: str, message: bytes, concurrency: int, seconds: flo
         report(f"trio/h2 client c={concurrency}", latencies, time.monotonic() - t0)
 
 
+def start_server(port: int, cpus: str | None = None) -> subprocess.Popen[str]:
+    argv = [sys.executable, str(ROOT / "tests/plugin_drivers/grpc/grpc_dispatcher_server.py")]
+    if cpus is not None and shutil.which("taskset"):
+        argv = ["taskset", "-c", cpus, *argv]
+    server = subprocess.Popen([*argv, str(port)], stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    server.stdout.readline()  # "ready": it listens
+    return server
+
+
+def gateway_run(connections: int, duration: float, warmup: float) -> dict[str, dict[str, float]]:
+    """bench/proxy.py with the keyless and grpc-pre variants: variant -> median figures."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import proxy
+
+    with tempfile.TemporaryDirectory() as results:
+        argv = ["--variant", "keyless", "--variant", "grpc-pre", "--connections", str(connections)]
+        argv += ["--duration", str(duration), "--warmup", str(warmup), "--results-dir", results]
+        proxy.main(argv)
+        (path,) = Path(results).glob("proxy-*.json")
+        doc = json.loads(path.read_text())
+    figures: dict[str, dict[str, float]] = {"cpu_plan": doc["cpu_plan"]}
+    for target in doc["targets"]:
+        if target["variant"] is not None and target["error"] is None:
+            figures[target["variant"]] = target["median"]
+    return figures
+
+
+def e2e(duration: float, warmup: float) -> None:
+    from conftest import free_port
+
+    message = sample_message()
+    summary: list[str] = []
+    for connections in (32, 1):
+        figures = gateway_run(connections, duration, warmup)
+        plan = figures.pop("cpu_plan")
+        port = free_port()
+        server = start_server(port, plan.get("load"))  # where the grpc-pre variant put it
+        try:
+            if plan.get("sut") is not None:
+                os.sched_setaffinity(0, {int(c) for c in str(plan["sut"]).split(",")})
+            bench_grpcio(f"127.0.0.1:{port}", message, connections, warmup)  # warm-up
+            alone_rate, alone_p50 = bench_grpcio(
+                f"127.0.0.1:{port}", message, connections, duration
+            )
+        finally:
+            os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+            server.kill()
+            server.wait()
+        keyless, hooked = figures.get("keyless"), figures.get("grpc-pre")
+        if keyless is None or hooked is None:
+            summary.append(f"c={connections}: a gateway variant failed (see above)")
+            continue
+        lesser = min(keyless["rps"], alone_rate)
+        summary.append(
+            f"c={connections}: keyless {keyless['rps']:.0f} req/s p50 {keyless['p50_us'] / 1e3:.2f}"
+            f" ms | grpc-pre {hooked['rps']:.0f} req/s p50 {hooked['p50_us'] / 1e3:.2f} ms |"
+            f" server alone {alone_rate:.0f} calls/s p50 {alone_p50 * 1e3:.2f} ms"
+        )
+        summary.append(
+            f"    throughput grpc-pre / min(keyless, server alone) = {hooked['rps'] / lesser:.2f}"
+            " (target >= 0.80)"
+        )
+        if connections == 1:
+            added = (hooked["p50_us"] - keyless["p50_us"]) / 1e3 - alone_p50 * 1e3
+            summary.append(
+                f"    added p50 over the server's own call = {added:.2f} ms (target <= 0.50 ms)"
+            )
+    print("\n".join(["", "gRPC Pre hook, end to end:", *summary]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--e2e", action="store_true", help="through the gateway (see above)")
+    parser.add_argument("--duration", type=float, default=10.0, help="--e2e: seconds measured")
+    parser.add_argument("--warmup", type=float, default=3.0, help="--e2e: seconds of warm-up")
     args = parser.parse_args()
+    if args.e2e:
+        e2e(args.duration, args.warmup)
+        return
     from conftest import free_port
 
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests/plugin_drivers/grpc/grpc_dispatcher_server.py"),
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    server = start_server(port)
     try:
-        assert server.stdout is not None
-        server.stdout.readline()
         target = f"127.0.0.1:{port}"
         message = sample_message()
         for c in args.concurrency:

@@ -115,6 +115,107 @@ def hooks_pre_post(ctx: VariantContext) -> GatewaySetup:
     return GatewaySetup(apps_dir=write_apps(ctx, api))
 
 
+def grpc_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one Pre hook on a gRPC coprocess server (issue 5).
+
+    The server is the test suite's grpcio ``coprocess.Dispatcher`` that echoes the Object, in its
+    own process beside the load (a plugin server is another host in production).
+    """
+    port = ctx.free_port()
+    server = ctx.repo_root / "tests" / "plugin_drivers" / "grpc" / "grpc_dispatcher_server.py"
+    config = ctx.workdir / "tyk.conf"
+    coprocess = {"enable_coprocess": True, "coprocess_grpc_server": f"tcp://127.0.0.1:{port}"}
+    config.write_text(json.dumps({"coprocess_options": coprocess}))
+    middleware = {"driver": "grpc", "pre": [{"name": "echo_pre"}], "post": [], "response": []}
+    api = keyless_api("bench-grpc", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(
+        apps_dir=write_apps(ctx, api),
+        config_file=config,
+        extra_processes=[
+            ExtraProcess(
+                name="grpc-server", argv=[ctx.python, str(server), str(port)], ready_port=port
+            )
+        ],
+    )
+
+
+_BENCH_SECRET = "bench-admin-secret"
+_BENCH_KEY = "bench-key"
+
+
+def _token_setup(ctx: VariantContext, conf: dict[str, object]) -> GatewaySetup:
+    """A keyed API (standard token auth) and one key with a rate limit and a quota that wrk
+    never reaches, created through the admin API once the gateway serves (issue 4)."""
+    config = ctx.workdir / "tyk.conf"
+    config.write_text(json.dumps({"secret": _BENCH_SECRET, **conf}))
+    api = keyless_api("bench-token", ctx.upstream_url, use_keyless=False)
+    session = {
+        "rate": 1e9,
+        "per": 1,
+        "quota_max": 10**12,
+        "quota_renewal_rate": 3600,
+        "access_rights": {"bench-token": {"api_id": "bench-token", "versions": ["Default"]}},
+    }
+
+    def create_key(port: int) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/tyk/keys/{_BENCH_KEY}",
+            data=json.dumps(session).encode(),
+            headers={"X-Tyk-Authorization": _BENCH_SECRET, "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+
+    return GatewaySetup(
+        apps_dir=write_apps(ctx, api),
+        config_file=config,
+        request_headers={"Authorization": _BENCH_KEY},
+        after_start=create_key,
+    )
+
+
+def token_memory(ctx: VariantContext) -> GatewaySetup:
+    """Token auth + rate limit + quota on the in-memory store."""
+    return _token_setup(ctx, {})
+
+
+def token_redis(ctx: VariantContext) -> GatewaySetup:
+    """Token auth + rate limit + quota on a local redis-server (beside the load, as a shared
+    Redis would be on another host)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise VariantUnavailable("redis-server is not installed (apt-get install redis-server)")
+    port = ctx.free_port()
+    setup = _token_setup(ctx, {"storage": {"type": "redis", "host": "127.0.0.1", "port": port}})
+    redis = ExtraProcess(
+        name="redis",
+        argv=[
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        ready_port=port,
+    )
+    return GatewaySetup(
+        apps_dir=setup.apps_dir,
+        config_file=setup.config_file,
+        request_headers=setup.request_headers,
+        after_start=setup.after_start,
+        extra_processes=[redis],
+    )
+
+
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
     def variant(ctx: VariantContext) -> GatewaySetup:
         raise VariantUnavailable(f"variant {name!r} ({what}) is not written yet: see issue {issue}")
@@ -127,9 +228,9 @@ VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
     "keyless": keyless,
     # Filled in by the issues that build these features; each compares against "keyless".
     "hooks-pre-post": hooks_pre_post,
-    "grpc-pre": _pending("grpc-pre", 3, "keyless + one Pre hook on a gRPC coprocess server"),
-    "token-memory": _pending("token-memory", 4, "token auth + rate limit + quota, memory store"),
-    "token-redis": _pending("token-redis", 4, "token auth + rate limit + quota, Redis store"),
+    "grpc-pre": grpc_pre,
+    "token-memory": token_memory,
+    "token-redis": token_redis,
 }
 
 BASELINE = "keyless"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -81,15 +82,21 @@ async def serve_gateway(
     """
     async with AsyncExitStack() as stack:
         coprocess = config.coprocess
-        if coprocess.grpc_server:
-            # One gRPC channel per gateway, as in Tyk; APIs with driver "grpc" share it. It is
-            # opened before the APIs load so that their drivers find it.
+        if coprocess.grpc_server or coprocess.enable:
+            # One gRPC channel per gateway, as in Tyk; APIs with driver "grpc" share it (an API
+            # may name its own server: plugin_drivers/grpc/driver.py). It is opened before the
+            # APIs load so that their drivers find it.
             from plugin_drivers.grpc.driver import open_shared_grpc_channel
 
             await stack.enter_async_context(
                 open_shared_grpc_channel(
                     coprocess.grpc_server,
                     authority=coprocess.grpc_authority,
+                    ssl_context=(
+                        ssl.create_default_context(cafile=coprocess.grpc_ca_file)
+                        if coprocess.grpc_tls
+                        else None
+                    ),
                     recv_max=coprocess.grpc_recv_max_size,
                     send_max=coprocess.grpc_send_max_size,
                 )

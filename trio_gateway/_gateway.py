@@ -28,7 +28,7 @@ from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
 from ._upstream.proxy import UpstreamRequest, discard_body, forward
-from .errors import GatewayError, PluginDriverError
+from .errors import ClientProtocolError, GatewayError, PluginDriverError
 
 log = logging.getLogger("trio_gateway")
 
@@ -256,6 +256,10 @@ class Gateway:
             response = await forward(
                 request, up, self.pool, body_timeout=self.config.limits.body_read_timeout
             )
+        except ClientProtocolError:
+            # The client's body broke mid-forward (413 over the limit, bad chunk): the server
+            # answers it with the error's own status, not as an upstream failure.
+            raise
         except GatewayError as exc:
             log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
             return error_response(exc.status_hint, exc.public_message)

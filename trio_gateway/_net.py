@@ -105,7 +105,11 @@ class RawSocketStream:
         sock = self.sock
         while True:
             try:
-                return sock.recv(max_bytes or RECEIVE_SIZE)
+                data = sock.recv(max_bytes or RECEIVE_SIZE)
+                if not data:
+                    # End of stream is sticky: a caller looping on it must still be cancellable.
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                return data
             except BlockingIOError:
                 guard = self.guard
                 if guard is not None and not guard.watched:

@@ -112,10 +112,11 @@ class RestartBudget:
 # The supervisor
 
 
-def run_workers(config: GatewayConfig) -> int:
+def run_workers(config: GatewayConfig, *, watch_interval: float | None = None) -> int:
     """Serve with ``config.workers`` processes until SIGTERM/SIGINT; the process exit code.
 
-    Logging must be configured already (``_cli`` does it).
+    ``watch_interval``: each worker polls the APIs folder that often (``--watch``). Logging must
+    be configured already (``_cli`` does it).
     """
     problem = workers_problem(config)
     if problem is not None:
@@ -129,7 +130,7 @@ def run_workers(config: GatewayConfig) -> int:
     with reservation:
         port: int = reservation.getsockname()[1]
         config = attrs.evolve(config, listen=attrs.evolve(config.listen, port=port))
-        supervisor = Supervisor(config=config)
+        supervisor = Supervisor(config=config, watch_interval=watch_interval)
         return trio.run(supervisor.run)
 
 
@@ -153,6 +154,8 @@ class Supervisor:
 
     config: GatewayConfig
     command: Sequence[str] = WORKER_COMMAND
+    #: Passed on to every worker (``--watch``).
+    watch_interval: float | None = None
     #: Budget settings for each worker slot (tests shorten the delays).
     restart_budget: RestartBudget = attrs.field(factory=RestartBudget)
     #: Live worker processes by slot index.
@@ -258,7 +261,11 @@ class Supervisor:
             if self.stopping.is_set():  # stopped while it was starting
                 process.send_signal(signal.SIGTERM)
             assert process.stdin is not None
-            line = json.dumps(unstructure_config(self.config)).encode() + b"\n"
+            settings = {
+                "config": unstructure_config(self.config),
+                "watch_interval": self.watch_interval,
+            }
+            line = json.dumps(settings).encode() + b"\n"
             try:
                 await process.stdin.send_all(line)
             except trio.BrokenResourceError:
@@ -335,7 +342,9 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     if not line:
         print("trio-gateway worker: no settings on stdin", file=sys.stderr)
         return EXIT_USAGE
-    config = structure_config(json.loads(line))
+    settings = json.loads(line)
+    config = structure_config(settings["config"])
+    watch_interval: float | None = settings["watch_interval"]
 
     from ._cli import configure_logging
     from ._server import SHARE_LISTENING_PORT
@@ -351,7 +360,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     SHARE_LISTENING_PORT.set(True)
     try:
-        trio.run(_serve_worker, config, args.index, args.ready_fd)
+        trio.run(_serve_worker, config, args.index, args.ready_fd, watch_interval)
     except OSError as exc:
         logging.getLogger("trio_gateway").error("cannot serve: %s", exc)
         return EXIT_ERRORS
@@ -386,7 +395,9 @@ class _WholeLinesWriter:
         pass  # nothing buffered here
 
 
-async def _serve_worker(config: GatewayConfig, index: int, ready_fd: int) -> None:
+async def _serve_worker(
+    config: GatewayConfig, index: int, ready_fd: int, watch_interval: float | None
+) -> None:
     from ._accesslog import BufferedAccessLog
     from ._app import serve_gateway
 
@@ -403,6 +414,7 @@ async def _serve_worker(config: GatewayConfig, index: int, ready_fd: int) -> Non
                 config,
                 demo_upstream=index == 0 and config.wants_demo_upstream,
                 handle_signals=True,
+                watch_interval=watch_interval,
                 access_log=access_log,
                 task_status=task_status,
             )

@@ -51,6 +51,7 @@ __all__ = [
     "GrpcDeadlineExceeded",
     "GrpcError",
     "GrpcMessageTooLarge",
+    "GrpcNotProcessed",
     "GrpcUnavailable",
     "StatusCode",
     "Target",
@@ -108,6 +109,11 @@ class GrpcUnavailable(GrpcError):
 
     def __init__(self, message: str) -> None:
         super().__init__(StatusCode.UNAVAILABLE, message)
+
+
+class GrpcNotProcessed(GrpcUnavailable):
+    """The server did not process the call (GOAWAY below its stream, REFUSED_STREAM, or the
+    connection began closing before the call was sent): safe to send again."""
 
 
 class GrpcDeadlineExceeded(GrpcError):
@@ -386,6 +392,10 @@ class _Connection:
         elif isinstance(event, h2.events.StreamReset):
             call = self.calls.get(event.stream_id or 0)
             if call is not None:
+                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                    # RFC 9113 §8.7: a refused stream was not processed at all.
+                    call.fail(GrpcNotProcessed("stream refused by the gRPC server"))
+                    return
                 code = _RESET_CODES.get(event.error_code, StatusCode.INTERNAL)  # type: ignore[call-overload]
                 call.fail(_error_for(code, f"stream reset by the server ({event.error_code!r})"))
         elif isinstance(event, h2.events.WindowUpdated):
@@ -406,7 +416,7 @@ class _Connection:
             last = event.last_stream_id or 0
             for stream_id, call in list(self.calls.items()):
                 if stream_id > last:
-                    call.fail(GrpcUnavailable("the gRPC server is going away"))
+                    call.fail(GrpcNotProcessed("the gRPC server is going away"))
 
     def _wake_senders(self) -> None:
         for call in self.calls.values():
@@ -440,13 +450,13 @@ class _Connection:
             self._slot_freed = trio.Event()
             await self._slot_freed.wait()
         if self.unusable.is_set():
-            raise GrpcUnavailable("connection to the gRPC server is closing")
+            raise GrpcNotProcessed("connection to the gRPC server is closing")
         try:
             stream_id = self.conn.get_next_available_stream_id()
         except h2.exceptions.NoAvailableStreamIDError:
             self.graceful = True
             self.unusable.set()
-            raise GrpcUnavailable("connection ran out of stream ids") from None
+            raise GrpcNotProcessed("connection ran out of stream ids") from None
         call = _Call(stream_id=stream_id, recv_max=recv_max)
         self.calls[stream_id] = call
         sent_all = finished = False
@@ -477,9 +487,10 @@ class _Connection:
             window = conn.local_flow_control_window(call.stream_id)
             size = min(window, conn.max_outbound_frame_size, total - offset)
             if size <= 0:
+                # A fresh event before flushing: the window may open while the flush runs.
+                opened = call.window = trio.Event()
                 await self.flush()
-                call.window = trio.Event()
-                await call.window.wait()
+                await opened.wait()
                 continue
             end = offset + size
             conn.send_data(call.stream_id, framed[offset:end].tobytes(), end_stream=end == total)
@@ -521,6 +532,7 @@ class GrpcChannel:
     _state_changed: trio.Event = attrs.field(factory=trio.Event)
     _cancel_scope: trio.CancelScope | None = None
     _connects: int = 0
+    _retries: int = 0
 
     @property
     def connects(self) -> int:
@@ -546,11 +558,28 @@ class GrpcChannel:
         The deadline is the enclosing cancel scopes' (Trio style: ``with trio.fail_after(t):``);
         it travels as ``grpc-timeout``. When a scope is cancelled, the stream is reset
         (``RST_STREAM(CANCEL)``) and ``trio.Cancelled`` propagates.
+
+        A call the server did not process (it sent GOAWAY below the call's stream, or refused the
+        stream) is sent once more, on the next connection, within the same deadline.
         """
         if self.send_max and len(message) > self.send_max:
             raise GrpcMessageTooLarge(
                 f"sent message larger than max ({len(message)} vs. {self.send_max})"
             )
+        try:
+            return await self._call_once(method, message, metadata)
+        except GrpcNotProcessed:
+            self._retries += 1
+            return await self._call_once(method, message, metadata)
+
+    @property
+    def retries(self) -> int:
+        """Calls sent again because the server had not processed them (GOAWAY, refused)."""
+        return self._retries
+
+    async def _call_once(
+        self, method: str, message: bytes, metadata: Sequence[tuple[str, str]]
+    ) -> bytes:
         conn = await self._ready_connection()
         headers = [
             (b":method", b"POST"),
@@ -606,7 +635,9 @@ class GrpcChannel:
             try:
                 conn = await self._connect()
             except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
+                # trio wraps TLS failures (a certificate refused...): the cause says why.
+                reason = exc.__cause__ if exc.__cause__ is not None else exc
+                self.last_error = str(reason) or type(reason).__name__
                 self._set_state(ChannelState.DOWN)
                 await trio.sleep(self._backoff(failures))
                 failures += 1
@@ -618,8 +649,9 @@ class GrpcChannel:
             self._set_state(ChannelState.READY)
             await conn.unusable.wait()
             self._conn = None
-            if conn.graceful and not conn.closed:
-                # GOAWAY from a live server: make a new connection right away; calls wait for it.
+            if conn.graceful:
+                # GOAWAY (a server restarting or draining, usually closing the socket right after):
+                # connect again at once; calls wait for that attempt instead of failing.
                 self._set_state(ChannelState.CONNECTING)
             else:
                 self.last_error = "connection lost"

@@ -1,8 +1,11 @@
 """The ``grpc`` driver: Tyk's coprocess protocol (``coprocess.Dispatcher/Dispatch``) over h2.
 
 One gRPC server per gateway, as in Tyk (``coprocess_options.coprocess_grpc_server``): the gateway
-opens the shared channel once, in its root nursery, with :func:`open_shared_grpc_channel`; every
-API's :class:`GrpcDriver` uses it. (A driver may also be given a channel directly.)
+opens the shared channels once, in its root nursery, with :func:`open_shared_grpc_channel`; every
+API's :class:`GrpcDriver` uses the default channel. An API may name its own server with
+``config_data.trio_gateway_grpc_server`` (our extension; Tyk passes ``config_data`` to plugins and
+ignores the key): the first API naming a target opens a channel for it in the same nursery, and
+APIs naming the same target share it. (A driver may also be given a channel directly.)
 
 Failures map to the pipeline's kinds: server unreachable -> *unavailable*
 (:class:`~trio_gateway.errors.PluginDriverError`), a deadline the server reports -> *timeout*
@@ -14,13 +17,16 @@ the stream and ``trio.Cancelled`` propagates.
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
+import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import attrs
 import google.protobuf.message
+import trio
 
 from trio_gateway._exchange import Response
 from trio_gateway.errors import HookError, HookTimeout, PluginDriverError
@@ -41,16 +47,67 @@ from .client import (
     GrpcDeadlineExceeded,
     GrpcError,
     GrpcUnavailable,
-    open_grpc_channel,
+    start_grpc_channel,
 )
 from .proto import coprocess_object_pb2 as object_pb
 
-__all__ = ["DISPATCH_METHOD", "GrpcDriver", "open_shared_grpc_channel"]
+__all__ = [
+    "DISPATCH_EVENT_METHOD",
+    "DISPATCH_METHOD",
+    "SERVER_OVERRIDE_KEY",
+    "GrpcChannels",
+    "GrpcDriver",
+    "open_shared_grpc_channel",
+]
 
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
+DISPATCH_EVENT_METHOD: Final = "/coprocess.Dispatcher/DispatchEvent"
+#: ``config_data`` key naming an API's own gRPC server (same syntax as coprocess_grpc_server).
+SERVER_OVERRIDE_KEY: Final = "trio_gateway_grpc_server"
+#: Bound on one DispatchEvent call (events are fire-and-log, as in Tyk).
+EVENT_TIMEOUT: Final = 2.0
 
-_shared_channel: contextvars.ContextVar[GrpcChannel | None] = contextvars.ContextVar(
-    "trio_gateway_grpc_channel", default=None
+log = logging.getLogger("trio_gateway.grpc")
+
+
+@attrs.define(eq=False)
+class GrpcChannels:
+    """The gateway's gRPC channels: the default one (if configured) and per-API overrides.
+
+    Channels live in ``nursery`` (the gateway's) and close with it; all share the same options.
+    """
+
+    nursery: trio.Nursery
+    default: GrpcChannel | None = None
+    authority: str = ""
+    ssl_context: ssl.SSLContext | None = None
+    recv_max: int = DEFAULT_RECV_MAX
+    send_max: int = 0
+    _by_target: dict[str, GrpcChannel] = attrs.field(factory=dict)
+
+    async def channel_for(self, target: str) -> GrpcChannel:
+        """The channel to ``target``, opened on first use (``ValueError`` for a bad target)."""
+        channel = self._by_target.get(target)
+        if channel is None:
+            channel = await start_grpc_channel(
+                self.nursery,
+                target,
+                # The configured authority names the default server, not an API's own one.
+                authority="",
+                ssl_context=self.ssl_context,
+                recv_max=self.recv_max,
+                send_max=self.send_max,
+            )
+            self._by_target[target] = channel
+        return channel
+
+    async def aclose(self) -> None:
+        for channel in self._by_target.values():
+            await channel.aclose()
+
+
+_shared_channels: contextvars.ContextVar[GrpcChannels | None] = contextvars.ContextVar(
+    "trio_gateway_grpc_channels", default=None
 )
 
 
@@ -62,19 +119,47 @@ async def open_shared_grpc_channel(
     ssl_context: ssl.SSLContext | None = None,
     recv_max: int = DEFAULT_RECV_MAX,
     send_max: int = 0,
-) -> AsyncIterator[GrpcChannel]:
-    """Open the gateway's gRPC channel for the block; drivers created inside it use it.
+) -> AsyncIterator[GrpcChannels]:
+    """Open the gateway's gRPC channels for the block; drivers created inside it use them.
 
-    Tasks started inside the block (the server, reloads) inherit it (a context variable).
+    ``target`` is the default server (``""``: none; then only APIs naming their own server can
+    use gRPC plugins). Tasks started inside the block (the server, reloads) inherit the channels
+    (a context variable).
     """
-    async with open_grpc_channel(
-        target, authority=authority, ssl_context=ssl_context, recv_max=recv_max, send_max=send_max
-    ) as channel:
-        token = _shared_channel.set(channel)
+    async with trio.open_nursery() as nursery:
+        channels = GrpcChannels(
+            nursery=nursery,
+            authority=authority,
+            ssl_context=ssl_context,
+            recv_max=recv_max,
+            send_max=send_max,
+        )
         try:
-            yield channel
+            if target:
+                channels.default = await start_grpc_channel(
+                    nursery,
+                    target,
+                    authority=authority,
+                    ssl_context=ssl_context,
+                    recv_max=recv_max,
+                    send_max=send_max,
+                )
+            token = _shared_channels.set(channels)
+            try:
+                yield channels
+            finally:
+                _shared_channels.reset(token)
         finally:
-            _shared_channel.reset(token)
+            if channels.default is not None:
+                await channels.default.aclose()
+            await channels.aclose()
+
+
+def server_override(api: ApiDefinition) -> str:
+    """The API's own gRPC server from ``config_data`` (``""``: use the gateway's)."""
+    data = api.config_data or {}
+    value = data.get(SERVER_OVERRIDE_KEY, "")
+    return value if isinstance(value, str) else ""
 
 
 @attrs.define(eq=False)
@@ -87,16 +172,29 @@ class GrpcDriver:
     #: ``custom_middleware_bundle`` of the API, for ``spec["bundle_hash"]`` (md5 of "" if none).
     bundle: str = ""
     _org_id: str = ""
+    _api_id: str = ""
 
     async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
-        if self.channel is None:
-            self.channel = _shared_channel.get()
+        self._org_id, self._api_id = api.org_id, api.api_id
+        if self.channel is not None:
+            return
+        channels = _shared_channels.get()
+        override = server_override(api)
+        if override and channels is not None:
+            try:
+                self.channel = await channels.channel_for(override)
+            except ValueError as exc:
+                raise PluginDriverError(
+                    f"API {api.api_id!r}: config_data.{SERVER_OVERRIDE_KEY}: {exc}"
+                ) from exc
+            return
+        if channels is not None:
+            self.channel = channels.default
         if self.channel is None:
             raise PluginDriverError(
                 f"API {api.api_id!r} uses gRPC plugins but no gRPC server is configured "
                 "(coprocess_options.coprocess_grpc_server)"
             )
-        self._org_id = api.org_id
 
     async def aclose(self) -> None:
         # The channel is the gateway's (shared by every API): closing one API leaves it open.
@@ -147,6 +245,36 @@ class GrpcDriver:
             return wire.apply_request_reply(reply, request)
         except (google.protobuf.message.DecodeError, wire.WireError) as exc:
             raise HookError(f"gRPC plugin {hook.label} sent an unusable reply: {exc}") from exc
+
+    async def emit_event(
+        self, name: str, meta: Mapping[str, Any], *, handler_name: str = ""
+    ) -> bool:
+        """Send a gateway event to the server's ``DispatchEvent`` (Tyk's ``cp_dynamic_handler``).
+
+        As in Tyk, failures are only logged: returns whether the server took the event. Bounded
+        by :data:`EVENT_TIMEOUT`.
+        """
+        channel = self.channel
+        if channel is None:
+            return False
+        payload = wire.event_payload(
+            name,
+            meta,
+            handler_name=handler_name,
+            api_id=self._api_id,
+            org_id=self._org_id,
+            timestamp=dt.datetime.now(dt.UTC).isoformat(),
+        )
+        message = object_pb.Event(payload=payload).SerializeToString()
+        with trio.move_on_after(EVENT_TIMEOUT):
+            try:
+                await channel.unary_unary(DISPATCH_EVENT_METHOD, message)
+            except GrpcError as exc:
+                log.warning("gRPC event %s for API %s failed: %s", name, self._api_id, exc)
+                return False
+            return True
+        log.warning("gRPC event %s for API %s timed out", name, self._api_id)
+        return False
 
 
 async def _read_response_body(response: Response) -> bytes:

@@ -38,6 +38,7 @@ __all__ = [
     "build_object",
     "canonical_header_key",
     "error_body",
+    "event_payload",
     "session_from_proto",
     "session_to_proto",
 ]
@@ -431,3 +432,25 @@ def apply_response_reply(
     response.reason = b""
     response.body_bytes = body
     response.body_source = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Events (DispatchEvent)
+
+
+def event_payload(
+    name: str,
+    meta: Mapping[str, Any],
+    *,
+    handler_name: str,
+    api_id: str,
+    org_id: str,
+    timestamp: str,
+) -> str:
+    """The JSON Tyk puts in ``Event.payload`` for a ``cp_dynamic_handler`` (§4.8)."""
+    document = {
+        "message": {"Type": name, "Meta": dict(meta), "TimeStamp": timestamp},
+        "handler_name": handler_name,
+        "spec": {"APIID": api_id, "OrgID": org_id},
+    }
+    return json.dumps(document, default=str)

@@ -118,9 +118,9 @@ class Reply:
     async def respond(
         self, status: int = 200, headers: Headers | None = None, body: bytes = b""
     ) -> None:
-        """A complete response framed with Content-Length."""
+        """A complete response framed with Content-Length (the body is left out for HEAD)."""
         await self.start(status, headers, content_length=len(body))
-        if body:
+        if body and self.request.method != "HEAD":
             await self.conn.stream.send_all(body)
 
     async def start(

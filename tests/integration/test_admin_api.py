@@ -149,7 +149,8 @@ async def test_control_api_port_serves_admin_on_its_own_listener(
 ) -> None:
     setup = await start(nursery, tmp_path, control_port=True)
     control = setup.gw.control
-    assert control is not None and control.admin_address is not None
+    assert control is not None
+    assert control.admin_address is not None
     on_admin = await fetch(control.admin_address, "GET", "/tyk/keys", AUTH)
     assert on_admin.status == 200
     assert on_admin.json() == {"keys": []}
@@ -178,9 +179,11 @@ async def test_created_key_opens_a_keyed_api(nursery: trio.Nursery, tmp_path: Pa
     created = await admin(setup, "POST", "/tyk/keys/create", SESSION)
     assert created.status == 200
     reply = created.json()
-    assert reply["status"] == "ok" and reply["action"] == "added"
+    assert reply["status"] == "ok"
+    assert reply["action"] == "added"
     key = reply["key"]
-    assert key.startswith("acme") and len(key) > len("acme") + 16
+    assert key.startswith("acme")
+    assert len(key) > len("acme") + 16
     ok = await fetch(setup.address, "GET", "/locked/x", [("Authorization", key)])
     assert ok.status == 200
     listed = await admin(setup, "GET", "/tyk/keys")
@@ -198,19 +201,23 @@ async def test_key_with_a_chosen_name_update_and_delete(
     added = await admin(setup, "POST", "/tyk/keys/my-key", SESSION)
     assert added.json() == {"key": "my-key", "status": "ok", "action": "added"}
     stored = await setup.store.get_session("my-key")
-    assert stored is not None and stored.rate == 100
+    assert stored is not None
+    assert stored.rate == 100
 
     changed = dict(SESSION, rate=5, meta_data={"team": "red"})
     updated = await admin(setup, "PUT", "/tyk/keys/my-key", changed)
     assert updated.json() == {"key": "my-key", "status": "ok", "action": "modified"}
     read = (await admin(setup, "GET", "/tyk/keys/my-key")).json()
-    assert read["rate"] == 5 and read["meta_data"] == {"team": "red"}
+    assert read["rate"] == 5
+    assert read["meta_data"] == {"team": "red"}
     assert read["date_created"] == stored.date_created  # an update keeps the creation date
 
     deleted = await admin(setup, "DELETE", "/tyk/keys/my-key")
     assert deleted.json() == {"key": "my-key", "status": "ok", "action": "deleted"}
     assert await setup.store.get_session("my-key") is None
-    assert (await fetch(setup.address, "GET", "/locked/x", [("Authorization", "my-key")])).status == 403
+    assert (
+        await fetch(setup.address, "GET", "/locked/x", [("Authorization", "my-key")])
+    ).status == 403
 
 
 async def test_unknown_keys_are_404(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -267,7 +274,10 @@ async def test_list_and_read_apis(nursery: trio.Nursery, tmp_path: Path) -> None
     one = await admin(setup, "GET", "/tyk/apis/free")
     assert one.json()["proxy"]["listen_path"] == "/free/"
     missing = await admin(setup, "GET", "/tyk/apis/nope")
-    assert (missing.status, missing.json()) == (404, {"status": "error", "message": "API not found"})
+    assert (missing.status, missing.json()) == (
+        404,
+        {"status": "error", "message": "API not found"},
+    )
 
 
 async def test_create_update_delete_api_files(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -282,7 +292,9 @@ async def test_create_update_delete_api_files(nursery: trio.Nursery, tmp_path: P
     moved = classic("new-api", "/moved/", setup.target)
     updated = await admin(setup, "PUT", "/tyk/apis/new-api", moved)
     assert updated.json() == {"key": "new-api", "status": "ok", "action": "modified"}
-    assert json.loads((setup.apps / "new-api.json").read_text())["proxy"]["listen_path"] == "/moved/"
+    assert (
+        json.loads((setup.apps / "new-api.json").read_text())["proxy"]["listen_path"] == "/moved/"
+    )
     assert (await fetch(setup.address, "GET", "/new/x")).status == 404
     assert (await fetch(setup.address, "GET", "/moved/x")).status == 200
 

@@ -127,3 +127,64 @@ async def test_unsupported_security_key_refuses_its_api(
     assert (await fetch(gw.address, "GET", "/jwt/x")).status == 404
     assert (await fetch(gw.address, "GET", "/open/x")).status == 200
     assert [r.target for r in upstream.requests] == [b"/x"]
+
+
+def oas_api(api_id: str, listen_path: str, target_url: str, **upstream: Any) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": api_id, "version": "1.0.0"},
+        "paths": {},
+        "x-tyk-api-gateway": {
+            "info": {"id": api_id, "name": api_id, "state": {"active": True}},
+            "upstream": {"url": target_url, **upstream},
+            "server": {"listenPath": {"value": listen_path, "strip": True}},
+        },
+    }
+
+
+async def test_preserve_host_header_classic_and_oas(nursery: trio.Nursery, tmp_path: Path) -> None:
+    upstream = await start_upstream(nursery)
+    apps = tmp_path / "apps"
+    url = upstream.url + "/"
+    write_keyless_api(
+        apps,
+        api_id="classic",
+        listen_path="/classic/",
+        target_url=url,
+        proxy={"listen_path": "/classic/", "target_url": url, "strip_listen_path": True,
+               "preserve_host_header": True},
+    )  # fmt: skip
+    (apps / "oas.json").write_text(
+        json.dumps(oas_api("oas", "/oas/", url, preserveHostHeader={"enabled": True}))
+    )
+    (apps / "oas-plain.json").write_text(json.dumps(oas_api("oas-plain", "/plain/", url)))
+    gw = await start_gateway(nursery, apps)
+    assert gw.report.errors == []
+
+    for path in ("/classic/x", "/oas/x", "/plain/x"):
+        assert (await fetch(gw.address, "GET", path, [("Host", "public.example")])).status == 200
+
+    host, port = upstream.address
+    assert [r.header(b"host") for r in upstream.requests] == [
+        b"public.example",
+        b"public.example",
+        f"{host}:{port}".encode(),
+    ]
+
+
+async def test_tyk_file_mode_pair_loads_as_one_api(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """Tyk writes an OAS API as X.json (Classic, is_oas) beside X-oas.json: one API, served."""
+    upstream = await start_upstream(nursery)
+    apps = tmp_path / "apps"
+    write_keyless_api(
+        apps, api_id="pair", listen_path="/pair/", target_url=upstream.url, is_oas=True
+    )
+    (apps / "pair-oas.json").write_text(
+        json.dumps(oas_api("pair", "/pair/", upstream.url + "/from-oas/"))
+    )
+    gw = await start_gateway(nursery, apps)
+
+    assert gw.report.errors == []
+    assert [api.api_id for api in gw.report.apis] == ["pair"]
+    assert (await fetch(gw.address, "GET", "/pair/x")).status == 200
+    assert [r.target for r in upstream.requests] == [b"/from-oas/x"]

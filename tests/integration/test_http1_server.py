@@ -210,7 +210,8 @@ async def test_request_id_is_generated_passed_upstream_and_returned(
     first = await fetch(gateway.address, "GET", "/echo/a")
     second = await fetch(gateway.address, "GET", "/echo/b")
     ids = [first.header("x-request-id"), second.header("x-request-id")]
-    assert ids[0] and ids[1]
+    assert ids[0]
+    assert ids[1]
     assert ids[0] != ids[1]
     assert [r.header(b"x-request-id") for r in upstream.requests] == ids
     assert len(first.header_values("x-request-id")) == 1

@@ -167,3 +167,73 @@ async def test_close_delimited_upstream_body_is_relayed_whole(
     assert (first.status, first.body) == (200, b"abcdefghi")
     assert (second.status, second.body) == (200, b"abcdefghi")
     assert upstream.accepted == 2
+
+
+async def test_bodiless_responses_keep_the_connection_reusable(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """HEAD, 204 and 304 responses have no body: the pooled connection stays in sync."""
+
+    async def varied(request: ReceivedRequest, reply: Reply) -> None:
+        if request.target == b"/empty":
+            await reply.send_raw(b"HTTP/1.1 204 No Content\r\n\r\n")
+        elif request.target == b"/cached":
+            await reply.send_raw(b'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n')
+        else:
+            await reply.respond(200, [(b"X-Len", b"5")], b"hello")
+
+    upstream = await start_upstream(nursery, varied)
+    gw = await gateway_for(nursery, tmp_path, upstream)
+
+    async with open_client(gw.address) as client:
+        head = await client.request("HEAD", "/p/doc")
+        empty = await client.request("GET", "/p/empty")
+        cached = await client.request("GET", "/p/cached", [("If-None-Match", '"v1"')])
+        full = await client.request("GET", "/p/doc")
+
+    assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"5")
+    assert (empty.status, empty.body) == (204, b"")
+    assert (cached.status, cached.header(b"etag")) == (304, b'"v1"')
+    assert (full.status, full.body) == (200, b"hello")
+    assert [r.method for r in upstream.requests] == ["HEAD", "GET", "GET", "GET"]
+    assert upstream.accepted == 1
+
+
+async def test_malformed_upstream_response_is_502(nursery: trio.Nursery, tmp_path: Path) -> None:
+    async def garbage(request: ReceivedRequest, reply: Reply) -> None:
+        await reply.send_raw(b"HTTP/1.1 ok-ish\r\nthis is not a header\r\n\r\n")
+        reply.close_after = True
+
+    upstream = await start_upstream(nursery, garbage)
+    gw = await gateway_for(nursery, tmp_path, upstream)
+
+    response = await fetch(gw.address, "GET", "/p/x")
+
+    assert response.status == 502
+    assert set(response.json()) == {"error"}
+
+
+async def test_upstream_stalling_mid_body_is_cut_off(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """An upstream that stops sending mid-body is bounded by body_read_timeout: the client's
+    connection is closed (a short body), the upstream connection dropped, the gateway fine."""
+    never = trio.Event()
+
+    async def stall(request: ReceivedRequest, reply: Reply) -> None:
+        if request.target == b"/stall":
+            await reply.start(200, content_length=100)
+            await reply.send(b"z" * 10)
+            await never.wait()
+        await reply.respond(200, body=b"ok")
+
+    upstream = await start_upstream(nursery, stall)
+    write_keyless_api(tmp_path, api_id="pool", listen_path="/p/", target_url=upstream.url)
+    gw = await start_gateway(nursery, tmp_path, body_read_timeout=0.3)
+
+    async with open_client(gw.address) as client:
+        await client.send(b"GET /p/stall HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = await client.read_until_closed()
+    assert received.startswith(b"HTTP/1.1 200")
+    assert received.endswith(b"\r\n\r\n" + b"z" * 10)
+    with trio.fail_after(10):
+        await upstream.requests[0].connection.closed_by_peer.wait()
+    assert (await fetch(gw.address, "GET", "/p/next")).status == 200

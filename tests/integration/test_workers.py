@@ -6,8 +6,10 @@ which worker holds it), so the gateway needs no debug header for these tests.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -89,7 +91,7 @@ class Supervised:
 
 @asynccontextmanager
 async def supervised(
-    redis: RedisServer, apps: Path, *, workers: int = 2, env: dict[str, str] | None = None
+    redis: RedisServer, apps: Path, *args: str, workers: int = 2
 ) -> AsyncIterator[Supervised]:
     """Run `trio-gateway run --workers N` on the Redis store; all workers ready on entry."""
     config = apps.parent / f"{apps.name}-gateway.toml"
@@ -99,11 +101,11 @@ async def supervised(
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
     command = [sys.executable, "-m", "trio_gateway", "run", "--listen", "127.0.0.1:0"]
-    command += ["--config", str(config), "--apps", str(apps), "--workers", str(workers)]
+    command += ["--config", str(config), "--apps", str(apps), "--workers", str(workers), *args]
     process = await trio.lowlevel.open_process(
         command,
         cwd=str(ROOT),
-        env={**clean, **(env or {})},
+        env=clean,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,  # access-log lines
         stderr=subprocess.PIPE,
@@ -256,6 +258,23 @@ async def test_sighup_reaches_every_worker(redis_db: RedisServer, apps: Path) ->
         assert await gateway.stop() == 0
 
 
+async def test_watch_reloads_every_worker(
+    redis_db: RedisServer, apps: Path, upstream: RawUpstream
+) -> None:
+    async with supervised(redis_db, apps, "--watch", "0.1") as gateway:
+        await gateway.wait_for_log(r"worker 0 .*watching")
+        await gateway.wait_for_log(r"worker 1 .*watching")
+        mark = len(gateway.lines())
+        write_keyless_api(apps, api_id="later", listen_path="/later/", target_url=upstream.url)
+        await gateway.wait_for_log(r"worker 0 .*changed: reloading", after=mark)
+        await gateway.wait_for_log(r"worker 1 .*changed: reloading", after=mark)
+        await gateway.wait_for_log(r"worker 0 .*: reload: ", after=mark)
+        await gateway.wait_for_log(r"worker 1 .*: reload: ", after=mark)
+        for _ in range(8):  # fresh connections: both workers answer
+            assert (await fetch(gateway.address, "GET", "/later/x")).status == 200
+        assert await gateway.stop() == 0
+
+
 async def test_workers_drain_and_exit_when_the_supervisor_dies(
     redis_db: RedisServer, apps: Path
 ) -> None:
@@ -348,8 +367,10 @@ def test_restart_budget_forgets_old_deaths() -> None:
 
 
 async def test_a_worker_that_keeps_dying_stops_the_supervisor(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # `main(["run", ...])` in an earlier test may have cut our loggers off from caplog's.
+    monkeypatch.setattr(logging.getLogger("trio_gateway"), "propagate", True)
     config = GatewayConfig(workers=2, storage=StorageConfig(type="redis"))
     supervisor = Supervisor(
         config=config,
@@ -363,3 +384,27 @@ async def test_a_worker_that_keeps_dying_stops_the_supervisor(
     assert "more than 2 times" in text
     assert not supervisor.processes
     assert not supervisor.all_ready.is_set()
+
+
+def test_access_log_batches_reach_stdout_in_whole_lines_of_at_most_pipe_buf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trio_gateway import _workers
+
+    writes: list[bytes] = []
+
+    def record(fd: int, data: memoryview) -> int:
+        writes.append(bytes(data))
+        return len(data)
+
+    monkeypatch.setattr(os, "write", record)
+    long_line = b"y" * (2 * select.PIPE_BUF) + b"\n"
+    lines = [b"%d:%s\n" % (n, b"x" * (n * 37 % 300)) for n in range(100)]
+    batch = b"".join(lines) + long_line + b"".join(lines)
+    assert _workers._WholeLinesWriter(1).write(batch) == len(batch)
+    assert b"".join(writes) == batch
+    assert long_line in writes  # too long to stay whole: it goes alone
+    for write in writes:
+        assert write.endswith(b"\n")
+        assert write == long_line or len(write) <= select.PIPE_BUF
+    assert len(writes) < len(lines)  # batched, not one write per line

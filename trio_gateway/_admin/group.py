@@ -87,6 +87,9 @@ class RedisGroupReload:
     backoff_max: float = 5.0
     #: Set while subscribed (tests wait for it instead of sleeping).
     subscribed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    #: Successful subscriptions so far (the first, then one per reconnect).
+    subscriptions: int = attrs.field(default=0, init=False)
+    _subscription_made: trio.Event = attrs.field(factory=trio.Event, init=False)
     _publisher: RedisClient = attrs.field(init=False)
 
     @_publisher.default
@@ -115,18 +118,26 @@ class RedisGroupReload:
             while True:
                 try:
                     stream, reader = await self._subscribe()
-                except (OSError, trio.TooSlowError, RedisError) as exc:
+                except (OSError, trio.TooSlowError, RedisError, hiredis.HiredisError) as exc:
                     log.warning("group reload: cannot subscribe to Redis (%s); retrying", exc)
                 else:
                     backoff = self.backoff_initial
                     self.subscribed.set()
+                    self.subscriptions += 1
+                    self._subscription_made.set()
+                    self._subscription_made = trio.Event()
                     if not reported:
                         reported = True
                         task_status.started()
                     try:
                         async with stream:
                             await self._listen(stream, reader)
-                    except (OSError, trio.BrokenResourceError, RedisError) as exc:
+                    except (
+                        OSError,
+                        trio.BrokenResourceError,
+                        RedisError,
+                        hiredis.HiredisError,
+                    ) as exc:
                         log.warning("group reload: lost the Redis subscription (%s)", exc)
                     self.subscribed = trio.Event()
                 if not reported:
@@ -137,6 +148,11 @@ class RedisGroupReload:
         finally:
             with trio.CancelScope(shield=True):
                 await self._publisher.aclose()
+
+    async def wait_for_subscriptions(self, count: int) -> None:
+        """Wait until ``count`` subscriptions have been made (the caller bounds the wait)."""
+        while self.subscriptions < count:
+            await self._subscription_made.wait()
 
     async def _subscribe(self) -> tuple[trio.SocketStream, hiredis.Reader]:
         s = self.storage

@@ -475,6 +475,10 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
         ("limits", "body_read_timeout"),
     ),
     ("http_server_options", "max_request_body_size"): (("limits", "max_request_body_bytes"),),
+    ("rate_limit_response_headers",): (("rate_limit_response_headers",),),
+    # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.
+    ("local_session_cache", "cached_session_timeout"): (("storage", "session_cache_ttl"),),
+    ("local_session_cache", "disable_cached_session_state"): (),
 }
 _TYK_SECTIONS: Final = frozenset(path[0] for path in _TYK_KEYS if len(path) == 2)
 #: Tyk's documented sample secret: a config that still carries it has an admin API anyone can use.
@@ -521,6 +525,11 @@ def map_tyk_conf(data: Mapping[str, Any]) -> tuple[Raw, dict[str, str], list[str
                 visit((key, sub_key), sub_value)
         else:
             visit((key,), value)
+
+    cache = data.get("local_session_cache")
+    if isinstance(cache, Mapping) and cache.get("disable_cached_session_state") is True:
+        _set_in(raw, ("storage", "session_cache_ttl"), 0.0)
+        names["storage.session_cache_ttl"] = "local_session_cache.disable_cached_session_state"
 
     storage = data.get("storage")
     if isinstance(storage, Mapping) and not storage.get("type"):

@@ -132,6 +132,10 @@ class CoprocessConfig:
     grpc_send_max_size: int = attrs.field(default=0, validator=_non_negative)
     #: ``:authority`` override; empty means derive it from the target.
     grpc_authority: str = ""
+    #: TLS to the gRPC server (our extension; Tyk has none). Verified against the system's CAs
+    #: plus ``grpc_ca_file`` (PEM), for the host in ``grpc_authority`` or the target.
+    grpc_tls: bool = False
+    grpc_ca_file: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -215,6 +215,9 @@ async def forward(
         # The parser stops right after the head of a 101; what follows is the new protocol.
         tail = conn.parser.next_event()
         prefix = tail.trailing if isinstance(tail, Upgraded) else b""
+        # From here the tunnel watches both ends itself: the request's hang-up guard is done.
+        if isinstance(conn.stream, RawSocketStream):
+            conn.stream.guard = None
         upgrade_value = _first(event.headers, b"upgrade") or b"websocket"
         headers += [(b"Connection", b"upgrade"), (b"Upgrade", upgrade_value)]
         return Response(

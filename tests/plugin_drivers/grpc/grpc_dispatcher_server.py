@@ -27,8 +27,25 @@ def echo(obj: pb.Object, context: Any) -> pb.Object:
     return obj
 
 
-def start_server(address: str, dispatch: Handler = echo, workers: int = 16) -> tuple[Any, int]:
-    """Start a Dispatcher on ``address`` (``127.0.0.1:0`` or ``unix:...``): (server, port)."""
+def start_server(
+    address: str,
+    dispatch: Handler = echo,
+    workers: int = 16,
+    *,
+    credentials: Any = None,
+    on_event: Callable[[pb.Event], None] | None = None,
+) -> tuple[Any, int]:
+    """Start a Dispatcher on ``address`` (``127.0.0.1:0`` or ``unix:...``): (server, port).
+
+    ``credentials`` (``grpc.ssl_server_credentials``) serves TLS; ``on_event`` sees every
+    ``DispatchEvent``.
+    """
+
+    def dispatch_event(event: pb.Event, context: Any) -> pb.EventReply:
+        if on_event is not None:
+            on_event(event)
+        return pb.EventReply()
+
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=[
@@ -44,7 +61,7 @@ def start_server(address: str, dispatch: Handler = echo, workers: int = 16) -> t
             response_serializer=pb.Object.SerializeToString,
         ),
         "DispatchEvent": grpc.unary_unary_rpc_method_handler(
-            lambda event, context: pb.EventReply(),
+            dispatch_event,
             request_deserializer=pb.Event.FromString,
             response_serializer=pb.EventReply.SerializeToString,
         ),
@@ -52,7 +69,10 @@ def start_server(address: str, dispatch: Handler = echo, workers: int = 16) -> t
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("coprocess.Dispatcher", handlers),)
     )
-    port = server.add_insecure_port(address)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     server.start()
     return server, port
 

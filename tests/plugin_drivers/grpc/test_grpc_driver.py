@@ -452,9 +452,13 @@ async def test_server_down_is_unavailable_and_fails_fast() -> None:
 async def test_shared_channel_and_missing_configuration(server: Server) -> None:
     with pytest.raises(PluginDriverError, match="no gRPC server is configured"):
         await GrpcDriver().load(make_api(), ())
-    async with open_shared_grpc_channel(server.target) as channel:
+    async with open_shared_grpc_channel(server.target) as channels:
         driver = GrpcDriver()
         await driver.load(make_api(), ())
-        assert driver.channel is channel
+        assert driver.channel is channels.default
         await driver.aclose()
-        assert channel.state.value in ("ready", "connecting")
+        assert channels.default is not None
+        assert channels.default.state.value in ("ready", "connecting")
+    async with open_shared_grpc_channel("") as channels:  # enabled, but no default server
+        with pytest.raises(PluginDriverError, match="no gRPC server is configured"):
+            await GrpcDriver().load(make_api(), ())

@@ -264,11 +264,6 @@ def test_tyk_empty_auth_check_means_no_hook() -> None:
             {"custom_middleware": {"pre": [{"name": "A"}]}},
             "custom_middleware.driver: hooks are configured but no driver is set",
         ),
-        (
-            {"global_rate_limit": {"rate": 10, "per": 1}},
-            "global_rate_limit: API-level rate limits are not supported yet",
-        ),
-        ({"use_keyless": False}, "use_keyless: standard token authentication is not supported"),
     ],
 )
 def test_errors_name_file_and_field(changes: dict[str, Any], expected: str) -> None:

@@ -225,14 +225,6 @@ def test_token_location_from_security_scheme_and_components() -> None:
             f"{X}.info.versioning: versioned APIs are not supported yet",
         ),
         (
-            {"x.server.authentication": {"enabled": True}},
-            f"{X}.server.authentication.enabled: standard token authentication is not supported",
-        ),
-        (
-            {"x.upstream.rateLimit": {"enabled": True, "rate": 5, "per": "1s"}},
-            f"{X}.upstream.rateLimit: API-level rate limits are not supported yet",
-        ),
-        (
             {"x.upstream.rateLimit": {"enabled": True, "rate": 5, "per": "soon"}},
             f"{X}.upstream.rateLimit.per: not a duration",
         ),

@@ -121,3 +121,35 @@ def test_serialised_head_parses_back() -> None:
 def test_encode_chunk_is_hex_sized() -> None:
     assert encode_chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
     assert LAST_CHUNK == b"0\r\n\r\n"
+
+
+def test_eof_mid_chunked_body_is_an_upstream_error() -> None:
+    parser = H1ClientParser()
+    parser.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+    with pytest.raises(UpstreamProtocolError):
+        parser.feed_eof()
+
+
+def test_eof_between_responses_adds_nothing() -> None:
+    """The caller tells a stale keep-alive connection by the missing event."""
+    parser = H1ClientParser()
+    parser.feed(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert [type(e) for e in events_drain(parser)] == [ResponseHead, EndOfMessage]
+    parser.feed_eof()
+    assert parser.next_event() is None
+
+
+def test_eof_after_a_close_delimited_body_ends_it_once() -> None:
+    parser = H1ClientParser()
+    parser.feed(b"HTTP/1.1 200 OK\r\n\r\nabc")
+    parser.feed_eof()
+    parser.feed_eof()
+    ends = [e for e in events_drain(parser) if isinstance(e, EndOfMessage)]
+    assert len(ends) == 1
+
+
+def events_drain(parser: H1ClientParser) -> list[Event]:
+    out: list[Event] = []
+    while (event := parser.next_event()) is not None:
+        out.append(event)
+    return out

@@ -143,12 +143,13 @@ def test_upgrade_header_without_connection_upgrade_is_not_a_switch() -> None:
 
 def test_in_head_tracks_a_partial_head() -> None:
     parser = H1ServerParser()
-    assert not parser.in_head
+    states = [parser.in_head]
     parser.feed(b"GET / HTTP/1.1\r\nHo")
-    assert parser.in_head
+    states.append(parser.in_head)
     assert parser.next_event() is None
     parser.feed(b"st: h\r\n\r\n")
-    assert not parser.in_head
+    states.append(parser.in_head)
+    assert states == [False, True, False]
     assert isinstance(parser.next_event(), RequestHead)
 
 
