@@ -11,6 +11,7 @@ memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
@@ -51,6 +52,22 @@ class BytesBody:
             return b""
         self._sent = True
         return self.data
+
+
+async def _read_whole(
+    source: BodySource | None, limit: int, too_large: Callable[[], Exception]
+) -> bytes:
+    """Everything ``source`` yields (``b""`` for no source); beyond ``limit`` > 0, too_large()."""
+    if source is None:
+        return b""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := await source.receive_some():
+        total += len(chunk)
+        if limit and total > limit:
+            raise too_large()
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @attrs.define(eq=False, slots=True)
@@ -95,23 +112,11 @@ class Request:
 
         ``limit`` > 0 bounds it: a longer body raises ``ClientProtocolError`` (413).
         """
-        if self.body_bytes is not None:
-            return self.body_bytes
-        if self.body_source is None:
-            self.body_bytes = b""
-            return b""
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await self.body_source.receive_some()
-            if not chunk:
-                break
-            total += len(chunk)
-            if limit and total > limit:
-                raise ClientProtocolError("Request body too large", 413)
-            parts.append(chunk)
-        self.body_bytes = b"".join(parts)
-        self.body_source = None
+        if self.body_bytes is None:
+            self.body_bytes = await _read_whole(
+                self.body_source, limit, lambda: ClientProtocolError("Request body too large", 413)
+            )
+            self.body_source = None
         return self.body_bytes
 
     def set_body(self, data: bytes) -> None:
@@ -139,24 +144,14 @@ class Response:
 
     async def read_body(self, limit: int = 0) -> bytes:
         """Read a streamed body whole (once); ``limit`` > 0 bounds it (502 beyond it)."""
-        if self.body_bytes is not None:
-            return self.body_bytes
-        if self.body_source is None:
-            self.body_bytes = b""
-            return b""
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            chunk = await self.body_source.receive_some()
-            if not chunk:
-                break
-            total += len(chunk)
-            if limit and total > limit:
-                raise UpstreamProtocolError("Upstream response body too large")
-            parts.append(chunk)
-        self.body_bytes = b"".join(parts)
-        self.body_source = None
-        self.content_length = None
+        if self.body_bytes is None:
+            self.body_bytes = await _read_whole(
+                self.body_source,
+                limit,
+                lambda: UpstreamProtocolError("Upstream response body too large"),
+            )
+            self.body_source = None
+            self.content_length = None
         return self.body_bytes
 
     def header(self, name: bytes) -> bytes | None:

@@ -42,6 +42,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack.struct
 import trio
 
 __all__ = [
@@ -592,7 +593,10 @@ class GrpcChannel:
         ]
         deadline = trio.current_effective_deadline()
         if deadline != math.inf:
-            headers.append((b"grpc-timeout", _encode_timeout(deadline - trio.current_time())))
+            # Never indexed: a value that differs on every call would only churn HPACK's dynamic
+            # table (and evict the headers that do repeat).
+            timeout = _encode_timeout(deadline - trio.current_time())
+            headers.append(hpack.struct.NeverIndexedHeaderTuple(b"grpc-timeout", timeout))
         headers.extend((k.lower().encode(), v.encode()) for k, v in metadata)
         return await conn.unary(headers, message, self.recv_max)
 
