@@ -12,12 +12,12 @@ Shape of the machinery:
 * While there is no connection because the last attempt failed, calls fail *at once* with
   :class:`GrpcUnavailable` instead of waiting for a server that is not there. Only the very first
   connect (and a reconnect after a graceful GOAWAY) makes calls wait, bounded by their deadline.
-* Each connection runs one reader task (socket -> h2 -> per-stream state). There is no writer task:
-  whoever changed h2's state (a caller, or the reader) flushes h2's outgoing buffer itself, one
-  flusher at a time, inside a shielded scope with its own deadline (``write_timeout``); so a
-  caller that is cancelled half-way never leaves a half-written frame on the socket, and a call
-  costs no task switch to get its request out (measured: the writer hop and h2's header
-  validation were the client's largest costs after HPACK itself).
+* Each connection runs a reader task (socket -> h2 -> per-stream state) and a writer task. A
+  caller flushes h2's outgoing buffer itself (one flusher at a time, inside a shielded scope with
+  its own deadline), so a call costs no task switch to get its request out, and a caller that is
+  cancelled half-way never leaves a half-written frame on the socket. What the reader causes
+  (acks, window updates) goes through the writer task, only when there is something to send: the
+  reader must never block on a send, or a peer blocked sending to us could deadlock with it.
 * A call whose caller is cancelled (client gone, deadline passed) resets its stream with
   ``RST_STREAM(CANCEL)``; the server sees the call cancelled. ``grpc-timeout`` carries the call's
   deadline, which is the enclosing Trio cancel scopes' deadline (no separate timeout argument).
@@ -280,6 +280,7 @@ class _Connection:
     graceful: bool = False
     closed: bool = False
     _flushing: bool = False
+    _wake: trio.Event = attrs.field(factory=trio.Event)
     _slot_freed: trio.Event = attrs.field(factory=trio.Event)
     _cancel_scope: trio.CancelScope | None = None
 
@@ -326,6 +327,18 @@ class _Connection:
         finally:
             self._flushing = False
 
+    def _has_output(self) -> bool:
+        # h2 has no public "anything queued?" query; its buffer is a bytearray. Unknown -> True.
+        pending = getattr(self.conn, "_data_to_send", None)
+        return pending is None or len(pending) > 0
+
+    async def _writer(self) -> None:
+        """Flush what the reader's events queued (acks, window updates, resets)."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self.flush()
+
     def _fail_connection(self, why: str) -> None:
         self._lost(why)
         if self._cancel_scope is not None:
@@ -334,10 +347,12 @@ class _Connection:
     async def run(self) -> None:
         """Read until the connection ends; then fail the calls still on it."""
         try:
-            with trio.CancelScope() as scope:
-                self._cancel_scope = scope
+            async with trio.open_nursery() as nursery:
+                self._cancel_scope = nursery.cancel_scope
                 await self.flush()  # the connection preface and our settings
+                nursery.start_soon(self._writer)
                 await self._reader()
+                nursery.cancel_scope.cancel()
         finally:
             self._lost("connection to the gRPC server lost")
             with trio.CancelScope(shield=True):
@@ -367,11 +382,12 @@ class _Connection:
             try:
                 events = self.conn.receive_data(data)
             except h2.exceptions.ProtocolError:
-                await self.flush()  # h2 queued a GOAWAY; best effort
+                await self.flush()  # h2 queued a GOAWAY; best effort (bounded inside)
                 return
             for event in events:
                 self._handle(event)
-            await self.flush()  # acks, window updates, resets the events caused
+            if self._has_output():
+                self._wake.set()  # acks, window updates, resets the events caused
 
     def _handle(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):
