@@ -192,6 +192,8 @@ def _encode_timeout(seconds: float) -> bytes:
 class _Call:
     stream_id: int
     recv_max: int
+    #: What we may still send on this stream (the peer's stream window).
+    send_window: int
     data: bytearray = attrs.field(factory=bytearray)
     http_status: bytes = b""
     grpc_status: bytes | None = None
@@ -200,6 +202,14 @@ class _Call:
     error: GrpcError | None = None
     #: Set when the send window may have grown (replaced each time a sender waits on it).
     window: trio.Event = attrs.field(factory=trio.Event)
+    #: Received bytes not yet given back with a stream WINDOW_UPDATE.
+    unacked: int = 0
+    size_checked: bool = False
+    #: Stream state for the final RST_STREAM decision: the peer ended or reset its side, we sent
+    #: END_STREAM, we sent RST_STREAM.
+    remote_closed: bool = False
+    local_closed: bool = False
+    reset_sent: bool = False
 
     def fail(self, error: GrpcError) -> None:
         if not self.done.is_set():
@@ -225,13 +235,14 @@ class _Call:
             raise GrpcError(code, f"HTTP status {self.http_status.decode('latin-1')}")
         if self.grpc_status is None:
             raise GrpcError(StatusCode.INTERNAL, "server sent no grpc-status")
-        try:
-            code = StatusCode(int(self.grpc_status))
-        except ValueError:
-            code = StatusCode.UNKNOWN
-        if code is not StatusCode.OK:
-            message = urllib.parse.unquote(self.grpc_message.decode("latin-1"))
-            raise _error_for(code, message or code.name)
+        if self.grpc_status != b"0":
+            try:
+                code = StatusCode(int(self.grpc_status))
+            except ValueError:
+                code = StatusCode.UNKNOWN
+            if code is not StatusCode.OK:
+                message = urllib.parse.unquote(self.grpc_message.decode("latin-1"))
+                raise _error_for(code, message or code.name)
         data = self.data
         if len(data) < 5:
             raise GrpcError(StatusCode.INTERNAL, "server sent no reply message")
@@ -258,66 +269,83 @@ def _http_status_code(status: bytes) -> StatusCode:
 
 
 _RESET_CODES: Final = {
-    h2.errors.ErrorCodes.CANCEL: StatusCode.CANCELLED,
-    h2.errors.ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,
-    h2.errors.ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
-    h2.errors.ErrorCodes.INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
+    ErrorCode.CANCEL: StatusCode.CANCELLED,
+    ErrorCode.REFUSED_STREAM: StatusCode.UNAVAILABLE,
+    ErrorCode.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
 }
+
+
+def _error_code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error code {code}"
 
 
 # ------------------------------------------------------------------------------------------------
 # One HTTP/2 connection
 
+_MAX_STREAM_ID: Final = 2**31 - 1
+
 
 @attrs.define(eq=False)
 class _Connection:
+    """One HTTP/2 connection, run by :mod:`h2codec` framing: callers queue their frames and flush;
+    a reader task parses the server's frames and delivers each reply to its waiting caller."""
+
     stream: trio.abc.Stream
-    conn: h2.connection.H2Connection
     scheme: bytes
     calls: dict[int, _Call] = attrs.field(factory=dict)
     #: No new streams may start (lost, closed, or the server sent GOAWAY).
     unusable: trio.Event = attrs.field(factory=trio.Event)
     graceful: bool = False
     closed: bool = False
+    #: Frames queued for the socket (sent by whoever flushes next).
+    out: bytearray = attrs.field(factory=bytearray)
+    parser: h2codec.FrameParser = attrs.field(factory=h2codec.FrameParser)
+    decoder: hpack.Decoder = attrs.field(factory=hpack.Decoder)
+    next_stream_id: int = 1
+    #: The peer's settings we honour, and our connection send window.
+    send_window: int = 65_535
+    peer_initial_window: int = 65_535
+    peer_max_frame: int = h2codec.DEFAULT_MAX_FRAME_SIZE
+    peer_max_streams: int = 2**31
+    peer_table_size: int = 4_096
+    #: A dynamic table size update owed at the start of our next header block (the peer shrank
+    #: its HPACK table; RFC 7541 §4.2).
+    header_prefix: bytes = b""
+    #: Received DATA bytes not yet given back with a connection WINDOW_UPDATE.
+    recv_unacked: int = 0
     _flushing: bool = False
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _slot_freed: trio.Event = attrs.field(factory=trio.Event)
     _cancel_scope: trio.CancelScope | None = None
 
     @classmethod
-    def start_h2(cls, stream: trio.abc.Stream, scheme: bytes) -> _Connection:
-        # Our own headers are well-formed by construction, and we read three response headers
-        # by name: h2's per-header validation and normalisation would cost ~15 % of a call.
-        config = h2.config.H2Configuration(
-            client_side=True,
-            header_encoding=None,
-            validate_outbound_headers=False,
-            normalize_outbound_headers=False,
-            validate_inbound_headers=False,
-            normalize_inbound_headers=False,
+    def start(cls, stream: trio.abc.Stream, scheme: bytes) -> _Connection:
+        conn = cls(stream=stream, scheme=scheme)
+        conn.out += h2codec.CLIENT_PREFACE
+        conn.out += h2codec.settings_frame(
+            (
+                (Setting.ENABLE_PUSH, 0),
+                (Setting.INITIAL_WINDOW_SIZE, _STREAM_WINDOW),
+                (Setting.MAX_HEADER_LIST_SIZE, _MAX_HEADER_LIST),
+            )
         )
-        conn = h2.connection.H2Connection(config=config)
-        conn.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
-            },
-        )
-        conn.initiate_connection()
-        conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
-        return cls(stream=stream, conn=conn, scheme=scheme)
+        conn.out += h2codec.window_update_frame(0, _CONNECTION_WINDOW - 65_535)
+        return conn
 
     async def flush(self) -> None:
-        """Send what h2 has queued. One flusher at a time: a second caller's bytes are already in
-        h2's buffer, and the running flusher loops until that buffer is empty."""
+        """Send what is queued. One flusher at a time: a second caller's bytes are already in
+        ``out``, and the running flusher loops until it is empty."""
         if self._flushing or self.closed:
             return
         self._flushing = True
         try:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + _WRITE_TIMEOUT):
-                while data := self.conn.data_to_send():
+                while self.out:
+                    data, self.out = self.out, bytearray()
                     await self.stream.send_all(data)
                 return
             # Only reached when the write deadline passed: the peer stopped reading.
@@ -327,13 +355,8 @@ class _Connection:
         finally:
             self._flushing = False
 
-    def _has_output(self) -> bool:
-        # h2 has no public "anything queued?" query; its buffer is a bytearray. Unknown -> True.
-        pending = getattr(self.conn, "_data_to_send", None)
-        return pending is None or len(pending) > 0
-
     async def _writer(self) -> None:
-        """Flush what the reader's events queued (acks, window updates, resets)."""
+        """Flush what the reader queued (acks, window updates, resets)."""
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
@@ -380,68 +403,135 @@ class _Connection:
             if not data:
                 return
             try:
-                events = self.conn.receive_data(data)
-            except h2.exceptions.ProtocolError:
-                await self.flush()  # h2 queued a GOAWAY; best effort (bounded inside)
+                for received in self.parser.feed(data):
+                    self._handle(received)
+                if self.recv_unacked >= _CONNECTION_WINDOW // 2:
+                    self.out += h2codec.window_update_frame(0, self.recv_unacked)
+                    self.recv_unacked = 0
+            except h2codec.H2ProtocolError as exc:
+                self.out += h2codec.goaway_frame(0, exc.code)
+                await self.flush()  # best effort (bounded inside)
                 return
-            for event in events:
-                self._handle(event)
-            if self._has_output():
-                self._wake.set()  # acks, window updates, resets the events caused
+            if self.out and not self._flushing:
+                self._wake.set()  # acks, window updates, resets the frames caused
 
-    def _handle(self, event: h2.events.Event) -> None:
-        if isinstance(event, h2.events.DataReceived):
-            call = self.calls.get(event.stream_id or 0)
-            if event.flow_controlled_length:
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            if call is not None and not call.done.is_set():
-                call.data += event.data
-                self._check_size(call)
-        elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
-            call = self.calls.get(event.stream_id or 0)
-            if call is not None:
-                call.read_headers(event.headers or ())
-        elif isinstance(event, h2.events.StreamEnded):
-            call = self.calls.get(event.stream_id or 0)
-            if call is not None:
+    def _handle(self, received: h2codec.Frame) -> None:
+        type_, flags, stream_id, payload, flow = received
+        if type_ == FrameType.DATA:
+            self.recv_unacked += flow
+            call = self.calls.get(stream_id)
+            if call is None:
+                return  # a stream we already gave up: only the connection window counts it
+            if not call.done.is_set():
+                call.data += payload
+                if not call.size_checked and len(call.data) >= 5:
+                    self._check_size(call)
+            if flags & Flag.END_STREAM:
+                call.remote_closed = True
                 call.done.set()
                 call.window.set()
-        elif isinstance(event, h2.events.StreamReset):
-            call = self.calls.get(event.stream_id or 0)
+            else:
+                call.unacked += flow
+                if call.unacked >= _STREAM_WINDOW // 2:
+                    self.out += h2codec.window_update_frame(stream_id, call.unacked)
+                    call.unacked = 0
+        elif type_ == FrameType.HEADERS:
+            try:
+                # Stateful: every block is decoded, in order, even for streams we gave up.
+                headers = self.decoder.decode(payload, raw=True)
+            except hpack.HPACKError as exc:
+                raise h2codec.H2ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from exc
+            call = self.calls.get(stream_id)
             if call is not None:
-                if event.error_code == h2.errors.ErrorCodes.REFUSED_STREAM:
+                call.read_headers(headers)  # type: ignore[arg-type]
+                if flags & Flag.END_STREAM:
+                    call.remote_closed = True
+                    call.done.set()
+                    call.window.set()
+        elif type_ == FrameType.RST_STREAM:
+            code = h2codec.parse_u32(payload, "RST_STREAM")
+            call = self.calls.get(stream_id)
+            if call is not None:
+                call.remote_closed = call.local_closed = True  # closed: never reset it back
+                if code == ErrorCode.REFUSED_STREAM:
                     # RFC 9113 §8.7: a refused stream was not processed at all.
                     call.fail(GrpcNotProcessed("stream refused by the gRPC server"))
                     return
-                code = _RESET_CODES.get(event.error_code, StatusCode.INTERNAL)  # type: ignore[call-overload]
-                call.fail(_error_for(code, f"stream reset by the server ({event.error_code!r})"))
-        elif isinstance(event, h2.events.WindowUpdated):
-            if event.stream_id:
-                call = self.calls.get(event.stream_id)
+                status = _RESET_CODES.get(code, StatusCode.INTERNAL)  # type: ignore[call-overload]
+                call.fail(
+                    _error_for(status, f"stream reset by the server ({_error_code_name(code)})")
+                )
+        elif type_ == FrameType.WINDOW_UPDATE:
+            increment = h2codec.parse_u32(payload, "WINDOW_UPDATE") & _MAX_STREAM_ID
+            if stream_id:
+                call = self.calls.get(stream_id)
                 if call is not None:
+                    call.send_window += increment
                     call.window.set()
             else:
+                self.send_window += increment
+                if self.send_window > _MAX_STREAM_ID:
+                    raise h2codec.H2ProtocolError(
+                        ErrorCode.FLOW_CONTROL_ERROR, "connection window over 2^31-1"
+                    )
                 self._wake_senders()
-        elif isinstance(event, h2.events.RemoteSettingsChanged):
-            self._wake_senders()
-            self._slot_freed.set()
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            # GOAWAY: streams above last_stream_id were never processed and may be retried
-            # elsewhere; the others may still finish. No new streams here.
-            self.graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
+        elif type_ == FrameType.SETTINGS:
+            if stream_id:
+                raise h2codec.H2ProtocolError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream")
+            if flags & Flag.ACK:
+                return
+            self._apply_settings(h2codec.parse_settings(payload))
+            self.out += h2codec.settings_frame(ack=True)
+        elif type_ == FrameType.PING:
+            if not flags & Flag.ACK:
+                self.out += h2codec.ping_ack_frame(payload)
+        elif type_ == FrameType.GOAWAY:
+            # Streams above last_stream_id were never processed and may be retried elsewhere;
+            # the others may still finish. No new streams here.
+            last, code = h2codec.parse_goaway(payload)
+            self.graceful = code == ErrorCode.NO_ERROR
             self.unusable.set()
-            last = event.last_stream_id or 0
-            for stream_id, call in list(self.calls.items()):
-                if stream_id > last:
+            for call_id, call in list(self.calls.items()):
+                if call_id > last:
                     call.fail(GrpcNotProcessed("the gRPC server is going away"))
+        elif type_ == FrameType.PUSH_PROMISE:
+            raise h2codec.H2ProtocolError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE (push is off)")
+        # PRIORITY and unknown types: nothing to do.
+
+    def _apply_settings(self, settings: Sequence[tuple[int, int]]) -> None:
+        for key, value in settings:
+            if key == Setting.INITIAL_WINDOW_SIZE:
+                if value > _MAX_STREAM_ID:
+                    raise h2codec.H2ProtocolError(
+                        ErrorCode.FLOW_CONTROL_ERROR, "initial window over 2^31-1"
+                    )
+                delta = value - self.peer_initial_window
+                self.peer_initial_window = value
+                for call in self.calls.values():
+                    call.send_window += delta
+            elif key == Setting.MAX_FRAME_SIZE:
+                if not h2codec.DEFAULT_MAX_FRAME_SIZE <= value <= 2**24 - 1:
+                    raise h2codec.H2ProtocolError(
+                        ErrorCode.PROTOCOL_ERROR, f"bad SETTINGS_MAX_FRAME_SIZE {value}"
+                    )
+                self.peer_max_frame = value
+            elif key == Setting.MAX_CONCURRENT_STREAMS:
+                self.peer_max_streams = value
+            elif key == Setting.HEADER_TABLE_SIZE:
+                if value < self.peer_table_size:
+                    # Our encoder never inserts, so its table is empty; saying so (size 0) at the
+                    # start of the next block satisfies a decoder that now expects the update.
+                    self.header_prefix = h2codec.table_size_update(0)
+                self.peer_table_size = value
+        self._wake_senders()
+        self._slot_freed.set()
 
     def _wake_senders(self) -> None:
         for call in self.calls.values():
             call.window.set()
 
     def _check_size(self, call: _Call) -> None:
-        if len(call.data) < 5:
-            return
+        call.size_checked = True
         _, length = _HEADER.unpack_from(call.data)
         if length > call.recv_max:
             call.fail(
@@ -449,60 +539,61 @@ class _Connection:
                     f"received message larger than max ({length} vs. {call.recv_max})"
                 )
             )
-            self._reset(call.stream_id)
+            self._reset(call)
 
-    def _reset(self, stream_id: int) -> None:
-        try:
-            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
-        except h2.exceptions.H2Error:
-            return  # already closed on both sides: nothing to cancel
+    def _reset(self, call: _Call) -> None:
+        if not call.reset_sent and not (call.remote_closed and call.local_closed):
+            call.reset_sent = True
+            self.out += h2codec.rst_stream_frame(call.stream_id, ErrorCode.CANCEL)
 
-    async def unary(
-        self, headers: list[tuple[bytes, bytes]], message: bytes, recv_max: int
-    ) -> bytes:
-        """One call on this connection. Cancellation resets the stream."""
-        while self.conn.open_outbound_streams >= self.conn.remote_settings.max_concurrent_streams:
+    async def unary(self, block: bytes, message: bytes, recv_max: int) -> bytes:
+        """One call on this connection (``block``: its encoded request headers). Cancellation
+        resets the stream."""
+        while len(self.calls) >= self.peer_max_streams:
             if self.closed:
                 raise GrpcUnavailable("connection to the gRPC server lost")
             self._slot_freed = trio.Event()
             await self._slot_freed.wait()
         if self.unusable.is_set():
             raise GrpcNotProcessed("connection to the gRPC server is closing")
-        try:
-            stream_id = self.conn.get_next_available_stream_id()
-        except h2.exceptions.NoAvailableStreamIDError:
+        stream_id = self.next_stream_id
+        if stream_id > _MAX_STREAM_ID:
             self.graceful = True
             self.unusable.set()
-            raise GrpcNotProcessed("connection ran out of stream ids") from None
-        call = _Call(stream_id=stream_id, recv_max=recv_max)
+            raise GrpcNotProcessed("connection ran out of stream ids")
+        self.next_stream_id = stream_id + 2
+        call = _Call(stream_id=stream_id, recv_max=recv_max, send_window=self.peer_initial_window)
         self.calls[stream_id] = call
-        sent_all = finished = False
+        if self.header_prefix:
+            block, self.header_prefix = self.header_prefix + block, b""
+        # Ids are taken and HEADERS queued without a checkpoint between: streams open in order.
+        self.out += h2codec.headers_frames(
+            stream_id, block, end_stream=False, max_frame_size=self.peer_max_frame
+        )
+        finished = False
         try:
-            self.conn.send_headers(stream_id, headers)
-            sent_all = await self._send_message(call, message)
+            await self._send_message(call, _HEADER.pack(0, len(message)) + message)
             await call.done.wait()
             finished = True
             return call.result()
         finally:
             del self.calls[stream_id]
-            if not (finished and sent_all) and not self.closed:
+            if not self.closed and not (finished and call.local_closed):
                 # Cancelled or abandoned: RST_STREAM(CANCEL), so the server sees the call end.
                 # (Also when the server answered before reading the whole request: it frees the
                 # stream on both sides.)
-                self._reset(stream_id)
+                self._reset(call)
                 await self.flush()  # shielded inside: the reset goes out even when cancelled
             self._slot_freed.set()
 
-    async def _send_message(self, call: _Call, message: bytes) -> bool:
-        """Send the framed message within the peer's windows; False if the call ended first."""
-        framed = memoryview(_HEADER.pack(0, len(message)) + message)
+    async def _send_message(self, call: _Call, framed: bytes) -> None:
+        """Queue the framed message within the peer's windows (the whole of a small one goes out
+        with the HEADERS in one write); stops early if the call ended first."""
         offset, total = 0, len(framed)
-        conn = self.conn
-        while offset < total:
+        while True:
             if call.done.is_set():
-                return False  # the server answered (or failed) before reading everything
-            window = conn.local_flow_control_window(call.stream_id)
-            size = min(window, conn.max_outbound_frame_size, total - offset)
+                return  # the server answered (or failed) before reading everything
+            size = min(self.send_window, call.send_window, total - offset)
             if size <= 0:
                 # A fresh event before flushing: the window may open while the flush runs.
                 opened = call.window = trio.Event()
@@ -510,11 +601,17 @@ class _Connection:
                 await opened.wait()
                 continue
             end = offset + size
-            conn.send_data(call.stream_id, framed[offset:end].tobytes(), end_stream=end == total)
+            chunk = framed if size == total else framed[offset:end]
+            self.send_window -= size
+            call.send_window -= size
+            self.out += h2codec.data_frames(
+                call.stream_id, chunk, end_stream=end == total, max_frame_size=self.peer_max_frame
+            )
             offset = end
-        await self.flush()
-        return True
-
+            if end == total:
+                call.local_closed = True
+                await self.flush()
+                return
 
 # ------------------------------------------------------------------------------------------------
 # The channel

@@ -139,7 +139,12 @@ class ApiPipeline:
                 steps = (*self._before_endpoint, hook, *self.chain.post)
         if not steps:
             return None
-        answer = await self._walk(steps, request, exchange, None)
+        if self.driver is None:
+            # Built-ins only (no plugin hooks): one scope with the request's deadline, none of
+            # the per-hook deadline moves of ``_walk``.
+            answer = await self._walk_builtins(request, exchange)
+        else:
+            answer = await self._walk(steps, request, exchange, None)
         if self.finish is not None:
             await self.finish(exchange)
         return answer
@@ -157,6 +162,26 @@ class ApiPipeline:
         if self.driver is not None:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self.driver.aclose()
+
+    async def _walk_builtins(self, request: Request, exchange: Exchange) -> Response | None:
+        """Authentication and the built-ins of an API without plugin hooks."""
+        step = AUTHENTICATE_STEP
+        with trio.CancelScope(deadline=exchange.deadline) as scope:
+            try:
+                if self.authenticate is not None:
+                    answer = await self.authenticate(request, exchange)
+                    if answer is not None:
+                        return answer
+                step = BUILTINS_STEP
+                for builtin in self.builtins:
+                    answer = await builtin(request, exchange)
+                    if answer is not None:
+                        return answer
+            except Exception as exc:  # Cancelled is a BaseException: it passes
+                return self._fail(step, classify(exc), exc)
+        if scope.cancelled_caught:
+            return self._fail(step, FailureKind.TIMEOUT, None)
+        return None
 
     async def _walk(
         self,

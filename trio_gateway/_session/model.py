@@ -9,6 +9,7 @@ post-auth hooks may change ``meta_data``; stores hand out copies whose ``meta_da
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -116,4 +117,25 @@ class Session:
 
         Cheaper than a deep copy; every other field is shared and must be treated as read-only.
         """
-        return attrs.evolve(self, meta_data=dict(self.meta_data))
+        return _copy_session(self)
+
+
+def _make_session_copier() -> Callable[[Session], Session]:
+    """A straight-line shallow copier for Session (plus its own ``meta_data`` dict).
+
+    ``attrs.evolve`` runs ``__init__`` with every field (~8 µs; a stored session is copied on every
+    authenticated request), ``copy.copy`` goes through ``__reduce_ex__`` (~14 µs); assigning the
+    slots directly costs ~2 µs. Generated once, like attrs' own methods, so a new field is never
+    forgotten.
+    """
+    names = [field.name for field in attrs.fields(Session) if field.name != "meta_data"]
+    lines = ["def copy_session(source):", "    new = new_session(Session)"]
+    lines += [f"    new.{name} = source.{name}" for name in names]
+    lines += ["    new.meta_data = dict(source.meta_data)", "    return new"]
+    namespace: dict[str, Any] = {"Session": Session, "new_session": object.__new__}
+    exec("\n".join(lines), namespace)
+    copier: Callable[[Session], Session] = namespace["copy_session"]
+    return copier
+
+
+_copy_session = _make_session_copier()
