@@ -36,14 +36,11 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 import attrs
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
-import hpack.struct
+import hpack
 import trio
+
+from . import h2codec
+from .h2codec import ErrorCode, Flag, FrameType, Setting
 
 __all__ = [
     "DEFAULT_RECV_MAX",
@@ -66,7 +63,9 @@ DEFAULT_RECV_MAX: Final = 4 * 1024 * 1024
 #: Our receive windows: large enough that a multi-megabyte reply does not wait on round trips.
 _STREAM_WINDOW: Final = 4 * 1024 * 1024
 _CONNECTION_WINDOW: Final = 16 * 1024 * 1024
+_MAX_HEADER_LIST: Final = 64 * 1024
 _READ_SIZE: Final = 256 * 1024
+_DECODED_BLOCKS: Final = 64
 #: Bound on one flush of h2's outgoing buffer (shielded from the caller's cancellation, so that a
 #: frame is never cut in half): a peer that reads nothing for this long is treated as gone.
 _WRITE_TIMEOUT: Final = 10.0
@@ -317,6 +316,8 @@ class _Connection:
     header_prefix: bytes = b""
     #: Received DATA bytes not yet given back with a connection WINDOW_UPDATE.
     recv_unacked: int = 0
+    #: Decoded header blocks that did not change the HPACK table (see :meth:`_decode`).
+    _decoded: dict[bytes, list[tuple[bytes, bytes]]] = attrs.field(factory=dict)
     _flushing: bool = False
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _slot_freed: trio.Event = attrs.field(factory=trio.Event)
@@ -436,14 +437,12 @@ class _Connection:
                     self.out += h2codec.window_update_frame(stream_id, call.unacked)
                     call.unacked = 0
         elif type_ == FrameType.HEADERS:
-            try:
-                # Stateful: every block is decoded, in order, even for streams we gave up.
-                headers = self.decoder.decode(payload, raw=True)
-            except hpack.HPACKError as exc:
-                raise h2codec.H2ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from exc
+            headers = self._decoded.get(payload)
+            if headers is None:
+                headers = self._decode(payload)
             call = self.calls.get(stream_id)
             if call is not None:
-                call.read_headers(headers)  # type: ignore[arg-type]
+                call.read_headers(headers)
                 if flags & Flag.END_STREAM:
                     call.remote_closed = True
                     call.done.set()
@@ -497,6 +496,22 @@ class _Connection:
         elif type_ == FrameType.PUSH_PROMISE:
             raise h2codec.H2ProtocolError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE (push is off)")
         # PRIORITY and unknown types: nothing to do.
+
+    def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            # Stateful: every block is decoded, in order, even for streams we gave up.
+            headers: list[tuple[bytes, bytes]] = self.decoder.decode(block, raw=True)  # type: ignore[assignment]
+        except hpack.HPACKError as exc:
+            raise h2codec.H2ProtocolError(ErrorCode.COMPRESSION_ERROR, str(exc)) from exc
+        # A server repeats the same few blocks (all indexed once its table is warm). Those that
+        # leave the table alone mean the same until it changes: remember them until then.
+        if h2codec.is_table_neutral(block):
+            if len(self._decoded) >= _DECODED_BLOCKS:
+                self._decoded.clear()
+            self._decoded[block] = headers
+        else:
+            self._decoded.clear()
+        return headers
 
     def _apply_settings(self, settings: Sequence[tuple[int, int]]) -> None:
         for key, value in settings:
@@ -613,6 +628,7 @@ class _Connection:
                 await self.flush()
                 return
 
+
 # ------------------------------------------------------------------------------------------------
 # The channel
 
@@ -647,6 +663,7 @@ class GrpcChannel:
     _cancel_scope: trio.CancelScope | None = None
     _connects: int = 0
     _retries: int = 0
+    _header_blocks: dict[str, bytes] = attrs.field(factory=dict)
 
     @property
     def connects(self) -> int:
@@ -695,23 +712,22 @@ class GrpcChannel:
         self, method: str, message: bytes, metadata: Sequence[tuple[str, str]]
     ) -> bytes:
         conn = await self._ready_connection()
-        headers = [
-            (b":method", b"POST"),
-            (b":scheme", conn.scheme),
-            (b":path", method.encode()),
-            (b":authority", self.authority),
-            (b"te", b"trailers"),
-            (b"content-type", b"application/grpc"),
-            (b"user-agent", _USER_AGENT),
-        ]
+        block = self._header_blocks.get(method)
+        if block is None:
+            # The fields that never change, encoded once per method (scheme and authority are
+            # the channel's).
+            block = self._header_blocks[method] = h2codec.request_header_block(
+                scheme=b"https" if self.ssl_context is not None else b"http",
+                authority=self.authority,
+                path=method.encode(),
+                user_agent=_USER_AGENT,
+            )
         deadline = trio.current_effective_deadline()
         if deadline != math.inf:
-            # Never indexed: a value that differs on every call would only churn HPACK's dynamic
-            # table (and evict the headers that do repeat).
-            timeout = _encode_timeout(deadline - trio.current_time())
-            headers.append(hpack.struct.NeverIndexedHeaderTuple(b"grpc-timeout", timeout))
-        headers.extend((k.lower().encode(), v.encode()) for k, v in metadata)
-        return await conn.unary(headers, message, self.recv_max)
+            block += h2codec.timeout_field(_encode_timeout(deadline - trio.current_time()))
+        for key, value in metadata:
+            block += h2codec.literal_field(key.lower().encode(), value.encode())
+        return await conn.unary(block, message, self.recv_max)
 
     async def _ready_connection(self) -> _Connection:
         while True:
@@ -802,7 +818,7 @@ class GrpcChannel:
                     await trio.aclose_forcefully(tls)
                     raise OSError("gRPC server did not agree to HTTP/2 (ALPN)")
                 stream = tls
-        return _Connection.start_h2(stream, b"https" if self.ssl_context is not None else b"http")
+        return _Connection.start(stream, b"https" if self.ssl_context is not None else b"http")
 
 
 def _make_channel(

@@ -39,6 +39,7 @@ __all__ = [
     "frame",
     "goaway_frame",
     "headers_frames",
+    "is_table_neutral",
     "literal_field",
     "parse_goaway",
     "parse_settings",
@@ -65,25 +66,29 @@ _SETTING: Final = struct.Struct(">HL")
 _GOAWAY: Final = struct.Struct(">LL")
 
 
-class FrameType(enum.IntEnum):
-    DATA = 0x0
-    HEADERS = 0x1
-    PRIORITY = 0x2
-    RST_STREAM = 0x3
-    SETTINGS = 0x4
-    PUSH_PROMISE = 0x5
-    PING = 0x6
-    GOAWAY = 0x7
-    WINDOW_UPDATE = 0x8
-    CONTINUATION = 0x9
+class FrameType:
+    """Frame type codes (plain ints, not an enum: they are compared on every frame)."""
+
+    DATA: Final = 0x0
+    HEADERS: Final = 0x1
+    PRIORITY: Final = 0x2
+    RST_STREAM: Final = 0x3
+    SETTINGS: Final = 0x4
+    PUSH_PROMISE: Final = 0x5
+    PING: Final = 0x6
+    GOAWAY: Final = 0x7
+    WINDOW_UPDATE: Final = 0x8
+    CONTINUATION: Final = 0x9
 
 
-class Flag(enum.IntFlag):
-    END_STREAM = 0x1
-    ACK = 0x1
-    END_HEADERS = 0x4
-    PADDED = 0x8
-    PRIORITY = 0x20
+class Flag:
+    """Frame flags (plain ints: ``enum.IntFlag`` arithmetic cost more than the frame parsing)."""
+
+    END_STREAM: Final = 0x1
+    ACK: Final = 0x1
+    END_HEADERS: Final = 0x4
+    PADDED: Final = 0x8
+    PRIORITY: Final = 0x20
 
 
 class Setting(enum.IntEnum):
@@ -141,9 +146,7 @@ def frame(type_: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes
     return _FRAME_HEADER.pack(size >> 16, size & 0xFFFF, type_, flags, stream_id) + payload
 
 
-def headers_frames(
-    stream_id: int, block: bytes, *, end_stream: bool, max_frame_size: int
-) -> bytes:
+def headers_frames(stream_id: int, block: bytes, *, end_stream: bool, max_frame_size: int) -> bytes:
     """HEADERS (+ CONTINUATIONs when the block is larger than the peer's frame size)."""
     end = Flag.END_STREAM if end_stream else 0
     if len(block) <= max_frame_size:
@@ -235,7 +238,7 @@ class FrameParser:
         #: A HEADERS frame waiting for its CONTINUATIONs: (stream id, flags, fragments).
         self._headers: tuple[int, int, list[bytes]] | None = None
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes | bytearray) -> list[Frame]:
         buffer = self._buffer
         buffer += data
         frames: list[Frame] = []
@@ -269,7 +272,9 @@ class FrameParser:
             if not flags & Flag.END_HEADERS:
                 return None
             self._headers = None
-            return Frame(FrameType.HEADERS, pending[1] | Flag.END_HEADERS, stream_id, b"".join(fragments))
+            return Frame(
+                FrameType.HEADERS, pending[1] | Flag.END_HEADERS, stream_id, b"".join(fragments)
+            )
         if type_ == FrameType.DATA:
             flow = len(payload)
             if flags & Flag.PADDED:
@@ -331,6 +336,51 @@ _STATIC_NAMES: Final = _static_indexes()
 _STATIC_FIELDS: Final = {
     field: index for index, field in enumerate(HeaderTable.STATIC_TABLE, start=1)
 }
+
+
+def _read_int(block: bytes, i: int, prefix_bits: int) -> tuple[int, int]:
+    """An RFC 7541 integer at ``block[i]``: (value, index after it); IndexError if cut short."""
+    limit = (1 << prefix_bits) - 1
+    value = block[i] & limit
+    i += 1
+    if value < limit:
+        return value, i
+    shift = 0
+    while True:
+        byte = block[i]
+        i += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def is_table_neutral(block: bytes) -> bool:
+    """Whether decoding ``block`` leaves an HPACK decoder's dynamic table as it was: only indexed
+    fields and literals without indexing / never indexed (no insertion, no size update).
+
+    Such a block always decodes to the same fields while the table is unchanged, so a decoder
+    may reuse its earlier result (a gRPC server repeats the same few blocks on every call).
+    False for a block cut short (let the real decoder report it).
+    """
+    i, size = 0, len(block)
+    try:
+        while i < size:
+            byte = block[i]
+            if byte & 0x80:  # indexed field
+                _, i = _read_int(block, i, 7)
+            elif byte & 0xE0 == 0:  # literal without indexing (0000) or never indexed (0001)
+                name_index, i = _read_int(block, i, 4)
+                if name_index == 0:
+                    length, i = _read_int(block, i, 7)
+                    i += length
+                length, i = _read_int(block, i, 7)
+                i += length
+            else:  # incremental indexing (01) or a table size update (001)
+                return False
+    except IndexError:
+        return False
+    return i == size
 
 
 def literal_field(name: bytes, value: bytes) -> bytes:
