@@ -1,9 +1,10 @@
-"""gRPC driver benchmark: the Trio/h2 client vs. a plain grpcio client, same echo Dispatcher.
+"""gRPC driver benchmark: our Trio client vs. a plain grpcio client, same echo Dispatcher.
 
 Client only: ``.venv/bin/python bench/bench_grpc.py [--seconds 3] [--concurrency 1 8]``.
 The server (grpcio, echoing the Object) runs in its own process. For each concurrency it measures
 calls/s and p50/p95 latency of (a) a grpcio client alone, (b) our channel, on a typical Pre-hook
-Object built by ``wire.build_object``.
+Object built by ``wire.build_object``, and our client's CPU time per call (``time.process_time``;
+steadier than calls/s on a shared machine, though it grows when fewer replies share a wakeup).
 
 End to end (issue 5's targets): ``.venv/bin/python bench/bench_grpc.py --e2e [--duration 10]``.
 For 32 connections and for 1 it runs, in one invocation: ``bench/proxy.py`` with the ``keyless``
@@ -28,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 import trio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,11 +106,13 @@ async def bench_trio(target: str, message: bytes, concurrency: int, seconds: flo
                 await channel.unary_unary(METHOD, message)
                 latencies.append(time.perf_counter() - t0)
 
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         async with trio.open_nursery() as nursery:
             for _ in range(concurrency):
                 nursery.start_soon(worker)
-        report(f"trio/h2 client c={concurrency}", latencies, time.monotonic() - t0)
+        cpu = (time.process_time() - cpu0) / max(1, len(latencies))
+        report(f"trio client     c={concurrency}", latencies, time.monotonic() - t0)
+        print(f"{'':28s} client CPU {cpu * 1e6:6.1f} us/call")
 
 
 def start_server(port: int, cpus: str | None = None) -> subprocess.Popen[str]:
@@ -141,7 +144,7 @@ def gateway_run(connections: int, duration: float, warmup: float) -> dict[str, d
 
 
 def e2e(duration: float, warmup: float) -> None:
-    from conftest import free_port
+    from conftest import free_port  # type: ignore[import-not-found]
 
     message = sample_message()
     summary: list[str] = []
@@ -149,7 +152,8 @@ def e2e(duration: float, warmup: float) -> None:
         figures = gateway_run(connections, duration, warmup)
         plan = figures.pop("cpu_plan")
         port = free_port()
-        server = start_server(port, plan.get("load"))  # where the grpc-pre variant put it
+        load = plan.get("load")  # where the grpc-pre variant put it (a CPU list)
+        server = start_server(port, None if load is None else str(load))
         try:
             if plan.get("sut") is not None:
                 os.sched_setaffinity(0, {int(c) for c in str(plan["sut"]).split(",")})

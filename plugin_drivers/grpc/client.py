@@ -1,4 +1,4 @@
-"""A small gRPC client on Trio over ``h2``: unary calls, multiplexed on one HTTP/2 connection.
+"""A small gRPC client on Trio: unary calls, multiplexed on one HTTP/2 connection.
 
 Only what the coprocess protocol needs: unary-unary calls with raw (already serialised) messages.
 grpcio is not used at run time (it runs its own threads and event loop, which Trio cannot cancel).
@@ -12,12 +12,16 @@ Shape of the machinery:
 * While there is no connection because the last attempt failed, calls fail *at once* with
   :class:`GrpcUnavailable` instead of waiting for a server that is not there. Only the very first
   connect (and a reconnect after a graceful GOAWAY) makes calls wait, bounded by their deadline.
-* Each connection runs a reader task (socket -> h2 -> per-stream state) and a writer task. A
-  caller flushes h2's outgoing buffer itself (one flusher at a time, inside a shielded scope with
-  its own deadline), so a call costs no task switch to get its request out, and a caller that is
-  cancelled half-way never leaves a half-written frame on the socket. What the reader causes
-  (acks, window updates) goes through the writer task, only when there is something to send: the
-  reader must never block on a send, or a peer blocked sending to us could deadlock with it.
+* HTTP/2 is spoken with :mod:`.h2codec` (frames and a pre-encoded request header block; a
+  generic state machine such as ``h2`` cost more than half of a call's CPU). The connection's
+  state (stream ids, both sides' windows, the server's settings) lives in :class:`_Connection`.
+* Each connection runs a reader task (socket -> frames -> the waiting caller) and a writer task.
+  A caller queues its HEADERS and DATA together and flushes them itself (one flusher at a time,
+  inside a shielded scope with its own deadline), so a call costs one write and no task switch
+  to get its request out, and a caller that is cancelled half-way never leaves a half-written
+  frame on the socket. What the reader causes (acks, window updates) goes through the writer
+  task, only when there is something to send: the reader must never block on a send, or a peer
+  blocked sending to us could deadlock with it.
 * A call whose caller is cancelled (client gone, deadline passed) resets its stream with
   ``RST_STREAM(CANCEL)``; the server sees the call cancelled. ``grpc-timeout`` carries the call's
   deadline, which is the enclosing Trio cancel scopes' deadline (no separate timeout argument).
@@ -319,6 +323,8 @@ class _Connection:
     #: Decoded header blocks that did not change the HPACK table (see :meth:`_decode`).
     _decoded: dict[bytes, list[tuple[bytes, bytes]]] = attrs.field(factory=dict)
     _flushing: bool = False
+    #: Callers waiting for send window (WINDOW_UPDATE / SETTINGS wake them).
+    _senders_waiting: int = 0
     _wake: trio.Event = attrs.field(factory=trio.Event)
     _slot_freed: trio.Event = attrs.field(factory=trio.Event)
     _cancel_scope: trio.CancelScope | None = None
@@ -542,8 +548,11 @@ class _Connection:
         self._slot_freed.set()
 
     def _wake_senders(self) -> None:
-        for call in self.calls.values():
-            call.window.set()
+        # The server gives back connection window after most calls: only look for senders when
+        # one is waiting.
+        if self._senders_waiting:
+            for call in self.calls.values():
+                call.window.set()
 
     def _check_size(self, call: _Call) -> None:
         call.size_checked = True
@@ -612,8 +621,12 @@ class _Connection:
             if size <= 0:
                 # A fresh event before flushing: the window may open while the flush runs.
                 opened = call.window = trio.Event()
-                await self.flush()
-                await opened.wait()
+                self._senders_waiting += 1
+                try:
+                    await self.flush()
+                    await opened.wait()
+                finally:
+                    self._senders_waiting -= 1
                 continue
             end = offset + size
             chunk = framed if size == total else framed[offset:end]

