@@ -140,8 +140,7 @@ def _tune_gc() -> None:
     """
     gc.collect()
     gc.freeze()
-    if os.environ.get("EXPGC") != "0":
-        gc.set_threshold(20_000, 20, 50)
+    gc.set_threshold(20_000, 20, 50)
 
 
 def _run(config: GatewayConfig, warnings: list[str], *, watch: float | None = None) -> int:

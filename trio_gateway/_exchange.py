@@ -16,7 +16,6 @@ from typing import Protocol
 
 import attrs
 
-from ._net import DisconnectGuard
 from .errors import ClientProtocolError, UpstreamProtocolError
 
 Headers = list[tuple[bytes, bytes]]
@@ -94,8 +93,6 @@ class Request:
     body_bytes: bytes | None = None
     #: Length announced by the client (Content-Length), None for chunked or no body.
     content_length: int | None = None
-    #: Notices the client hanging up (the server's; None for requests built in tests).
-    guard: DisconnectGuard | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""

@@ -22,12 +22,11 @@ from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._net import ClientDisconnected, DisconnectGuard
 from ._pipeline import ApiPipeline, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
-from ._upstream.proxy import UpstreamRequest, discard_body, forward
+from ._upstream.proxy import UpstreamRequest, forward
 from .errors import ClientProtocolError, GatewayError, PluginDriverError
 
 log = logging.getLogger("trio_gateway")
@@ -192,53 +191,13 @@ class Gateway:
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
         timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
+        # The request's deadline. A client hang-up cancels the server's scope around this one
+        # (_server.py), which takes the hooks, the upstream request and all they started with it.
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            # Built-ins alone (no plugin driver) start nothing: no watcher nursery needed.
-            if runtime.pipeline is None or runtime.pipeline.driver is None or request.guard is None:
-                response = await self._walk(request, runtime, host_header, scope.deadline)
-            else:
-                response = await self._walk_watched(
-                    request, runtime, host_header, scope.deadline, request.guard
-                )
+            response = await self._walk(request, runtime, host_header, scope.deadline)
         if scope.cancelled_caught:
             log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
             return error_response(504, "Upstream service reached hard timeout.")
-        return response
-
-    async def _walk_watched(
-        self,
-        request: Request,
-        runtime: ApiRuntime,
-        host_header: bytes | None,
-        deadline: float,
-        guard: DisconnectGuard,
-    ) -> Response:
-        """Walk a request with plugin hooks in its own nursery, cancelled if the client leaves.
-
-        The nursery owns everything the hooks start; when it closes, nothing the request started
-        is left running (except abandoned worker threads, which Python cannot interrupt).
-        """
-        gone = False
-        response: Response | None = None
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                nonlocal gone
-                await guard.wait_gone()
-                gone = True
-                nursery.cancel_scope.cancel()
-
-            guard.watched = True
-            nursery.start_soon(watch)
-            try:
-                response = await self._walk(request, runtime, host_header, deadline)
-            finally:
-                guard.watched = False
-                nursery.cancel_scope.cancel()
-        if gone or response is None:
-            if response is not None and response.body_source is not None:
-                discard_body(response)
-            raise ClientDisconnected
         return response
 
     async def _walk(
@@ -247,7 +206,7 @@ class Gateway:
         pipeline = runtime.pipeline
         exchange: Exchange | None = None
         if pipeline is not None and pipeline.has_request_hooks:
-            exchange = Exchange(api=runtime.api, deadline=deadline)
+            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
             answer = await pipeline.run_request(request, exchange)
             if answer is not None:
                 return answer
@@ -267,7 +226,7 @@ class Gateway:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
             if exchange is None:
-                exchange = Exchange(api=runtime.api, deadline=deadline)
+                exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
             await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
             response = await pipeline.run_response(request, response, exchange)
         return response

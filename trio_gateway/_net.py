@@ -29,31 +29,22 @@ class ByteStream(Protocol):
     async def aclose(self) -> None: ...
 
 
-class ClientDisconnected(Exception):
-    """The client closed its connection while the gateway was still working on its request."""
-
-
 class DisconnectGuard:
-    """Notices a client hanging up, without a task per request.
+    """Notices a client hanging up, whatever the connection is doing.
 
     A private epoll set watches the client socket for EPOLLRDHUP/EPOLLHUP/EPOLLERR only, so data
-    the client pipelines never wakes it. Two ways to use it:
-
-    * the proxy's fast path waits for its upstream socket *through* the guard
-      (:meth:`wait_readable_unless_gone`): one wait covers "upstream answered" and "client left",
-      at the price of two ``epoll_ctl`` calls instead of a watcher task (measured: a nursery with
-      a watcher task per request cut throughput by more than half, docs/decisions.md);
-    * requests that run plugin hooks start a watcher task (:meth:`wait_gone`) that cancels the
-      request's nursery. While it runs, ``watched`` is True and the fast path stands aside.
+    the client sends (the next pipelined request, a body being read) never wakes it, and waiting
+    on it never competes with reading the socket. The server runs one watcher task per connection
+    on it (:meth:`wait_gone`) that cancels the request in progress when the client leaves; see
+    docs/decisions.md for why this beats a task per request.
     """
 
-    __slots__ = ("_client_fd", "_epoll", "watched")
+    __slots__ = ("_client_fd", "_epoll")
 
     def __init__(self, client: socket.socket) -> None:
-        self._epoll = select.epoll(2)
+        self._epoll = select.epoll(1)
         self._client_fd = client.fileno()
         self._epoll.register(self._client_fd, select.EPOLLRDHUP)
-        self.watched = False
 
     def is_gone(self) -> bool:
         return any(fd == self._client_fd for fd, _ in self._epoll.poll(0))
@@ -65,24 +56,6 @@ class DisconnectGuard:
             if self.is_gone():
                 return
 
-    async def wait_readable_unless_gone(self, sock: socket.socket) -> None:
-        """Wait until ``sock`` is readable; raise ClientDisconnected if the client leaves first."""
-        fd = sock.fileno()
-        epoll = self._epoll
-        epoll.register(fd, select.EPOLLIN)
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(epoll)
-                ready = False
-                for event_fd, _ in epoll.poll(0):
-                    if event_fd == self._client_fd:
-                        raise ClientDisconnected
-                    ready = True
-                if ready:
-                    return
-        finally:
-            epoll.unregister(fd)
-
     def close(self) -> None:
         trio.lowlevel.notify_closing(self._epoll)
         self._epoll.close()
@@ -91,14 +64,12 @@ class DisconnectGuard:
 class RawSocketStream:
     """A Trio-friendly byte stream over a non-blocking stdlib socket we own."""
 
-    __slots__ = ("_closed", "guard", "sock")
+    __slots__ = ("_closed", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._closed = False
-        #: When set (and not watched by a task), reads wait through it: see DisconnectGuard.
-        self.guard: DisconnectGuard | None = None
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Bytes from the peer; ``b""`` at end of stream. A reset raises BrokenResourceError."""
@@ -111,11 +82,7 @@ class RawSocketStream:
                     await trio.lowlevel.checkpoint_if_cancelled()
                 return data
             except BlockingIOError:
-                guard = self.guard
-                if guard is not None and not guard.watched:
-                    await guard.wait_readable_unless_gone(sock)
-                else:
-                    await trio.lowlevel.wait_readable(sock)
+                await trio.lowlevel.wait_readable(sock)
             except OSError as exc:
                 if self._closed:
                     raise trio.ClosedResourceError from None

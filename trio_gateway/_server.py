@@ -23,7 +23,7 @@ import trio
 from ._accesslog import AccessLog, LoggingAccessLog
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._net import ClientDisconnected, DisconnectGuard, RawSocketStream
+from ._net import DisconnectGuard, RawSocketStream
 from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
 from ._proto.http1 import LAST_CHUNK, H1ServerParser, encode_chunk, serialise_head, status_line
 from ._upstream.proxy import discard_body
@@ -180,6 +180,9 @@ class _ClientConnection:
     idle: bool = True
     _idle_scope: trio.CancelScope | None = None
     guard: DisconnectGuard | None = None
+    _nursery: trio.Nursery | None = None
+    #: The scope of the request being handled (what a hang-up cancels), None between requests.
+    _request_scope: trio.CancelScope | None = None
     _upgraded_tail: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -196,14 +199,30 @@ class _ClientConnection:
     async def run(self) -> None:
         self.server.connections.add(self)
         try:
-            await self._serve_requests()
-        except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away; nothing to answer
+            # The connection's nursery owns its hang-up watcher (started with the first request).
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    await self._serve_requests()
+                except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the client went away; nothing to answer
+                except Exception:
+                    # A bug must cost one connection, never the server.
+                    log.exception("connection from %s failed", self.client_addr)
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
             if self.guard is not None:
                 self.guard.close()
             self.stream.close()
             self.server._connection_closed(self)
+
+    async def _watch_hangup(self, guard: DisconnectGuard) -> None:
+        """Cancel the request in progress when the client hangs up (one task per connection)."""
+        await guard.wait_gone()
+        scope = self._request_scope
+        if scope is not None:
+            scope.cancel()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -314,10 +333,39 @@ class _ClientConnection:
             body_source=body,
             content_length=head.content_length,
         )
-        response = await self._run_handler(request, body)
-        if response is None:
+        if self.guard is None and self._nursery is not None:
+            self.guard = DisconnectGuard(self.stream.sock)
+            self._nursery.start_soon(self._watch_hangup, self.guard)
+        response: Response | None = None
+        keep_alive = False
+        with trio.CancelScope() as scope:
+            self._request_scope = scope
+            try:
+                response = await self._run_handler(request)
+                keep_alive = await self._respond(
+                    head, request, body, response, end_keep_alive, started
+                )
+            finally:
+                self._request_scope = None
+        if scope.cancelled_caught:
+            # Only the hang-up watcher cancels this scope: the handler, the hooks, the upstream
+            # request and anything they started have been cancelled with it.
+            if response is not None:
+                discard_body(response)
             self._log_access(request, 499, -1, started)  # 499: client closed the request
             return False
+        return keep_alive
+
+    async def _respond(
+        self,
+        head: RequestHead,
+        request: Request,
+        body: _ClientBody | None,
+        response: Response,
+        end_keep_alive: bool,
+        started: float,
+    ) -> bool:
+        """Write ``response``; returns whether the connection may carry another request."""
         keep_alive = head.keep_alive and end_keep_alive and not self.server.draining
         if response.tunnel is not None and response.status == 101:
             await self._tunnel(response)
@@ -336,10 +384,8 @@ class _ClientConnection:
             trio.BrokenResourceError,
             trio.ClosedResourceError,
             _ClientGone,
-            # A streamed body ends early: the client hung up (noticed through the upstream
-            # read's guard) or the upstream failed mid-body. The head is already sent, so all
-            # we can do is close this connection; the server itself must keep running.
-            ClientDisconnected,
+            # A streamed body ends early: the upstream failed mid-body. The head is already
+            # sent, so all we can do is close this connection; the server keeps running.
             GatewayError,
         ):
             discard_body(response)
@@ -350,20 +396,10 @@ class _ClientConnection:
             return False
         return keep_alive
 
-    async def _run_handler(self, request: Request, body: _ClientBody | None) -> Response | None:
-        """Run the handler; None when the client hung up meanwhile (its work is cancelled).
-
-        No task per request here: a hang-up is noticed through the connection's
-        DisconnectGuard, by the proxy's upstream wait or by the watcher that requests with plugin
-        hooks start in their own nursery (see ``_net.DisconnectGuard``).
-        """
-        if self.guard is None:
-            self.guard = DisconnectGuard(self.stream.sock)
-        request.guard = self.guard
+    async def _run_handler(self, request: Request) -> Response:
+        """The handler's response, or the error response for what it raised."""
         try:
             return await self.server.handler(request)
-        except ClientDisconnected:
-            return None
         except ClientProtocolError as exc:
             return error_response(exc.status, None)
         except _BodyTimeout:
@@ -480,14 +516,7 @@ class _ClientConnection:
                 async def run(direction: Callable[[], Awaitable[None]]) -> None:
                     try:
                         await direction()
-                    except (
-                        trio.BrokenResourceError,
-                        trio.ClosedResourceError,
-                        OSError,
-                        # The upstream read still waits through the request's DisconnectGuard,
-                        # so the client hanging up can surface there too.
-                        ClientDisconnected,
-                    ):
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                         pass
                     nursery.cancel_scope.cancel()  # one side ended: end the tunnel
 

@@ -15,17 +15,13 @@ from .._builtins.decision import Continue, Respond
 from .._error_body import error_response
 from .._exchange import Request, Response
 from .._pipeline import Exchange
-from .._ratelimit import Limits
+from .._ratelimit import LimitOutcome, Limits
 from .._session.store import SessionStoreError
 from .custom_auth import extracted_session_id, store_created_session
 from .id_extractor import CompiledExtractor
 from .services import AuthServices, store_unavailable
 
 __all__ = ["ApiRateLimit", "KeyChecks"]
-
-
-def _header_bytes(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
 
 
 @attrs.define(eq=False, slots=True)
@@ -60,12 +56,15 @@ class KeyChecks:
             result = await services.store.consume(exchange.session_key, wanted, now=now)
         except SessionStoreError as exc:
             return store_unavailable(self.api_id, exc)
+        if result.outcome is LimitOutcome.ALLOWED:
+            # The common case, straight to header bytes (no decision object, no re-encoding).
+            exchange.response_headers += limits.rate_limit_header_bytes(
+                result, from_rate_limit=services.headers_from_rate_limit
+            )
+            return None
         verdict = limits.decide(result, from_rate_limit=services.headers_from_rate_limit)
-        if not isinstance(verdict, Continue):
-            return verdict.to_response()
-        if verdict.headers:
-            exchange.response_headers += _header_bytes(verdict.headers)
-        return None
+        assert isinstance(verdict, Respond)
+        return verdict.to_response()
 
     def _access(self, request: Request, exchange: Exchange) -> Continue | Respond:
         assert exchange.session is not None

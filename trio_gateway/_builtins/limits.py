@@ -12,7 +12,14 @@ from .._ratelimit import LimitOutcome, LimitResult, Limits
 from .._session.model import Session
 from .decision import Continue, Respond
 
-__all__ = ["QUOTA_EXCEEDED", "RATE_LIMITED", "decide", "limits_for", "rate_limit_headers"]
+__all__ = [
+    "QUOTA_EXCEEDED",
+    "RATE_LIMITED",
+    "decide",
+    "limits_for",
+    "rate_limit_header_bytes",
+    "rate_limit_headers",
+]
 
 RATE_LIMITED = Respond(status=429, message="Rate Limit Exceeded")
 QUOTA_EXCEEDED = Respond(status=403, message="Quota exceeded")
@@ -64,6 +71,27 @@ def rate_limit_headers(
         ("X-RateLimit-Limit", str(quota.limit)),
         ("X-RateLimit-Remaining", str(quota.remaining)),
         ("X-RateLimit-Reset", str(quota.renews)),
+    )
+
+
+def rate_limit_header_bytes(
+    result: LimitResult, *, from_rate_limit: bool = False
+) -> tuple[tuple[bytes, bytes], ...]:
+    """:func:`rate_limit_headers` as the bytes the server writes (the hot path's form)."""
+    if from_rate_limit:
+        rate = result.rate
+        if rate is None:
+            return ()
+        limit, remaining, reset = rate.limit, rate.remaining, math.ceil(rate.reset)
+    else:
+        quota = result.quota
+        if quota is None:
+            return ()
+        limit, remaining, reset = quota.limit, quota.remaining, quota.renews
+    return (
+        (b"X-RateLimit-Limit", b"%d" % limit),
+        (b"X-RateLimit-Remaining", b"%d" % remaining),
+        (b"X-RateLimit-Reset", b"%d" % reset),
     )
 
 

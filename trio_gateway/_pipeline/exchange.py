@@ -20,6 +20,9 @@ class Exchange:
 
     api: ApiDefinition
     deadline: float = math.inf
+    #: The caller already runs this request under a cancel scope with ``deadline`` (the gateway
+    #: does): the pipeline then skips its own scope around built-ins-only walks.
+    deadline_enforced: bool = False
     #: The session once authenticated (by custom auth, or later by the built-in token auth).
     session: Session | None = None
     session_key: str = ""

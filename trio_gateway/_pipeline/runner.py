@@ -165,22 +165,26 @@ class ApiPipeline:
 
     async def _walk_builtins(self, request: Request, exchange: Exchange) -> Response | None:
         """Authentication and the built-ins of an API without plugin hooks."""
+        if exchange.deadline_enforced:
+            return await self._run_builtins(request, exchange)
+        with trio.CancelScope(deadline=exchange.deadline):
+            return await self._run_builtins(request, exchange)
+        return self._fail(BUILTINS_STEP, FailureKind.TIMEOUT, None)  # the deadline passed
+
+    async def _run_builtins(self, request: Request, exchange: Exchange) -> Response | None:
         step = AUTHENTICATE_STEP
-        with trio.CancelScope(deadline=exchange.deadline) as scope:
-            try:
-                if self.authenticate is not None:
-                    answer = await self.authenticate(request, exchange)
-                    if answer is not None:
-                        return answer
-                step = BUILTINS_STEP
-                for builtin in self.builtins:
-                    answer = await builtin(request, exchange)
-                    if answer is not None:
-                        return answer
-            except Exception as exc:  # Cancelled is a BaseException: it passes
-                return self._fail(step, classify(exc), exc)
-        if scope.cancelled_caught:
-            return self._fail(step, FailureKind.TIMEOUT, None)
+        try:
+            if self.authenticate is not None:
+                answer = await self.authenticate(request, exchange)
+                if answer is not None:
+                    return answer
+            step = BUILTINS_STEP
+            for builtin in self.builtins:
+                answer = await builtin(request, exchange)
+                if answer is not None:
+                    return answer
+        except Exception as exc:  # Cancelled is a BaseException: it passes
+            return self._fail(step, classify(exc), exc)
         return None
 
     async def _walk(

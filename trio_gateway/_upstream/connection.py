@@ -119,9 +119,6 @@ class UpstreamPool:
 
     def release(self, conn: UpstreamConnection) -> None:
         """Give a connection back after a complete exchange; it is closed if not reusable."""
-        stream = conn.stream
-        if isinstance(stream, RawSocketStream):
-            stream.guard = None  # the guard belongs to the request that just ended
         if conn.reusable:
             idle = self._idle.setdefault(conn.origin, deque())
             if len(idle) < self.max_idle_per_host:

@@ -11,7 +11,6 @@ import attrs
 import trio
 
 from .._exchange import Request, Response
-from .._net import RawSocketStream
 from .._proto.events import Data, EndOfMessage, ResponseHead, Upgraded
 from .._proto.http1 import LAST_CHUNK, encode_chunk, serialise_head
 from ..errors import UpstreamConnectError, UpstreamProtocolError
@@ -191,7 +190,6 @@ async def forward(
     head_request = request.method == "HEAD"
     replayable = request.method in IDEMPOTENT and request.body_source is None
     conn = await pool.acquire(up.origin, retryable=replayable)
-    guard_connection(conn, request)
     try:
         try:
             event = await _exchange_once(conn, request, head, head_request=head_request)
@@ -200,7 +198,6 @@ async def forward(
             if not replayable:
                 raise UpstreamConnectError("upstream closed a reused connection") from None
             conn = await pool.acquire(up.origin, fresh=True)
-            guard_connection(conn, request)
             try:
                 event = await _exchange_once(conn, request, head, head_request=head_request)
             except _StaleConnection as exc:
@@ -215,9 +212,6 @@ async def forward(
         # The parser stops right after the head of a 101; what follows is the new protocol.
         tail = conn.parser.next_event()
         prefix = tail.trailing if isinstance(tail, Upgraded) else b""
-        # From here the tunnel watches both ends itself: the request's hang-up guard is done.
-        if isinstance(conn.stream, RawSocketStream):
-            conn.stream.guard = None
         upgrade_value = _first(event.headers, b"upgrade") or b"websocket"
         headers += [(b"Connection", b"upgrade"), (b"Upgrade", upgrade_value)]
         return Response(
@@ -253,13 +247,6 @@ async def forward(
         body_source=UpstreamBody(conn, pool, body_timeout),
         content_length=event.content_length,
     )
-
-
-def guard_connection(conn: UpstreamConnection, request: Request) -> None:
-    """Make waits on this upstream connection also notice the client hanging up."""
-    stream = conn.stream
-    if isinstance(stream, RawSocketStream):
-        stream.guard = request.guard
 
 
 def _first(headers: Headers, name: bytes) -> bytes | None:
