@@ -407,6 +407,10 @@ class _ClientConnection:
         except GatewayError as exc:
             log.warning("request failed: %s", exc)
             return error_response(exc.status_hint, exc.public_message)
+        except Exception:
+            # A bug: the client gets a plain 500 (never the exception text), the log the trace.
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            return error_response(500, "Internal Server Error")
 
     # -- writing -------------------------------------------------------------------------------
 
