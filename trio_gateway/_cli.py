@@ -110,7 +110,9 @@ def _check(config: GatewayConfig, warnings: list[str]) -> int:
         print(f"error: {error}")
     for api in report.apis:
         print(f"ok: {api.source}: {api.api_id} on {api.listen_path} -> {api.target_url}")
-    print(f"{len(report.apis)} API(s) ok, {len(report.errors)} refused")
+    # Each message starts with its file's path; a file may have several problems.
+    refused = {error.split(": ", 1)[0] for error in report.errors}
+    print(f"{len(report.apis)} API(s) ok, {len(refused)} file(s) refused")
     return EXIT_ERRORS if report.errors else EXIT_OK
 
 

@@ -36,7 +36,7 @@ def test_check_clean_folder_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "orders-classic" in out
     assert "orders-oas" in out
-    assert "2 API(s) ok, 0 refused" in out
+    assert "2 API(s) ok, 0 file(s) refused" in out
 
 
 def test_check_folder_with_errors_exits_1(
@@ -50,7 +50,7 @@ def test_check_folder_with_errors_exits_1(
     out = capsys.readouterr().out
     assert "ip.json" in out
     assert "enable_jwt" in out
-    assert "1 API(s) ok, 1 refused" in out
+    assert "1 API(s) ok, 1 file(s) refused" in out
 
 
 @pytest.mark.parametrize(
