@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -71,8 +72,9 @@ class Server:
         return self.handler(obj, context)
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
+@contextlib.contextmanager
+def running_server() -> Iterator[Server]:
+    """A grpcio Dispatcher on a free loopback port, stopped on exit."""
     srv = Server()
     srv.server, port = start_server("127.0.0.1:0", srv.dispatch)
     srv.target = f"127.0.0.1:{port}"
@@ -80,3 +82,9 @@ def server() -> Iterator[Server]:
         yield srv
     finally:
         srv.server.stop(0)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with running_server() as srv:
+        yield srv

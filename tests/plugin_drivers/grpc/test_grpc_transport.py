@@ -16,7 +16,7 @@ import h2.events
 import pytest
 import trio
 import trustme
-from conftest import Server
+from conftest import Server, running_server
 from grpc_dispatcher_server import start_server
 from test_grpc_gateway_e2e import api_doc, by_hook_name, start_gateway
 
@@ -177,13 +177,8 @@ async def test_a_call_the_server_did_not_process_is_retried_after_goaway(
 
 @pytest.fixture
 def other_server() -> Iterator[Server]:
-    srv = Server()
-    srv.server, port = start_server("127.0.0.1:0", srv.dispatch)
-    srv.target = f"127.0.0.1:{port}"
-    try:
+    with running_server() as srv:
         yield srv
-    finally:
-        srv.server.stop(0)
 
 
 async def test_an_api_can_name_its_own_grpc_server(
