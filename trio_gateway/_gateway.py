@@ -22,7 +22,7 @@ from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._pipeline import ApiPipeline, Exchange, HookDefaults, build_pipeline
+from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
@@ -191,18 +191,37 @@ class Gateway:
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
         timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
-        # The request's deadline. A client hang-up cancels the server's scope around this one
-        # (_server.py), which takes the hooks, the upstream request and all they started with it.
-        with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
-            response = await self._walk(request, runtime, host_header, scope.deadline)
+        # The request's deadline. A client hang-up cancels the connection's scope around this
+        # one (_server.py), which takes the hooks, the upstream request and all they started.
+        deadline = trio.current_time() + timeout
+        pipeline = runtime.pipeline
+        if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
+            # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
+            # in that same scope (one scope per request instead of two: docs/decisions.md).
+            exchange = Exchange(api=runtime.api, deadline=deadline)
+            try:
+                return await pipeline.run_request_then(
+                    request,
+                    exchange,
+                    lambda: self._proceed(request, runtime, host_header, exchange),
+                )
+            except DeadlineExceeded:
+                return self._timed_out(runtime, timeout)
+        with trio.CancelScope(deadline=deadline) as scope:
+            response = await self._walk(request, runtime, host_header, deadline)
         if scope.cancelled_caught:
-            log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
-            return error_response(504, "Upstream service reached hard timeout.")
+            return self._timed_out(runtime, timeout)
         return response
+
+    @staticmethod
+    def _timed_out(runtime: ApiRuntime, timeout: float) -> Response:
+        log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
+        return error_response(504, "Upstream service reached hard timeout.")
 
     async def _walk(
         self, request: Request, runtime: ApiRuntime, host_header: bytes | None, deadline: float
     ) -> Response:
+        """The request walk of an API without plugin hooks (built-ins at most), then upstream."""
         pipeline = runtime.pipeline
         exchange: Exchange | None = None
         if pipeline is not None and pipeline.has_request_hooks:
@@ -210,6 +229,20 @@ class Gateway:
             answer = await pipeline.run_request(request, exchange)
             if answer is not None:
                 return answer
+        elif pipeline is not None and pipeline.has_response_hooks:
+            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
+        return await self._proceed(request, runtime, host_header, exchange)
+
+    async def _proceed(
+        self,
+        request: Request,
+        runtime: ApiRuntime,
+        host_header: bytes | None,
+        exchange: Exchange | None,
+    ) -> Response:
+        """Everything after the request hooks: the upstream call, then the Response hooks.
+        Runs under the request's deadline (the caller's cancel scope)."""
+        pipeline = runtime.pipeline
         up = self._upstream_request(request, runtime, host_header)
         try:
             response = await forward(
@@ -225,8 +258,7 @@ class Gateway:
         if exchange is not None and exchange.response_headers:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
-            if exchange is None:
-                exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
+            assert exchange is not None
             await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
             response = await pipeline.run_response(request, response, exchange)
         return response

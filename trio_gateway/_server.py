@@ -4,15 +4,19 @@ This is the only module that reads from or writes to client sockets. Everything 
 by itself (malformed requests, limits, timeouts) is decided here; everything else is the handler's
 (``_gateway.py``), which maps a request to a response.
 
-Per request, the cost we pay on top of parsing is kept small on purpose (docs/decisions.md):
-one cancel scope for the idle/header deadline, and one nursery that owns the disconnect watcher and
-the handler, so a client that goes away cancels the handler and everything it started.
+Per request, the cost we pay on top of parsing is kept small on purpose (docs/decisions.md): no
+cancel scope and no task of the server's own. Each connection runs in a nursery whose scope is the
+only thing the server cancels: its hang-up watcher (one task per connection) cancels it when the
+client goes away, taking the handler and everything it started with it; the listener's timeout
+sweeper cancels it when the connection's current deadline (keep-alive idle, then header read) has
+passed, so a request pays for its deadlines with one float assignment instead of a cancel scope.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -70,6 +74,11 @@ class HttpServer:
     #: Set when :meth:`serve` has returned (after a drain, or when cancelled).
     stopped: trio.Event = attrs.field(factory=trio.Event)
 
+    def _sweep_interval(self) -> float:
+        """How often the sweeper checks deadlines: a timeout fires at most this much late."""
+        limits = self.limits
+        return min(1.0, limits.header_read_timeout / 8, limits.keepalive_timeout / 8)
+
     async def serve(
         self,
         host: str,
@@ -86,6 +95,7 @@ class HttpServer:
         bound = listener.getsockname()
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sweep_timeouts)
                 task_status.started((bound[0], bound[1]))
                 await self._accept_loop(listener, nursery)
                 # Draining: the accept loop ended; wait for connections within the bound.
@@ -139,6 +149,21 @@ class HttpServer:
             conn = _ClientConnection(self, RawSocketStream(sock), client)
             nursery.start_soon(conn.run)
 
+    async def _sweep_timeouts(self) -> None:
+        """Cancel each connection whose deadline has passed (runs until the listener stops).
+
+        Cheaper than a cancel scope with a deadline per request: the scan is a few attribute reads
+        per connection per interval, whatever the request rate. Connections accepted by another
+        listener of this server are swept too; cancelling one twice is harmless.
+        """
+        interval = self._sweep_interval()
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            for conn in list(self.connections):
+                if conn.deadline <= now:
+                    conn.time_out()
+
     def _connection_closed(self, conn: _ClientConnection) -> None:
         self.connections.discard(conn)
         if self._draining:
@@ -178,11 +203,14 @@ class _ClientConnection:
     parser: H1ServerParser = attrs.field(init=False)
     #: True between requests (waiting for the next head), when a drain may close us at once.
     idle: bool = True
-    _idle_scope: trio.CancelScope | None = None
+    #: When the sweeper cuts this connection off (``math.inf``: not while a request is handled).
+    #: Set to the keep-alive bound while idle, then the header-read bound once bytes arrive.
+    deadline: float = math.inf
+    #: Why the connection's scope was cancelled, if it was: the client left, or a deadline passed.
+    gone: bool = False
+    timed_out: bool = False
     guard: DisconnectGuard | None = None
     _nursery: trio.Nursery | None = None
-    #: The scope of the request being handled (what a hang-up cancels), None between requests.
-    _request_scope: trio.CancelScope | None = None
     _upgraded_tail: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -193,13 +221,20 @@ class _ClientConnection:
         )
 
     def close_if_idle(self) -> None:
-        if self.idle and self._idle_scope is not None:
-            self._idle_scope.cancel()
+        if self.idle and self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def time_out(self) -> None:
+        """The sweeper's verdict: the current deadline passed (408 if a head was under way)."""
+        if self._nursery is not None and not self.timed_out:
+            self.timed_out = True
+            self._nursery.cancel_scope.cancel()
 
     async def run(self) -> None:
         self.server.connections.add(self)
         try:
-            # The connection's nursery owns its hang-up watcher (started with the first request).
+            # The connection's nursery owns its hang-up watcher (started with the first request);
+            # its scope is what a hang-up, a timeout or a drain cancels.
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 try:
@@ -211,6 +246,8 @@ class _ClientConnection:
                     log.exception("connection from %s failed", self.client_addr)
                 finally:
                     nursery.cancel_scope.cancel()
+            if self.timed_out and self.parser.in_head and not self.gone:
+                await self._send_error(408, "Request Timeout")  # a head that came too slowly
         finally:
             if self.guard is not None:
                 self.guard.close()
@@ -218,11 +255,12 @@ class _ClientConnection:
             self.server._connection_closed(self)
 
     async def _watch_hangup(self, guard: DisconnectGuard) -> None:
-        """Cancel the request in progress when the client hangs up (one task per connection)."""
+        """End the connection when the client hangs up (one task per connection): whatever
+        request is in progress is cancelled with it."""
         await guard.wait_gone()
-        scope = self._request_scope
-        if scope is not None:
-            scope.cancel()
+        self.gone = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -236,38 +274,35 @@ class _ClientConnection:
     async def _next_head(self) -> RequestHead | None:
         """Wait for the next request head (keep-alive idle bound, then the header-read bound).
 
-        None: the connection should close quietly (idle timeout, drain, or the client left).
+        None: the connection should close quietly (drain, or the client left). The idle and
+        header bounds are deadlines the sweeper enforces by cancelling the connection.
         """
         parser = self.parser
-        limits = self.server.limits
         event = parser.next_event()
         if event is None:
             if self.server.draining:
                 return None
+            limits = self.server.limits
             self.idle = True
-            with trio.CancelScope(deadline=trio.current_time() + limits.keepalive_timeout) as sc:
-                self._idle_scope = sc
-                try:
-                    data = await self.stream.receive_some()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return None
-                if not data:
-                    return None
-                # First bytes of a request: from now on the whole head has to arrive in time
-                # (slowloris bound), and a drain no longer closes the connection under it.
-                self.idle = False
-                sc.deadline = trio.current_time() + limits.header_read_timeout
-                parser.feed(data)
-                event = parser.next_event()
+            self.deadline = trio.current_time() + limits.keepalive_timeout
+            try:
+                data = await self.stream.receive_some()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+            if not data:
+                return None
+            # First bytes of a request: a drain no longer closes the connection under it.
+            self.idle = False
+            parser.feed(data)
+            event = parser.next_event()
+            if event is None:
+                # The head came in pieces: from now on all of it has to arrive in time
+                # (slowloris bound).
+                self.deadline = trio.current_time() + limits.header_read_timeout
                 while event is None:
                     await self._fill()
                     event = parser.next_event()
-            self._idle_scope = None
-            self.idle = False
-            if sc.cancelled_caught:
-                if parser.in_head:
-                    await self._send_error(408, "Request Timeout")
-                return None
+            self.deadline = math.inf
         if isinstance(event, RequestHead):
             return event
         raise ClientProtocolError("Bad Request")
@@ -337,24 +372,18 @@ class _ClientConnection:
             self.guard = DisconnectGuard(self.stream.sock)
             self._nursery.start_soon(self._watch_hangup, self.guard)
         response: Response | None = None
-        keep_alive = False
-        with trio.CancelScope() as scope:
-            self._request_scope = scope
-            try:
-                response = await self._run_handler(request)
-                keep_alive = await self._respond(
-                    head, request, body, response, end_keep_alive, started
-                )
-            finally:
-                self._request_scope = None
-        if scope.cancelled_caught:
-            # Only the hang-up watcher cancels this scope: the handler, the hooks, the upstream
-            # request and anything they started have been cancelled with it.
+        try:
+            response = await self._run_handler(request)
+            return await self._respond(head, request, body, response, end_keep_alive, started)
+        except trio.Cancelled:
+            # The connection's scope was cancelled: the client hung up (or the server is shutting
+            # down). The handler, the hooks, the upstream request and anything they started are
+            # being cancelled with it; drop the upstream connection behind an unsent body.
             if response is not None:
                 discard_body(response)
-            self._log_access(request, 499, -1, started)  # 499: client closed the request
-            return False
-        return keep_alive
+            if self.gone:
+                self._log_access(request, 499, -1, started)  # 499: client closed the request
+            raise
 
     async def _respond(
         self,

@@ -6,7 +6,6 @@ import attrs
 
 from .._apidef.model import AuthLocation
 from .._builtins import token
-from .._builtins.decision import Respond
 from .._exchange import Request, Response
 from .._pipeline import Exchange
 from .._session.store import SessionStoreError
@@ -23,17 +22,35 @@ class TokenAuth:
     api_id: str
     location: AuthLocation
     services: AuthServices
+    #: No plugin will see the session (the API has no hooks): the store may hand out its own
+    #: object instead of a per-request copy (``SessionStore.get_session``).
+    shared_session: bool = False
+    #: The header to read, lower-cased, when the header is the only place a key may be (the
+    #: common case, looked up without the general extractor).
+    _header_only: bytes | None = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        location = self.location
+        only_header = location.use_header and not (
+            location.use_param or location.param_name or location.use_cookie or location.cookie_name
+        )
+        name = location.header_name or "Authorization"
+        self._header_only = name.lower().encode("latin-1") if only_header else None
 
     async def __call__(self, request: Request, exchange: Exchange) -> Response | None:
-        found = token.decide_key(request, self.location)
-        if isinstance(found, Respond):
-            return found.to_response()
+        if self._header_only is not None:
+            raw = request.header(self._header_only)
+            key = token.strip_bearer(raw.decode("latin-1").strip()) if raw else ""
+        else:
+            key = token.extract_token(request, self.location)
+        if not key:
+            return token.MISSING_KEY.to_response()
         try:
-            session = await self.services.store.get_session(found.key)
+            session = await self.services.store.get_session(key, shared=self.shared_session)
         except SessionStoreError as exc:
             return store_unavailable(self.api_id, exc)
         if session is None:
             return token.UNKNOWN_KEY.to_response()
         exchange.session = session
-        exchange.session_key = found.key
+        exchange.session_key = key
         return None

@@ -6,12 +6,21 @@ from .build import build_pipeline
 from .chain import Chain, HookDefaults, build_chain
 from .exchange import Exchange
 from .policy import FailureKind
-from .runner import ApiPipeline, Builtin, Finisher, PipelineStatistics
+from .runner import (
+    ApiPipeline,
+    Builtin,
+    Continuation,
+    DeadlineExceeded,
+    Finisher,
+    PipelineStatistics,
+)
 
 __all__ = [
     "ApiPipeline",
     "Builtin",
     "Chain",
+    "Continuation",
+    "DeadlineExceeded",
     "Exchange",
     "FailureKind",
     "Finisher",

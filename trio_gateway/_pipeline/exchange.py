@@ -30,5 +30,7 @@ class Exchange:
     meta_data_changed: bool = False
     #: True when custom auth created the session (Tyk schedules it for a store update).
     session_created: bool = False
+    #: Set once the pipeline's finisher has run (it persists session changes exactly once).
+    finished: bool = False
     #: Headers for the response the client gets from the upstream (``X-RateLimit-*``).
     response_headers: tuple[tuple[bytes, bytes], ...] = ()

@@ -1,19 +1,26 @@
 """Walks an API's chain for one request: deadlines, failure policies, cancellation.
 
 Cost model (measured, see docs/decisions-pipeline.md): a cancel scope costs a few µs, a nursery
-tens of µs. So a stage walks *all* its hooks inside ONE cancel scope whose deadline is moved before
-each hook to ``min(hook.timeout, exchange.deadline)``; a new scope is opened only after a hook
-timed out under fail-open (a cancelled scope cannot be reused). The pipeline starts no tasks of its
+tens of µs, moving a deadline ~2 µs. So a stage walks *all* its hooks inside ONE cancel scope whose
+deadline is moved to ``min(hook.timeout, exchange.deadline)`` for each hook that has to wait (see
+:func:`_await_with_deadline`); a new scope is opened only after a hook timed out under fail-open (a
+cancelled scope cannot be reused). The pipeline starts no tasks of its
 own: hooks run inline in the request's task, so anything a hook starts lives in a nursery the hook
 itself owns, inside our scope, and is cancelled with it. A cancel from outside (client gone)
 propagates untouched; it is never logged or counted as a failure.
+
+:meth:`ApiPipeline.run_request_then` goes one step further for the gateway: what follows the hooks
+(the upstream call) runs in the same scope, its deadline moved to the request's, so a request
+with hooks pays for one cancel scope instead of two (the gateway's request scope and ours).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -34,14 +41,24 @@ from .policy import (
 
 log = logging.getLogger("trio_gateway.pipeline")
 
+T = TypeVar("T")
+
 #: Bound on closing a driver (it runs shielded, so it needs its own limit).
 CLOSE_TIMEOUT = 5.0
 
 #: A built-in middleware (keys, quotas... issue 4): a response to send, or None to continue.
-Builtin = Callable[[Request, Exchange], Awaitable[Response | None]]
+#: (An ``async def`` or an object with an ``async def __call__``: the walk drives the coroutine.)
+Builtin = Callable[[Request, Exchange], Coroutine[Any, Any, Response | None]]
 
 #: Runs once after the request walk, whatever its outcome (persists session changes).
 Finisher = Callable[[Exchange], Awaitable[None]]
+
+#: What :meth:`ApiPipeline.run_request_then` runs after the request hooks (the upstream call).
+Continuation = Callable[[], Awaitable[Response]]
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed while the continuation of ``run_request_then`` ran."""
 
 #: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
 #: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
@@ -93,6 +110,10 @@ class ApiPipeline:
     _info: ApiInfo = attrs.field(init=False)
     _before_endpoint: tuple[HookRef, ...] = attrs.field(init=False)
     _request_steps: tuple[HookRef, ...] = attrs.field(init=False)
+    #: Whether a request walks anything before the upstream (hooks, auth or built-ins), and
+    #: whether the response walks hooks. Plain attributes: the gateway reads them per request.
+    has_request_hooks: bool = attrs.field(init=False)
+    has_response_hooks: bool = attrs.field(init=False)
     _calls: int = 0
     _responded: int = 0
     _failures: dict[FailureKind, int] = attrs.field(factory=lambda: dict.fromkeys(FailureKind, 0))
@@ -107,14 +128,10 @@ class ApiPipeline:
         authenticate = (AUTHENTICATE_STEP,) if self.authenticate is not None else ()
         self._before_endpoint = chain.pre + authenticate + chain.auth + chain.post_auth + builtins
         self._request_steps = self._before_endpoint + chain.post
-
-    @property
-    def has_request_hooks(self) -> bool:
-        return self.chain.has_request_hooks or bool(self.builtins) or self.authenticate is not None
-
-    @property
-    def has_response_hooks(self) -> bool:
-        return self.chain.has_response_hooks
+        self.has_request_hooks = (
+            chain.has_request_hooks or bool(self.builtins) or self.authenticate is not None
+        )
+        self.has_response_hooks = chain.has_response_hooks
 
     def statistics(self) -> PipelineStatistics:
         return PipelineStatistics(
@@ -147,6 +164,26 @@ class ApiPipeline:
             answer = await self._walk(steps, request, exchange, None)
         if self.finish is not None:
             await self.finish(exchange)
+        return answer
+
+    async def run_request_then(
+        self, request: Request, exchange: Exchange, then: Continuation
+    ) -> Response:
+        """:meth:`run_request`, then ``then()`` when no hook answered, in the walk's own cancel
+        scope with ``exchange.deadline`` (so the caller needs no scope of its own).
+
+        Returns a hook's (or a failure policy's) answer, else what ``then()`` returned. Raises
+        :class:`DeadlineExceeded` if the deadline passes while ``then()`` runs.
+        """
+        steps = self._request_steps
+        if self.chain.endpoints:
+            hook = self.chain.match_endpoint(request.method, request.path)
+            if hook is not None:
+                steps = (*self._before_endpoint, hook, *self.chain.post)
+        answer = await self._walk(steps, request, exchange, None, then)
+        if self.finish is not None and not exchange.finished:
+            await self.finish(exchange)  # a hook or a failure policy answered before the tail
+        assert answer is not None  # with a tail, the walk always ends in a response
         return answer
 
     async def run_response(
@@ -193,25 +230,35 @@ class ApiPipeline:
         request: Request,
         exchange: Exchange,
         response: Response | None,
+        tail: Continuation | None = None,
     ) -> Response | None:
-        """Run ``hooks`` in order. Returns a response that ends the walk, or None."""
+        """Run ``hooks`` in order. Returns a response that ends the walk, or None.
+
+        With ``tail``: once every hook has passed, the finisher (if any) and then ``tail`` run in
+        the same scope under the request's deadline, and the walk returns what ``tail`` returned
+        (or raises ``DeadlineExceeded``).
+        """
         driver = self.driver
-        current_time = trio.current_time
+        # The clock's own method: trio.current_time() costs two more calls, twice per hook.
+        current_time = trio.lowlevel.current_clock().current_time
         i, n = 0, len(hooks)
-        while i < n:
+        while True:
             failure: FailureKind | None = None
             error: Exception | None = None
-            with trio.CancelScope() as scope:
+            in_tail = False
+            # The scope starts at the request's deadline; a step that waits moves it to its own.
+            with trio.CancelScope(deadline=exchange.deadline) as scope:
                 while i < n:
                     hook = hooks[i]
                     deadline = current_time() + hook.timeout
                     if deadline > exchange.deadline:
                         deadline = exchange.deadline
-                    scope.deadline = deadline
                     if hook is AUTHENTICATE_STEP:
                         assert self.authenticate is not None
                         try:
-                            answer = await self.authenticate(request, exchange)
+                            answer = await _await_with_deadline(
+                                self.authenticate(request, exchange), scope, deadline
+                            )
                         except Exception as exc:
                             failure, error = classify(exc), exc
                             break
@@ -224,7 +271,9 @@ class ApiPipeline:
                     if hook is BUILTINS_STEP:
                         try:
                             for builtin in self.builtins:
-                                answer = await builtin(request, exchange)
+                                answer = await _await_with_deadline(
+                                    builtin(request, exchange), scope, deadline
+                                )
                                 if answer is not None:
                                     return answer
                         except Exception as exc:
@@ -244,13 +293,16 @@ class ApiPipeline:
                     assert driver is not None  # a chain with hooks always has a driver
                     self._calls += 1
                     try:
-                        decision = await driver.call(hook, ctx)
+                        decision = await _await_with_deadline(
+                            driver.call(hook, ctx), scope, deadline
+                        )
                     except Exception as exc:  # Cancelled is a BaseException: it passes
                         failure, error = classify(exc), exc
                         break
                     # A hook that never checkpoints cannot be interrupted; one that ran past its
-                    # deadline (or swallowed our cancel) still gets the timeout answer.
-                    if scope.cancel_called or current_time() > deadline:
+                    # deadline (or swallowed our cancel, which only its deadline sends) still
+                    # gets the timeout answer.
+                    if current_time() >= deadline:
                         failure = FailureKind.TIMEOUT
                         break
                     if ctx._meta_data_changed:
@@ -264,16 +316,28 @@ class ApiPipeline:
                         exchange.session, exchange.session_key = ctx._session, ctx._session_key
                         exchange.session_created = True
                     i += 1
+                if failure is None:
+                    if tail is None:
+                        return None
+                    if scope.deadline != exchange.deadline:
+                        scope.deadline = exchange.deadline
+                    in_tail = True
+                    if self.finish is not None:
+                        exchange.finished = True
+                        await self.finish(exchange)
+                    return await tail()
+            if in_tail:
+                # Only our scope was cancelled (an outer cancel would have propagated): the
+                # request's deadline passed during the tail.
+                raise DeadlineExceeded
             if scope.cancelled_caught:
                 failure = FailureKind.TIMEOUT
-            if failure is None:
-                break
+            assert failure is not None  # every other way out of the scope returned
             hook = hooks[i]
             answer = self._fail(hook, failure, error)
             if answer is not None:
                 return answer
             i += 1  # fail open: skip exactly this hook
-        return None
 
     def _fail(self, hook: HookRef, kind: FailureKind, error: Exception | None) -> Response | None:
         self._failures[kind] += 1
@@ -293,3 +357,43 @@ class ApiPipeline:
             exc_info=error,
         )
         return answer
+
+
+@types.coroutine
+def _await_with_deadline(
+    coro: Coroutine[Any, Any, T], scope: trio.CancelScope, deadline: float
+) -> Generator[Any, Any, T]:
+    """``await coro`` in ``scope``, moving the scope's deadline to ``deadline`` only if ``coro``
+    has to wait.
+
+    Why: moving a Trio deadline costs ~2 µs, and most hooks (header edits, checks) finish without
+    ever waiting. A step that does not wait cannot be cancelled anyway (Trio cancels only at a
+    checkpoint, and none runs before this task yields), and the runner checks each step's run
+    time when it returns. So the first step runs under whatever deadline the scope had; before
+    the first yield to Trio the scope gets this step's own, and from there on this drives ``coro``
+    exactly as ``await`` would.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    scope.deadline = deadline
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # Cancelled included: handed to coro, which re-raises it
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                result = stop.value
+                return result
+            continue
+        try:
+            yielded = coro.send(sent)
+        except StopIteration as stop:
+            result = stop.value
+            return result

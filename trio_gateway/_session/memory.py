@@ -29,11 +29,11 @@ class MemorySessionStore:
     def _id(self, key: str) -> str:
         return hash_key(key) if self.hash_keys else key
 
-    async def get_session(self, key: str) -> Session | None:
+    async def get_session(self, key: str, *, shared: bool = False) -> Session | None:
         sid = self._id(key)
         stored = self._sessions.get(sid)
-        if stored is None:
-            return None
+        if stored is None or shared:
+            return stored
         session = stored.copy_for_request()
         counter = self._quotas.get(sid, {}).get("")
         if session.quota_max > 0:

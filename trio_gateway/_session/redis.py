@@ -60,12 +60,12 @@ class RedisSessionStore:
     def _quota_key(self, sid: str) -> str:
         return f"{self.prefix}quota-{sid}"
 
-    async def get_session(self, key: str) -> Session | None:
+    async def get_session(self, key: str, *, shared: bool = False) -> Session | None:
         sid = self._id(key)
         if self.session_cache_ttl > 0:
             cached = self._cache.get(sid)
             if cached is not None and cached[0] > trio.current_time():
-                return cached[1].copy_for_request()
+                return cached[1] if shared else cached[1].copy_for_request()
         try:
             raw, counters = await self.client.pipeline(
                 [
@@ -91,7 +91,7 @@ class RedisSessionStore:
             if len(self._cache) >= 100_000:
                 self._cache.clear()  # crude bound; entries are cheap to fetch again
             self._cache[sid] = (trio.current_time() + self.session_cache_ttl, session)
-            return session.copy_for_request()
+            return session if shared else session.copy_for_request()
         return session
 
     async def put_session(self, key: str, session: Session, *, reset_quota: bool = True) -> None:

@@ -33,9 +33,13 @@ class SessionStore(Protocol):
 
     hash_keys: bool
 
-    async def get_session(self, key: str) -> Session | None:
+    async def get_session(self, key: str, *, shared: bool = False) -> Session | None:
         """The session (a copy owning its ``meta_data``), with ``quota_remaining`` and
-        ``quota_renews`` filled from the key's own quota counter; None if there is none."""
+        ``quota_renews`` filled from the key's own quota counter; None if there is none.
+
+        ``shared=True``: the caller only reads the session and hands it to no plugin (an API
+        without hooks). The store may then return an object it keeps, without the per-request
+        copy, and its ``quota_remaining``/``quota_renews`` may be stale."""
         ...
 
     async def put_session(

@@ -54,7 +54,7 @@ class Driver:
 class DownStore(MemorySessionStore):
     """A store whose every call fails as an unreachable Redis does."""
 
-    async def get_session(self, key: str) -> Session | None:
+    async def get_session(self, key: str, *, shared: bool = False) -> Session | None:
         raise SessionStoreError("down")
 
     async def consume(self, key: str, limits: Limits, *, now: float) -> LimitResult:

@@ -12,7 +12,7 @@ from pipeline_support import exchange_for, make_api, make_pipeline, make_request
 
 from trio_gateway._apidef.model import FailureMode, MiddlewareConfig, PluginRef
 from trio_gateway._exchange import Response
-from trio_gateway._pipeline import HookDefaults, build_pipeline
+from trio_gateway._pipeline import DeadlineExceeded, HookDefaults, build_pipeline
 from trio_gateway.errors import HookTimeout, PluginDriverError
 from trio_gateway.hooks import HookContext, Respond, Session
 
@@ -455,3 +455,67 @@ async def test_builtins_alone_need_no_driver_and_are_bounded_by_the_request_dead
     assert answer is not None
     assert answer.status == 504
     assert trio.current_time() - start == pytest.approx(2)
+
+
+# -- deadlines moved only for hooks that wait ------------------------------------------------
+
+
+async def test_hook_that_waits_after_an_instant_one_gets_its_own_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The walk moves its scope's deadline only for a hook that waits; the next hook that waits
+    must not inherit an earlier hook's (already close) deadline."""
+
+    async def nearly_overstays(ctx: HookContext) -> None:
+        await trio.sleep(0.9)
+
+    async def waits(ctx: HookContext) -> None:
+        await trio.sleep(0.75)  # ends 1.65 s in: past the first hook's deadline (1.0 s)
+
+    api = make_api(pre=["a", "b", "c"])
+    hooks = {"a": nearly_overstays, "b": noop, "c": waits}
+    pipeline, driver = await make_pipeline(api, hooks, HookDefaults(timeout=1.0))
+    assert await pipeline.run_request(make_request(), exchange_for(api)) is None
+    assert driver.calls == ["a", "b", "c"]
+    assert pipeline.statistics().timeouts == 0
+
+
+async def test_continuation_runs_under_the_request_deadline_not_a_hooks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def waits(ctx: HookContext) -> None:
+        await trio.sleep(0.1)
+
+    api = make_api(pre=["w"])
+    pipeline, _ = await make_pipeline(api, {"w": waits}, HookDefaults(timeout=0.5))
+    start = trio.current_time()
+
+    async def upstream() -> Response:
+        await trio.sleep(2)  # longer than the hook's timeout, within the request's
+        return Response(status=200, headers=[])
+
+    exchange = exchange_for(api, deadline=start + 5)
+    answer = await pipeline.run_request_then(make_request(), exchange, upstream)
+    assert answer.status == 200
+
+
+@pytest.mark.parametrize("pre", [[], ["instant"], ["waits"]])
+async def test_continuation_past_the_request_deadline_raises(
+    pre: list[str], autojump_clock: trio.testing.MockClock
+) -> None:
+    async def waits(ctx: HookContext) -> None:
+        await trio.sleep(0.1)
+
+    api = make_api(pre=pre)
+    pipeline, _ = await make_pipeline(api, {"instant": noop, "waits": waits})
+    start = trio.current_time()
+
+    async def upstream() -> Response:
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    with pytest.raises(DeadlineExceeded):
+        await pipeline.run_request_then(
+            make_request(), exchange_for(api, deadline=start + 3), upstream
+        )
+    assert trio.current_time() - start == pytest.approx(3)
