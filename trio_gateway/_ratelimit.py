@@ -49,14 +49,18 @@ class Limits:
     quota_max: int = 0
     quota_renewal_rate: int = 0
     bucket: str = ""
+    #: Derived once here rather than on every request: whether each limit is in force, and the
+    #: rate limit as ``(limit, window)`` (``rate_window``; ``(0, 0.0)`` without one).
+    has_rate: bool = attrs.field(init=False, eq=False, repr=False)
+    has_quota: bool = attrs.field(init=False, eq=False, repr=False)
+    window: tuple[int, float] = attrs.field(init=False, eq=False, repr=False)
 
-    @property
-    def has_rate(self) -> bool:
-        return self.rate > 0 and self.per > 0
-
-    @property
-    def has_quota(self) -> bool:
-        return self.quota_max > 0
+    def __attrs_post_init__(self) -> None:
+        has_rate = self.rate > 0 and self.per > 0
+        object.__setattr__(self, "has_rate", has_rate)
+        object.__setattr__(self, "has_quota", self.quota_max > 0)
+        window = rate_window(self.rate, self.per) if has_rate else (0, 0.0)
+        object.__setattr__(self, "window", window)
 
 
 class LimitOutcome(enum.Enum):
@@ -153,7 +157,7 @@ def apply_limits(
     rate_result = None
     if limits.has_rate:
         assert log is not None
-        limit, window = rate_window(limits.rate, limits.per)
+        limit, window = limits.window
         rate_result = admit_rate(log, limit, window, now)
         if not rate_result.allowed:
             return LimitResult(outcome=LimitOutcome.RATE_LIMITED, rate=rate_result)

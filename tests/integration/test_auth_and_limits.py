@@ -311,6 +311,25 @@ async def test_rate_limit_429_then_window_moves_on(gw: Setup) -> None:
     assert (await gw.get("/keyed/", Authorization="k"))[0] == 200
 
 
+@pytest.mark.parametrize(
+    ("path", "header"),
+    [("/keyed/", "Authorization"), ("/located/", "X-Api-Key")],
+    ids=["api-with-hooks", "api-without-hooks"],
+)
+async def test_updated_key_applies_from_the_next_request(
+    gw: Setup, path: str, header: str
+) -> None:
+    """Without hooks the gateway remembers what it derived from a stored session (its limits):
+    an update through the store must still take effect at once."""
+    await gw.store.put_session("k", Session(rate=100, per=10))
+    assert [(await gw.get(path, **{header: "k"}))[0] for _ in range(2)] == [200, 200]
+    await gw.store.put_session("k", Session(rate=2, per=10))
+    status, _, body = await gw.get(path, **{header: "k"})
+    assert (status, error_of(body)) == (429, "Rate Limit Exceeded")
+    await gw.store.put_session("k", Session(rate=100, per=10, is_inactive=True))
+    assert (await gw.get(path, **{header: "k"}))[0] == 403
+
+
 async def test_quota_403_headers_and_renewal(gw: Setup) -> None:
     await gw.store.put_session("k", Session(quota_max=2, quota_renewal_rate=60))
     status, headers, _ = await gw.get("/keyed/", Authorization="k")

@@ -75,11 +75,15 @@ def build_api_auth(api: ApiDefinition, services: AuthServices, listen_prefix: st
             else None
         )
         return ApiAuth(authenticate=cache, builtins=(checks, *global_limit), finish=finish)
-    checks = KeyChecks(
-        api_id=api.api_id, org_id=api.org_id, listen_prefix=listen_prefix, services=services
-    )
     # Without hooks nobody sees the session or changes its meta_data: no copy, nothing to write.
     hookless = api.middleware.is_empty()
+    checks = KeyChecks(
+        api_id=api.api_id,
+        org_id=api.org_id,
+        listen_prefix=listen_prefix,
+        services=services,
+        stable_sessions=hookless,
+    )
     return ApiAuth(
         authenticate=TokenAuth(
             api_id=api.api_id, location=api.auth, services=services, shared_session=hookless

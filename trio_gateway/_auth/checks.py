@@ -16,12 +16,15 @@ from .._error_body import error_response
 from .._exchange import Request, Response
 from .._pipeline import Exchange
 from .._ratelimit import LimitOutcome, Limits
+from .._session.model import Session
 from .._session.store import SessionStoreError
 from .custom_auth import extracted_session_id, store_created_session
 from .id_extractor import CompiledExtractor
 from .services import AuthServices, store_unavailable
 
 __all__ = ["ApiRateLimit", "KeyChecks"]
+
+_LIMITS_CACHE_SIZE = 10_000
 
 
 @attrs.define(eq=False, slots=True)
@@ -35,6 +38,11 @@ class KeyChecks:
     services: AuthServices
     #: Custom auth's extractor: a created session is stored under its id (Tyk's KeyID).
     extractor: CompiledExtractor | None = None
+    #: The store hands out its own session objects (token auth on an API without hooks): the
+    #: limits derived from one are remembered until the store replaces it.
+    stable_sessions: bool = False
+    #: session key -> (the session object the limits came from, its limits for this API).
+    _limits: dict[str, tuple[Session, Limits]] = attrs.field(factory=dict, init=False)
 
     async def __call__(self, request: Request, exchange: Exchange) -> Response | None:
         session = exchange.session
@@ -50,7 +58,7 @@ class KeyChecks:
                 verdict = self._access(request, exchange)
             if not isinstance(verdict, Continue):
                 return verdict.to_response()
-            wanted = limits.limits_for(session, self.api_id)
+            wanted = self._limits_for(session, exchange.session_key)
             if not (wanted.has_rate or wanted.has_quota):
                 return None
             result = await services.store.consume(exchange.session_key, wanted, now=now)
@@ -65,6 +73,18 @@ class KeyChecks:
         verdict = limits.decide(result, from_rate_limit=services.headers_from_rate_limit)
         assert isinstance(verdict, Respond)
         return verdict.to_response()
+
+    def _limits_for(self, session: Session, key: str) -> Limits:
+        if not self.stable_sessions:
+            return limits.limits_for(session, self.api_id)
+        cached = self._limits.get(key)
+        if cached is not None and cached[0] is session:  # `is`: a replaced session misses
+            return cached[1]
+        wanted = limits.limits_for(session, self.api_id)
+        if len(self._limits) >= _LIMITS_CACHE_SIZE:
+            self._limits.clear()  # crude bound; entries are cheap to derive again
+        self._limits[key] = (session, wanted)
+        return wanted
 
     def _access(self, request: Request, exchange: Exchange) -> Continue | Respond:
         assert exchange.session is not None

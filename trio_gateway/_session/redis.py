@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import trio
 
-from .._ratelimit import LimitOutcome, LimitResult, Limits, QuotaResult, RateResult, rate_window
+from .._ratelimit import LimitOutcome, LimitResult, Limits, QuotaResult, RateResult
 from .._redis.client import RedisClient, RedisError
 from .json import session_from_json, session_to_json
 from .model import Session
@@ -145,7 +145,7 @@ class RedisSessionStore:
 
     async def consume(self, key: str, limits: Limits, *, now: float) -> LimitResult:
         sid = self._id(key)
-        limit, window = rate_window(limits.rate, limits.per) if limits.has_rate else (0, 0.0)
+        limit, window = limits.window
         quota_max = limits.quota_max if limits.has_quota else 0
         member = f"{self._member_prefix}{next(self._counter)}"
         try:
