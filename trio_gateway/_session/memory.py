@@ -64,7 +64,7 @@ class MemorySessionStore:
         return True
 
     async def consume(self, key: str, limits: Limits, *, now: float) -> LimitResult:
-        sid = self._id(key)
+        sid = hash_key(key) if self.hash_keys else key
         log = None
         if limits.has_rate:
             log = self._rate_logs.get((sid, limits.bucket))
@@ -72,7 +72,9 @@ class MemorySessionStore:
                 log = self._rate_logs[sid, limits.bucket] = deque()
         quota = None
         if limits.has_quota:
-            buckets = self._quotas.setdefault(sid, {})
+            buckets = self._quotas.get(sid)
+            if buckets is None:
+                buckets = self._quotas[sid] = {}
             quota = buckets.get(limits.bucket)
             if quota is None:
                 quota = buckets[limits.bucket] = QuotaState()
