@@ -125,7 +125,9 @@ def start_server(port: int, cpus: str | None = None) -> subprocess.Popen[str]:
     return server
 
 
-def gateway_run(connections: int, duration: float, warmup: float) -> dict[str, dict[str, float]]:
+def gateway_run(
+    connections: int, duration: float, warmup: float, rounds: int = 1
+) -> dict[str, dict[str, float]]:
     """bench/proxy.py with the keyless and grpc-pre variants: variant -> median figures."""
     sys.path.insert(0, str(ROOT / "bench"))
     import proxy
@@ -133,6 +135,7 @@ def gateway_run(connections: int, duration: float, warmup: float) -> dict[str, d
     with tempfile.TemporaryDirectory() as results:
         argv = ["--variant", "keyless", "--variant", "grpc-pre", "--connections", str(connections)]
         argv += ["--duration", str(duration), "--warmup", str(warmup), "--results-dir", results]
+        argv += ["--rounds", str(rounds)]
         proxy.main(argv)
         (path,) = Path(results).glob("proxy-*.json")
         doc = json.loads(path.read_text())
@@ -143,13 +146,15 @@ def gateway_run(connections: int, duration: float, warmup: float) -> dict[str, d
     return figures
 
 
-def e2e(duration: float, warmup: float) -> None:
+def e2e(duration: float, warmup: float, rounds: int = 1) -> None:
+    """Per concurrency: the gateway variants over ``rounds`` interleaved rounds (medians), then
+    the server alone ``rounds`` times (median): this machine's figures drift between runs."""
     from conftest import free_port  # type: ignore[import-not-found]
 
     message = sample_message()
     summary: list[str] = []
     for connections in (32, 1):
-        figures = gateway_run(connections, duration, warmup)
+        figures = gateway_run(connections, duration, warmup, rounds)
         plan = figures.pop("cpu_plan")
         port = free_port()
         load = plan.get("load")  # where the grpc-pre variant put it (a CPU list)
@@ -158,9 +163,12 @@ def e2e(duration: float, warmup: float) -> None:
             if plan.get("sut") is not None:
                 os.sched_setaffinity(0, {int(c) for c in str(plan["sut"]).split(",")})
             bench_grpcio(f"127.0.0.1:{port}", message, connections, warmup)  # warm-up
-            alone_rate, alone_p50 = bench_grpcio(
-                f"127.0.0.1:{port}", message, connections, duration
-            )
+            alone = [
+                bench_grpcio(f"127.0.0.1:{port}", message, connections, duration)
+                for _ in range(rounds)
+            ]
+            alone_rate = statistics.median(rate for rate, _ in alone)
+            alone_p50 = statistics.median(p50 for _, p50 in alone)
         finally:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
             server.kill()
@@ -194,9 +202,10 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true", help="through the gateway (see above)")
     parser.add_argument("--duration", type=float, default=10.0, help="--e2e: seconds measured")
     parser.add_argument("--warmup", type=float, default=3.0, help="--e2e: seconds of warm-up")
+    parser.add_argument("--rounds", type=int, default=1, help="--e2e: rounds (medians shown)")
     args = parser.parse_args()
     if args.e2e:
-        e2e(args.duration, args.warmup)
+        e2e(args.duration, args.warmup, args.rounds)
         return
     from conftest import free_port
 

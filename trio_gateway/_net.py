@@ -103,6 +103,18 @@ class RawSocketStream:
                 raise trio.BrokenResourceError(str(exc)) from exc
             view = view[sent:]
 
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Send what the socket takes right now, without waiting; returns the bytes sent
+        (0 when its buffer is full). Errors as in :meth:`send_all`."""
+        try:
+            return self.sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if self._closed:
+                raise trio.ClosedResourceError from None
+            raise trio.BrokenResourceError(str(exc)) from exc
+
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self.sock)
 

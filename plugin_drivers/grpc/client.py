@@ -43,6 +43,8 @@ import attrs
 import hpack
 import trio
 
+from trio_gateway._net import RawSocketStream, open_raw_tcp_stream
+
 from . import h2codec
 from .h2codec import ErrorCode, Flag, FrameType, Setting
 
@@ -187,6 +189,18 @@ def _encode_timeout(seconds: float) -> bytes:
     return b"99999999H"
 
 
+#: The connection's byte stream: the raw socket stream for plain TCP, a Trio stream otherwise
+#: (TLS, unix sockets).
+Transport = trio.abc.Stream | RawSocketStream
+
+
+async def _close_forcefully(stream: Transport) -> None:
+    if isinstance(stream, RawSocketStream):
+        stream.close()
+    else:
+        await trio.aclose_forcefully(stream)
+
+
 # ------------------------------------------------------------------------------------------------
 # One call (one HTTP/2 stream)
 
@@ -297,7 +311,7 @@ class _Connection:
     """One HTTP/2 connection, run by :mod:`h2codec` framing: callers queue their frames and flush;
     a reader task parses the server's frames and delivers each reply to its waiting caller."""
 
-    stream: trio.abc.Stream
+    stream: Transport
     scheme: bytes
     calls: dict[int, _Call] = attrs.field(factory=dict)
     #: No new streams may start (lost, closed, or the server sent GOAWAY).
@@ -330,7 +344,7 @@ class _Connection:
     _cancel_scope: trio.CancelScope | None = None
 
     @classmethod
-    def start(cls, stream: trio.abc.Stream, scheme: bytes) -> _Connection:
+    def start(cls, stream: Transport, scheme: bytes) -> _Connection:
         conn = cls(stream=stream, scheme=scheme)
         conn.out += h2codec.CLIENT_PREFACE
         conn.out += h2codec.settings_frame(
@@ -350,6 +364,16 @@ class _Connection:
             return
         self._flushing = True
         try:
+            stream = self.stream
+            if isinstance(stream, RawSocketStream):
+                # Let the other ready callers queue their frames first (one write for many
+                # calls under load), then usually the socket takes it all at once.
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                data = self.out
+                sent = stream.send_nowait(data)
+                self.out = data[sent:] if sent < len(data) else bytearray()
+                if not self.out:
+                    return
             with trio.CancelScope(shield=True, deadline=trio.current_time() + _WRITE_TIMEOUT):
                 while self.out:
                     data, self.out = self.out, bytearray()
@@ -386,7 +410,7 @@ class _Connection:
         finally:
             self._lost("connection to the gRPC server lost")
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
+                await _close_forcefully(self.stream)
 
     def close(self) -> None:
         """Stop both tasks now (the channel is closing)."""
@@ -810,12 +834,17 @@ class GrpcChannel:
     async def _connect(self) -> _Connection:
         target = self.target
         with trio.fail_after(self.connect_timeout):
-            stream: trio.abc.Stream
+            stream: Transport
             if target.path:
                 stream = await trio.open_unix_socket(target.path)
+            elif self.ssl_context is None:
+                # Plain TCP (the common case) on the gateway's raw socket stream: no checkpoints
+                # or conflict detection per send and receive (docs/decisions.md).
+                stream = await open_raw_tcp_stream(target.host, target.port)
             else:
                 stream = await trio.open_tcp_stream(target.host, target.port)
             if self.ssl_context is not None:
+                assert isinstance(stream, trio.SocketStream)
                 tls = trio.SSLStream(
                     stream,
                     self.ssl_context,
