@@ -128,6 +128,7 @@ async def serve_gateway(
             header_read_timeout=limits.header_read_timeout,
             keepalive_timeout=limits.keepalive_timeout,
             body_read_timeout=limits.body_read_timeout,
+            send_timeout=limits.send_timeout,
             shutdown_timeout=limits.shutdown_timeout,
         )
         control = make_control_plane(

@@ -45,6 +45,9 @@ class ServerLimits:
     header_read_timeout: float = 10.0
     keepalive_timeout: float = 75.0
     body_read_timeout: float = 30.0
+    #: A client must accept each piece of a response (up to one upstream read, 64 KiB) within
+    #: this; one that stops reading is cut off instead of holding its connection forever.
+    send_timeout: float = 30.0
     shutdown_timeout: float = 10.0
 
 
@@ -77,7 +80,12 @@ class HttpServer:
     def _sweep_interval(self) -> float:
         """How often the sweeper checks deadlines: a timeout fires at most this much late."""
         limits = self.limits
-        return min(1.0, limits.header_read_timeout / 8, limits.keepalive_timeout / 8)
+        return min(
+            1.0,
+            limits.header_read_timeout / 8,
+            limits.keepalive_timeout / 8,
+            limits.send_timeout / 8,
+        )
 
     async def serve(
         self,
@@ -203,8 +211,9 @@ class _ClientConnection:
     parser: H1ServerParser = attrs.field(init=False)
     #: True between requests (waiting for the next head), when a drain may close us at once.
     idle: bool = True
-    #: When the sweeper cuts this connection off (``math.inf``: not while a request is handled).
-    #: Set to the keep-alive bound while idle, then the header-read bound once bytes arrive.
+    #: When the sweeper cuts this connection off (``math.inf``: no bound right now). Set to the
+    #: keep-alive bound while idle, the header-read bound once bytes arrive, and the send bound
+    #: while a write to the client waits.
     deadline: float = math.inf
     #: Why the connection's scope was cancelled, if it was: the client left, or a deadline passed.
     gone: bool = False
@@ -383,6 +392,8 @@ class _ClientConnection:
                 discard_body(response)
             if self.gone:
                 self._log_access(request, 499, -1, started)  # 499: client closed the request
+            elif self.timed_out:
+                log.info("client %s stopped reading the response; closed", self.client_addr)
             raise
 
     async def _respond(
@@ -476,7 +487,7 @@ class _ClientConnection:
         elif request.http_version == "1.0":
             headers.append((b"Connection", b"keep-alive"))
         head = serialise_head(status_line(response.status, response.reason), headers)
-        send = self.stream.send_all
+        send = self._send
         if bodiless or head_request:
             await send(head)
             discard_body(response)
@@ -522,14 +533,29 @@ class _ClientConnection:
             pass
 
     async def send_continue(self) -> None:
-        await self.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def _send(self, data: bytes) -> None:
+        """Write to the client, bounded by ``send_timeout`` when the client is not reading.
+
+        The usual write goes out at once and costs nothing more. One that has to wait sets the
+        connection's deadline, which the sweeper enforces (cancelling the connection)."""
+        stream = self.stream
+        sent = stream.send_nowait(data)
+        if sent == len(data):
+            return
+        self.deadline = trio.current_time() + self.server.limits.send_timeout
+        try:
+            await stream.send_all(memoryview(data)[sent:])
+        finally:
+            self.deadline = math.inf
 
     async def _tunnel(self, response: Response) -> None:
         """Relay raw bytes both ways after a 101, until either side closes."""
         tunnel = response.tunnel
         assert tunnel is not None
         head = serialise_head(status_line(101, response.reason), response.headers)
-        await self.stream.send_all(head + tunnel.prefix)
+        await self._send(head + tunnel.prefix)
         tail = self._upgraded_tail or b""
         client = self.stream
 
@@ -541,7 +567,7 @@ class _ClientConnection:
 
         async def upstream_to_client() -> None:
             while data := await tunnel.receive_some():
-                await client.send_all(data)
+                await self._send(data)
 
         try:
             async with trio.open_nursery() as nursery:

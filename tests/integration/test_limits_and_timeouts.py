@@ -7,6 +7,7 @@ timeouts (a few tenths of a second) and generous bounds on the waits around them
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import trio
 
 from tests.helpers import start_gateway, write_keyless_api
 from tests.helpers.client import RawResponse, build_request, chunked, open_client
-from tests.helpers.upstream import RawUpstream, start_upstream
+from tests.helpers.upstream import RawUpstream, ReceivedRequest, Reply, start_upstream
 from trio_gateway._app import RunningGateway
 
 SHORT = 0.3
@@ -283,3 +284,38 @@ async def test_stalled_request_body_gets_a_408(nursery: trio.Nursery, tmp_path: 
         response = await client.read_response()
         assert_tyk_error(response, 408)
         assert await client.is_closed_by_server()
+
+
+async def test_client_that_stops_reading_is_cut_off(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """A client that never reads a large response does not hold its connection (and the
+    upstream request behind it) forever: after ``send_timeout`` without progress the gateway
+    closes both, and goes on serving others."""
+
+    async def endless(request: ReceivedRequest, reply: Reply) -> None:
+        if request.target.endswith(b"/small"):
+            await reply.respond(200, body=b"ok")
+            return
+        await reply.start(200)  # chunked, never ends
+        chunk = b"x" * 65536
+        try:
+            while True:
+                await reply.send(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+
+    upstream = await start_upstream(nursery, endless)
+    write_keyless_api(
+        tmp_path / "apps", api_id="echo", listen_path="/echo/", target_url=upstream.url
+    )
+    gateway = await start_gateway(nursery, tmp_path / "apps", send_timeout=SHORT)
+
+    stream = await trio.open_tcp_stream(*gateway.address)
+    async with stream:
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        await stream.send_all(build_request("GET", "/echo/big"))
+        # Never read. The gateway's writes stall, then it gives up on the exchange.
+        with trio.fail_after(10):
+            await upstream.wait_until(lambda: len(upstream.requests) == 1)
+            await upstream.requests[0].connection.closed_by_peer.wait()
+    async with open_client(gateway.address) as client:
+        assert (await client.request("GET", "/echo/small")).status == 200

@@ -474,6 +474,8 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
         ("limits", "header_read_timeout"),
         ("limits", "body_read_timeout"),
     ),
+    # Go's WriteTimeout bounds writing the response; ours bounds each stalled write.
+    ("http_server_options", "write_timeout"): (("limits", "send_timeout"),),
     ("http_server_options", "max_request_body_size"): (("limits", "max_request_body_bytes"),),
     ("rate_limit_response_headers",): (("rate_limit_response_headers",),),
     # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.

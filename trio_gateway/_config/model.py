@@ -95,6 +95,9 @@ class LimitsConfig:
     keepalive_timeout: float = attrs.field(default=75.0, validator=_positive)
     #: Idle time allowed between two chunks of a request body.
     body_read_timeout: float = attrs.field(default=30.0, validator=_positive)
+    #: Time a client may take to accept each piece of a response (one that stops reading is
+    #: disconnected).
+    send_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Graceful shutdown: how long in-flight requests may take to finish.
     shutdown_timeout: float = attrs.field(default=10.0, validator=_non_negative)
 

@@ -100,20 +100,20 @@ def test_ignored_keys_come_in_exactly_one_warning(tmp_path: Path) -> None:
     config, warnings = load_tyk(tmp_path, data)
     assert len(warnings) == 1
     (warning,) = warnings
-    assert warning.startswith(f"{path}: ignored 7 tyk.conf key(s) that do not apply")
+    assert warning.startswith(f"{path}: ignored 6 tyk.conf key(s) that do not apply")
     listed = warning.split(": ", 2)[2].split(", ")
     assert listed == sorted(
         [
             "coprocess_options.python_version",
             "enable_jsvm",
             "http_server_options.use_ssl",
-            "http_server_options.write_timeout",
             "policies",
             "storage.optimisation_max_idle",
             "template_path",
         ]
     )
     assert config.limits.header_read_timeout == 20.0  # the mapped keys still apply
+    assert config.limits.send_timeout == 30.0
 
 
 def test_tyk_listener_tls_skip_verify_does_not_loosen_upstream_checks(tmp_path: Path) -> None:
@@ -215,4 +215,6 @@ def test_shipped_example_tyk_conf_loads_with_one_warning() -> None:
     assert config.storage.type == "redis"
     assert config.coprocess.enable is True
     assert len(warnings) == 1
-    assert "write_timeout" in warnings[0]
+    assert "enable_websockets" in warnings[0]
+    assert "write_timeout" not in warnings[0]
+    assert config.limits.send_timeout == 120.0
