@@ -8,8 +8,9 @@ Per request, the cost we pay on top of parsing is kept small on purpose (docs/de
 cancel scope and no task of the server's own. Each connection runs in a nursery whose scope is the
 only thing the server cancels: its hang-up watcher (one task per connection) cancels it when the
 client goes away, taking the handler and everything it started with it; the listener's timeout
-sweeper cancels it when the connection's current deadline (keep-alive idle, then header read) has
-passed, so a request pays for its deadlines with one float assignment instead of a cancel scope.
+sweeper cancels it when the connection's current deadline (keep-alive idle, header read, a stalled
+write) has passed, so a request pays for its deadlines with one float assignment instead of a
+cancel scope.
 """
 
 from __future__ import annotations
