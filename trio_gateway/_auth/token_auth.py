@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 
 from .._apidef.model import AuthLocation
@@ -25,24 +27,13 @@ class TokenAuth:
     #: No plugin will see the session (the API has no hooks): the store may hand out its own
     #: object instead of a per-request copy (``SessionStore.get_session``).
     shared_session: bool = False
-    #: The header to read, lower-cased, when the header is the only place a key may be (the
-    #: common case, looked up without the general extractor).
-    _header_only: bytes | None = attrs.field(init=False)
+    _extract_key: Callable[[Request], str] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        location = self.location
-        only_header = location.use_header and not (
-            location.use_param or location.param_name or location.use_cookie or location.cookie_name
-        )
-        name = location.header_name or "Authorization"
-        self._header_only = name.lower().encode("latin-1") if only_header else None
+        self._extract_key = token.key_extractor(self.location)
 
     async def __call__(self, request: Request, exchange: Exchange) -> Response | None:
-        if self._header_only is not None:
-            raw = request.header(self._header_only)
-            key = token.strip_bearer(raw.decode("latin-1").strip()) if raw else ""
-        else:
-            key = token.extract_token(request, self.location)
+        key = self._extract_key(request)
         if not key:
             return token.MISSING_KEY.to_response()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import attrs
@@ -18,6 +19,7 @@ __all__ = [
     "decide_key",
     "decide_session_found",
     "extract_token",
+    "key_extractor",
     "strip_bearer",
 ]
 
@@ -78,6 +80,24 @@ def extract_token(request: Request, location: AuthLocation) -> str:
         if value:
             key = value
     return strip_bearer(key.strip())
+
+
+def key_extractor(location: AuthLocation) -> Callable[[Request], str]:
+    """:func:`extract_token` for ``location``, prepared once per API.
+
+    When the header is the only place a key may be (the common case), the header name is
+    lower-cased and encoded here instead of on every request."""
+    if not location.use_header or (
+        location.use_param or location.param_name or location.use_cookie or location.cookie_name
+    ):
+        return lambda request: extract_token(request, location)
+    header = (location.header_name or "Authorization").lower().encode("latin-1")
+
+    def from_header(request: Request) -> str:
+        raw = request.header(header)
+        return strip_bearer(raw.decode("latin-1").strip()) if raw is not None else ""
+
+    return from_header
 
 
 def decide_key(request: Request, location: AuthLocation) -> KeyFound | Respond:

@@ -149,11 +149,7 @@ class ApiPipeline:
 
         Returns the response to send instead of proxying, or None to go upstream.
         """
-        steps = self._request_steps
-        if self.chain.endpoints:
-            hook = self.chain.match_endpoint(request.method, request.path)
-            if hook is not None:
-                steps = (*self._before_endpoint, hook, *self.chain.post)
+        steps = self._steps_for(request)
         if not steps:
             return None
         if self.driver is None:
@@ -166,6 +162,14 @@ class ApiPipeline:
             await self.finish(exchange)
         return answer
 
+    def _steps_for(self, request: Request) -> tuple[HookRef, ...]:
+        """The request walk's steps, with the endpoint hook that matches the request (if any)."""
+        if self.chain.endpoints:
+            hook = self.chain.match_endpoint(request.method, request.path)
+            if hook is not None:
+                return (*self._before_endpoint, hook, *self.chain.post)
+        return self._request_steps
+
     async def run_request_then(
         self, request: Request, exchange: Exchange, then: Continuation
     ) -> Response:
@@ -175,12 +179,7 @@ class ApiPipeline:
         Returns a hook's (or a failure policy's) answer, else what ``then()`` returned. Raises
         :class:`DeadlineExceeded` if the deadline passes while ``then()`` runs.
         """
-        steps = self._request_steps
-        if self.chain.endpoints:
-            hook = self.chain.match_endpoint(request.method, request.path)
-            if hook is not None:
-                steps = (*self._before_endpoint, hook, *self.chain.post)
-        answer = await self._walk(steps, request, exchange, None, then)
+        answer = await self._walk(self._steps_for(request), request, exchange, None, then)
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the tail
         assert answer is not None  # with a tail, the walk always ends in a response

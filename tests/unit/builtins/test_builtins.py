@@ -44,6 +44,8 @@ def test_extract_token(
     headers: dict[str, str], query: str, location: AuthLocation, expected: str
 ) -> None:
     assert token.extract_token(request(headers, query), location) == expected
+    # The per-API prepared form (header-only fast path included) finds the same key.
+    assert token.key_extractor(location)(request(headers, query)) == expected
 
 
 def test_missing_key_is_401_and_unknown_key_403() -> None:
