@@ -6,6 +6,7 @@ import importlib.resources
 import logging
 import signal
 import ssl
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -20,8 +21,10 @@ from ._admin.control import ControlPlane, make_control_plane
 from ._apidef.source import LoadReport, load_api_definitions
 from ._auth import AuthServices
 from ._config.model import GatewayConfig
-from ._demo import DEMO_HOST, DEMO_PORT, demo_handler
+from ._config.model import DEMO_PORT
+from ._demo import DEMO_HOST, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
+from ._listen import start_listening
 from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
 from ._session.open import open_session_store
@@ -102,8 +105,13 @@ async def serve_gateway(
                 )
             )
         folder = apps_dir or (Path(config.app_path) if config.app_path else None)
+        demo_address: tuple[str, int] | None = None
+        if demo_upstream:
+            demo_address = await _start_demo(stack, config)
         if folder is None:
             folder = bundled_apps_dir(stack)
+            if demo_address is not None and demo_address != (DEMO_HOST, DEMO_PORT):
+                folder = _retarget_bundled_apps(stack, folder, demo_address)
         report = load_api_definitions(folder)
         log_report(report)
         limits = config.limits
@@ -148,17 +156,18 @@ async def serve_gateway(
         )
         try:
             async with trio.open_nursery() as nursery:
-                demo_address: tuple[str, int] | None = None
-                if demo_upstream:
-                    demo = HttpServer(handler=demo_handler, log_requests=False)
-                    demo_address = await nursery.start(demo.serve, DEMO_HOST, DEMO_PORT)
-                    log.info("demo upstream on http://%s:%d", *demo_address)
                 await nursery.start(partial(control.serve, watch_interval=watch_interval))
                 if handle_signals:
                     await nursery.start(_watch_signals, server, control.reloader)
                 if isinstance(access_log, BufferedAccessLog):
                     nursery.start_soon(access_log.run_flusher)
-                address = await nursery.start(server.serve, config.listen.host, config.listen.port)
+                address = await start_listening(
+                    nursery,
+                    server.serve,
+                    config.listen.host,
+                    config.listen.port,
+                    "the gateway (listen_address/listen_port; --listen)",
+                )
                 log.info("trio-gateway listening on http://%s:%d", *address)
                 if not config.secret:
                     log.info("admin API off: no secret configured")
@@ -173,6 +182,44 @@ async def serve_gateway(
                 await pool.aclose()
                 await gateway.snapshot.aclose()
             log.info("trio-gateway stopped")
+
+
+async def _start_demo(stack: AsyncExitStack, config: GatewayConfig) -> tuple[str, int]:
+    """Start the demo upstream in a nursery the stack owns (it stops when the gateway does).
+
+    It starts before the API definitions load, so that the bundled ones can be pointed at the
+    address it got (port 0 picks a free one).
+    """
+    nursery = await stack.enter_async_context(trio.open_nursery())
+    stack.callback(nursery.cancel_scope.cancel)  # unwound before the nursery waits for it
+    demo = HttpServer(handler=demo_handler, log_requests=False)
+    listen = config.demo_listen
+    address = await start_listening(
+        nursery,
+        demo.serve,
+        listen.host,
+        listen.port,
+        "the demo upstream (demo_listen; --demo-listen)",
+    )
+    log.info("demo upstream on http://%s:%d", *address)
+    return address
+
+
+def _retarget_bundled_apps(
+    stack: ExitStack | AsyncExitStack, folder: Path, address: tuple[str, int]
+) -> Path:
+    """A copy of the bundled example APIs pointed at the demo upstream's actual address.
+
+    A copy on disk rather than edited definitions, so that a reload reads the same targets.
+    """
+    copy = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="trio-gateway-demo-")))
+    host, port = address
+    shown = f"[{host}]" if ":" in host else host
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_text(encoding="utf-8")
+        text = text.replace(f"http://{DEMO_HOST}:{DEMO_PORT}", f"http://{shown}:{port}")
+        (copy / path.name).write_text(text, encoding="utf-8")
+    return copy
 
 
 async def _wait_drained(server: HttpServer) -> None:

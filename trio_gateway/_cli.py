@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="gateway settings: .toml, or a Tyk tyk.conf")
     run.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
     run.add_argument("--listen", help="HOST:PORT to listen on (default 127.0.0.1:8080)")
+    run.add_argument(
+        "--demo-listen",
+        help="HOST:PORT of the demo upstream served when no APIs folder is given "
+        "(default 127.0.0.1:8091; port 0 picks a free one)",
+    )
     run.add_argument("--log-level", choices=_LEVELS, help="default: info")
     run.add_argument(
         "--watch",
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if getattr(args, "listen", None):
         overrides["listen"] = args.listen
+    if getattr(args, "demo_listen", None):
+        overrides["demo_listen"] = args.demo_listen
     if getattr(args, "log_level", None):
         overrides["log_level"] = args.log_level
     if getattr(args, "workers", None) is not None:

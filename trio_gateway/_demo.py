@@ -11,8 +11,6 @@ import json
 from ._exchange import Request, Response
 
 DEMO_HOST = "127.0.0.1"
-#: The bundled example APIs target this port (trio_gateway/_examples/apps/).
-DEMO_PORT = 8091
 
 _SHOWN_HEADERS = (
     b"host",

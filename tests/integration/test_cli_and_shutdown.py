@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -142,18 +143,48 @@ async def gateway_process(*args: str) -> AsyncIterator[GatewayProcess]:
 
 
 async def test_run_without_apps_serves_bundled_demo() -> None:
-    async with gateway_process() as gateway:
-        await gateway.wait_for_log("demo upstream on http://127.0.0.1:8091")
+    # Port 0: the demo upstream takes a free port and the bundled APIs are pointed at it.
+    async with gateway_process("--demo-listen", "127.0.0.1:0") as gateway:
+        line = await gateway.wait_for_log("demo upstream on http://127.0.0.1:")
+        demo_port = int(line.rpartition(":")[2])
         classic = await fetch(gateway.address, "GET", "/demo/hello?x=1")
         oas = await fetch(gateway.address, "GET", "/demo-oas/hello")
 
+    assert demo_port != 0
     for response in (classic, oas):
         assert response.status == 200
         document = response.json()
         assert document["message"] == "Hello from the trio-gateway demo upstream"
         assert document["path"] == "/hello"
-        assert document["headers"]["Host"] == "127.0.0.1:8091"
+        assert document["headers"]["Host"] == f"127.0.0.1:{demo_port}"
     assert classic.json()["query"] == "x=1"
+
+
+@pytest.mark.parametrize(
+    ("flag", "purpose"),
+    [
+        ("--listen", "for the gateway (listen_address/listen_port; --listen)"),
+        ("--demo-listen", "for the demo upstream (demo_listen; --demo-listen)"),
+    ],
+)
+async def test_an_address_in_use_is_named_with_what_it_was_for(flag: str, purpose: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
+        args = ["--listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0", flag, f"127.0.0.1:{port}"]
+        result = await trio.run_process(
+            [sys.executable, "-m", "trio_gateway", "run", *args],
+            check=False,
+            capture_stdout=True,
+            capture_stderr=True,
+            env=env,
+            cwd=str(ROOT),
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert f"cannot listen on 127.0.0.1:{port} {purpose}: Address already in use" in stderr
 
 
 async def test_sigterm_drains_in_flight_request_then_exits_0(

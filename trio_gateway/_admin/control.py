@@ -19,6 +19,7 @@ from .._apidef.model import ApiDefinition
 from .._config.model import GatewayConfig
 from .._exchange import Request, Response
 from .._gateway import ApiSnapshot, Gateway, build_snapshot
+from .._listen import start_listening
 from .._reload import Reloader, watch_folder
 from .._server import Handler, HttpServer, ServerLimits
 from .._session.store import SessionStore
@@ -68,8 +69,12 @@ class ControlPlane:
                 self.admin_server = HttpServer(
                     handler=mount(self.front, _not_found), limits=self.limits
                 )
-                self.admin_address = await nursery.start(
-                    self.admin_server.serve, self.config.listen.host, port
+                self.admin_address = await start_listening(
+                    nursery,
+                    self.admin_server.serve,
+                    self.config.listen.host,
+                    port,
+                    "the control API (control_api_port)",
                 )
                 log.info("admin API on http://%s:%d", *self.admin_address)
             task_status.started()

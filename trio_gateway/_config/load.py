@@ -1,7 +1,8 @@
 """Load :class:`GatewayConfig` from a file, the environment and the command line.
 
 Precedence, highest first: command line (``overrides``) > ``TRIO_GATEWAY_*`` environment variables >
-the config file > the defaults in ``model.py``.
+Tyk's ``TYK_GW_*`` environment variables (``tyk_env.py``; as in Tyk, they override the file) > the
+config file > the defaults in ``model.py``.
 
 The file format follows the extension: ``.toml`` is ours (unknown keys are errors, so a typo never
 silently falls back to a default); ``.json``/``.conf`` is read as a Tyk ``tyk.conf``, whose keys
@@ -40,6 +41,7 @@ from .model import (
     StorageConfig,
     UpstreamConfig,
 )
+from .tyk_env import OMIT_CONFIG_FILE, TykEnv, read_tyk_env
 
 __all__ = [
     "ENV_PREFIX",
@@ -50,6 +52,7 @@ __all__ = [
 ]
 
 ENV_PREFIX: Final = "TRIO_GATEWAY_"
+_DEFAULTS: Final = GatewayConfig()
 
 _CONFIG_CLASSES: Final[tuple[type, ...]] = (
     ListenConfig,
@@ -291,13 +294,14 @@ def _env_table() -> dict[str, tuple[Path_, Any]]:
 
 
 _ENV_TABLE: Final = _env_table()
-#: ``TRIO_GATEWAY_LISTEN=HOST:PORT``, the environment twin of ``--listen``.
-_ENV_LISTEN: Final = ENV_PREFIX + "LISTEN"
+#: ``HOST:PORT`` settings (``listen``, ``demo_listen``) by their combined variable
+#: (``TRIO_GATEWAY_LISTEN=HOST:PORT``, the environment twin of ``--listen``).
+_ENV_ADDRESSES: Final = {ENV_PREFIX + "LISTEN": "listen", ENV_PREFIX + "DEMO_LISTEN": "demo_listen"}
 
 
 def env_variable_names() -> list[str]:
     """Every ``TRIO_GATEWAY_*`` variable the loader reads, sorted (for ``--help`` and docs)."""
-    return sorted([*_ENV_TABLE, _ENV_LISTEN])
+    return sorted([*_ENV_TABLE, *_ENV_ADDRESSES])
 
 
 _TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on"})
@@ -340,17 +344,18 @@ def _env_layer(env: Mapping[str, str]) -> tuple[_Layer, list[str], list[str]]:
         if not variable.startswith(ENV_PREFIX):
             continue
         text = env[variable]
-        if variable == _ENV_LISTEN:
+        section = _ENV_ADDRESSES.get(variable)
+        if section is not None:
             try:
                 host, port = parse_listen(text)
             except ConfigError as exc:
                 errors.extend(f"environment: {variable}: {m}" for m in exc.messages)
                 continue
             # The specific variables are more precise, so they win over the combined one.
-            layer.raw.setdefault("listen", {}).setdefault("host", host)
-            layer.raw["listen"].setdefault("port", port)
-            names.setdefault("listen.host", variable)
-            names.setdefault("listen.port", variable)
+            layer.raw.setdefault(section, {}).setdefault("host", host)
+            layer.raw[section].setdefault("port", port)
+            names.setdefault(f"{section}.host", variable)
+            names.setdefault(f"{section}.port", variable)
             continue
         if variable not in _ENV_TABLE:
             unknown.append(variable)
@@ -378,7 +383,7 @@ def _env_layer(env: Mapping[str, str]) -> tuple[_Layer, list[str], list[str]]:
 def _overrides_layer(overrides: Mapping[str, Any]) -> tuple[_Layer, list[str]]:
     """Command-line settings: dotted key paths (``listen.port``) or sections; ``None`` = not given.
 
-    ``listen`` may also be a ``HOST:PORT`` string, as ``--listen`` takes it.
+    ``listen`` and ``demo_listen`` may also be ``HOST:PORT`` strings, as ``--listen`` takes them.
     """
     raw: Raw = {}
     errors: list[str] = []
@@ -387,11 +392,11 @@ def _overrides_layer(overrides: Mapping[str, Any]) -> tuple[_Layer, list[str]]:
             continue
         if isinstance(value, PathLike):
             value = str(Path(value))
-        if key == "listen" and isinstance(value, str):
+        if key in ("listen", "demo_listen") and isinstance(value, str):
             try:
                 host, port = parse_listen(value)
             except ConfigError as exc:
-                errors.extend(f"command line: listen: {m}" for m in exc.messages)
+                errors.extend(f"command line: {key}: {m}" for m in exc.messages)
                 continue
             value = {"host": host, "port": port}
         path = tuple(key.split("."))
@@ -497,6 +502,44 @@ def _is_go_zero(value: Any) -> bool:
     )
 
 
+def _tyk_targets(tyk_path: Path_, value: Any) -> list[tuple[Path_, Any]]:
+    """Our key paths and values for one tyk.conf key's value."""
+    if tyk_path == ("log_level",) and isinstance(value, str):
+        value = _TYK_LOG_LEVELS.get(value.lower(), value.lower())
+    return [(target, value) for target in _TYK_KEYS[tyk_path]]
+
+
+def _default_at(path: Path_) -> Any:
+    node: Any = _DEFAULTS
+    for key in path:
+        node = getattr(node, key)
+    return node
+
+
+def _tyk_env_layer(tyk_env: TykEnv) -> _Layer:
+    """Tyk's ``TYK_GW_*`` variables as a layer above the file (Tyk: the environment wins).
+
+    A variable set to Go's zero value (``0``, ``""``, ``false``) overrides the file with Tyk's
+    meaning of zero, "the default", so ours is restored for that key.
+    """
+    raw: Raw = {}
+    names: dict[str, str] = {}
+    for tyk_path, value in tyk_env.values.items():
+        variable = tyk_env.names[tyk_path]
+        if tyk_path == ("local_session_cache", "disable_cached_session_state"):
+            if value is True:
+                _set_in(raw, ("storage", "session_cache_ttl"), 0.0)
+                names["storage.session_cache_ttl"] = variable
+            continue
+        zero = _is_go_zero(value)
+        for target, our_value in _tyk_targets(tyk_path, value):
+            if zero and target[-1] not in _UNSUPPORTED_STORAGE:
+                our_value = _default_at(target)
+            _set_in(raw, target, our_value)
+            names[".".join(target)] = variable
+    return _Layer(source="environment", raw=raw, names=names)
+
+
 def map_tyk_conf(data: Mapping[str, Any]) -> tuple[Raw, dict[str, str], list[str]]:
     """Map a parsed ``tyk.conf`` onto our settings (pure).
 
@@ -508,17 +551,14 @@ def map_tyk_conf(data: Mapping[str, Any]) -> tuple[Raw, dict[str, str], list[str
     ignored: list[str] = []
 
     def visit(tyk_path: Path_, value: Any) -> None:
-        targets = _TYK_KEYS.get(tyk_path)
         tyk_name = ".".join(tyk_path)
-        if targets is None:
+        if tyk_path not in _TYK_KEYS:
             ignored.append(tyk_name)
             return
         if _is_go_zero(value):
             return
-        if tyk_path == ("log_level",) and isinstance(value, str):
-            value = _TYK_LOG_LEVELS.get(value.lower(), value.lower())
-        for target in targets:
-            _set_in(raw, target, value)
+        for target, our_value in _tyk_targets(tyk_path, value):
+            _set_in(raw, target, our_value)
             names[".".join(target)] = tyk_name
 
     for key, value in data.items():
@@ -574,10 +614,20 @@ def load_config(
     errors: list[str] = []
     warnings: list[str] = []
     layers: list[_Layer] = []
-    if path is not None:
+    tyk_env = read_tyk_env(env)
+    if path is not None and tyk_env.omit_config_file and path.suffix.lower() != ".toml":
+        warnings.append(f"{OMIT_CONFIG_FILE}=true: {path} is not read (Tyk's meaning)")
+    elif path is not None:
         file_layer, file_warnings = _read_file(path)
         layers.append(file_layer)
         warnings.extend(file_warnings)
+    errors.extend(tyk_env.errors)
+    layers.append(_tyk_env_layer(tyk_env))
+    if tyk_env.unknown:
+        warnings.append(
+            "ignored TYK_GW_* environment variables for tyk.conf keys that do not apply to "
+            "trio-gateway: " + ", ".join(tyk_env.unknown)
+        )
     env_layer, env_errors, env_warnings = _env_layer(env)
     errors.extend(env_errors)
     warnings.extend(env_warnings)

@@ -33,6 +33,9 @@ FailureMode = Literal["closed", "open"]
 StorageType = Literal["memory", "redis"]
 RateLimitHeaders = Literal["quotas", "rate_limits"]
 
+#: The demo upstream's default port (the bundled example APIs target 127.0.0.1:8091).
+DEMO_PORT: Final = 8091
+
 #: gRPC's own default for the largest message a client accepts (Tyk's `grpc_recv_max_size: 0`).
 GRPC_DEFAULT_RECV_MAX_SIZE: Final = 4 * 1024 * 1024
 
@@ -183,6 +186,9 @@ class GatewayConfig:
     proxy_default_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: ``None`` lets the command line decide (a demo upstream only when no APIs folder is given).
     demo_upstream: bool | None = None
+    #: Where the demo upstream listens. The bundled example APIs name 127.0.0.1:8091; served with
+    #: another address (port 0 picks a free one), they are pointed at it.
+    demo_listen: ListenConfig = ListenConfig(port=DEMO_PORT)
     limits: LimitsConfig = LimitsConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     hooks: HooksConfig = HooksConfig()
