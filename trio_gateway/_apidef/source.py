@@ -51,6 +51,16 @@ def parse_definition(
     """Parse one definition, detecting the format by content (OAS: ``openapi`` + the extension)."""
     if not isinstance(obj, Mapping):
         raise ApiDefinitionError(source, [f"expected a JSON object, got {describe_type(obj)}"])
+    if _is_dashboard_wrapper(obj):
+        return _parse_dashboard_export(obj, source)
+    if isinstance(obj.get("apis"), list) and "api_id" not in obj:
+        raise ApiDefinitionError(
+            source,
+            [
+                f"this is a Tyk Dashboard API list ({len(obj['apis'])} entries under `apis`); "
+                "save each entry in its own file (the entry as it is, or its `api_definition`)"
+            ],
+        )
     if is_oas_document(obj):
         return parse_oas(obj, source, companion=companion)
     if "openapi" in obj:
@@ -58,6 +68,37 @@ def parse_definition(
             source, ["an OpenAPI document without x-tyk-api-gateway is not a Tyk API definition"]
         )
     return parse_classic(obj, source)
+
+
+def _is_dashboard_wrapper(obj: Mapping[str, Any]) -> bool:
+    """The Tyk Dashboard's shape (``GET /api/apis/{id}``, tyk-sync dumps, UI exports):
+    ``{"api_definition": {...}, "api_model": {...}, ...}``, plus ``"oas"`` for a Tyk OAS API."""
+    return isinstance(obj.get("api_definition"), Mapping) and not (
+        "api_id" in obj or "proxy" in obj or "openapi" in obj
+    )
+
+
+def _parse_dashboard_export(obj: Mapping[str, Any], source: str) -> ApiDefinition:
+    """A Dashboard export: its OAS document when it carries one, else its Classic definition.
+
+    For a Tyk OAS API the Dashboard sends the OAS document (``oas``) beside a Classic
+    ``api_definition`` with ``is_oas: true`` that mirrors it: the OAS document is the API, and
+    the Classic half fills what it leaves out (as in Tyk's file-mode pair).
+    """
+    classic = obj["api_definition"]
+    oas = obj.get("oas")
+    if isinstance(oas, Mapping) and is_oas_document(oas):
+        return parse_oas(oas, source, companion=classic)
+    if classic.get("is_oas") is True:
+        raise ApiDefinitionError(
+            source,
+            [
+                "api_definition.is_oas is true but the export has no `oas` document with "
+                "x-tyk-api-gateway; export the API with its OAS document "
+                "(Dashboard: GET /api/apis/oas/{id}/export)"
+            ],
+        )
+    return parse_definition(classic, source)
 
 
 def read_json_file(path: Path) -> object:

@@ -162,3 +162,44 @@ def test_repo_examples_are_the_same_api_in_both_formats() -> None:
     for field in same_fields:
         assert getattr(classic, field) == getattr(oas, field), field
     assert classic.config_data == oas.config_data
+
+
+# --- Tyk Dashboard exports ------------------------------------------------------------------
+
+
+def _dashboard_export(**extra: Any) -> dict[str, Any]:
+    # The shape of GET /api/apis/{id}, the Dashboard's export button and tyk-sync dumps.
+    return {"api_model": {}, "hook_references": [], "is_site": False, "sort_by": 0, **extra}
+
+
+def test_a_dashboard_classic_export_loads_without_unwrapping(tmp_path: Path) -> None:
+    doc = _dashboard_export(api_definition=make_classic(api_id="dash", proxy__listen_path="/d/"))
+    path = _write(tmp_path, "api-dash.json", doc)
+    api = load_api_definition_file(path)
+    assert (api.api_id, api.listen_path, api.format) == ("dash", "/d/", "classic")
+
+
+def test_a_dashboard_oas_export_loads_its_oas_document(tmp_path: Path) -> None:
+    oas = make_oas({"x.server.listenPath.value": "/o/"})
+    oas["x-tyk-api-gateway"]["info"].pop("id", None)  # then the Classic half names it
+    classic = make_classic(api_id="from-classic", is_oas=True, proxy__listen_path="/o/")
+    path = _write(tmp_path, "api-oas.json", _dashboard_export(api_definition=classic, oas=oas))
+    api = load_api_definition_file(path)
+    assert (api.api_id, api.listen_path, api.format) == ("from-classic", "/o/", "oas")
+
+
+def test_a_dashboard_oas_export_without_its_document_says_what_to_export() -> None:
+    doc = _dashboard_export(api_definition=make_classic(is_oas=True))
+    with pytest.raises(ApiDefinitionError) as info:
+        parse_definition(doc, "x.json")
+    assert "export the API with its OAS document" in info.value.messages[0]
+
+
+def test_a_dashboard_api_list_says_to_split_it() -> None:
+    entry = _dashboard_export(api_definition=make_classic())
+    with pytest.raises(ApiDefinitionError) as info:
+        parse_definition({"apis": [entry, entry], "pages": 1}, "list.json")
+    assert info.value.messages == [
+        "list.json: this is a Tyk Dashboard API list (2 entries under `apis`); save each entry "
+        "in its own file (the entry as it is, or its `api_definition`)"
+    ]
