@@ -14,6 +14,7 @@ import trio
 
 from ._accesslog import BufferedAccessLog
 from ._apidef.source import load_api_definitions
+from ._apidef.unsupported import coprocess_refusal
 from ._config.load import load_config
 from ._config.model import GatewayConfig
 from ._exchange import Request
@@ -111,6 +112,11 @@ def _check(config: GatewayConfig, warnings: list[str]) -> int:
         print(f"trio-gateway check: {folder}: not a folder", file=sys.stderr)
         return EXIT_USAGE
     report = load_api_definitions(folder)
+    for api in list(report.apis):
+        refusal = coprocess_refusal(api, coprocess_enabled=config.coprocess.enable)
+        if refusal is not None:
+            report.errors.append(f"{api.source}: {refusal}")
+            report.apis.remove(api)
     for warning in [*warnings, *report.warnings]:
         print(f"warning: {warning}")
     for error in report.errors:

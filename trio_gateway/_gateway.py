@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from ._apidef.model import ApiDefinition, FailureMode
+from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
@@ -98,10 +99,14 @@ async def build_snapshot(
         pipeline: ApiPipeline | None = None
         broken: str | None = None
         listen_prefix = listen_path_key(api.listen_path)
+        refusal = coprocess_refusal(api, coprocess_enabled=config.coprocess.enable)
+        if refusal is not None:
+            broken = refusal
+            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, refusal)
         try:
             # Keyless APIs without plugins or global_rate_limit keep the no-pipeline fast path.
             api_auth = build_api_auth(api, auth, listen_prefix)
-            if not api.middleware.is_empty() or not api_auth.is_empty():
+            if broken is None and (not api.middleware.is_empty() or not api_auth.is_empty()):
                 pipeline = await build_pipeline(
                     api,
                     defaults,

@@ -454,5 +454,17 @@ CLASSIC_TOP_LEVEL_KEYS = frozenset(
     graphql analytics_plugin tags tags_disabled is_oas detailed_tracing upstream_auth
     security_processing_mode expiration expiration_ts check_host_against_uptime_tests
     strip_auth_data disable_expire_analytics jwt_jwks_uris jwt_source_uris custom_domain_certs
+    json_rpc_version application_protocol security_requirements security_requirement_scopes
+    error_overrides error_overrides_disabled
+    """.split()
+)
+#: The top-level keys :func:`parse_classic` reads (the others have a row in unsupported.FEATURES
+#: or are listed, with the reason, in unsupported.CLASSIC_INERT_KEYS).
+CLASSIC_READ_KEYS = frozenset(
+    """
+    api_id name org_id active domain domain_disabled proxy use_keyless use_standard_auth
+    custom_plugin_auth_enabled enable_coprocess_auth use_go_plugin_auth base_identity_provided_by
+    auth auth_configs config_data config_data_disabled custom_middleware global_rate_limit
+    version_data
     """.split()
 )

@@ -20,6 +20,8 @@ import attrs
 from .model import ApiDefinition
 
 __all__ = [
+    "CLASSIC_INERT_KEYS",
+    "COPROCESS_DRIVERS",
     "FEATURES",
     "GLOBAL_RATE_LIMIT_SUPPORTED",
     "TOKEN_AUTH_SUPPORTED",
@@ -83,6 +85,21 @@ def _is_stream_protocol(value: object) -> bool:
     return isinstance(value, str) and value.lower() in {"tcp", "tls"}
 
 
+def _has_events(value: object) -> bool:
+    """Classic ``event_handlers``: ``{"events": {name: [handlers]}}`` with at least one."""
+    return isinstance(value, Mapping) and is_enabled(value.get("events"))
+
+
+def _has_checks(value: object) -> bool:
+    """Classic ``uptime_tests``: ``{"check_list": [...], "config": {...}}`` with a check."""
+    return isinstance(value, Mapping) and is_enabled(value.get("check_list"))
+
+
+def _is_expiry_date(value: object) -> bool:
+    # Tyk: "" or "-1" means the API never expires.
+    return isinstance(value, str) and value not in ("", "-1")
+
+
 @attrs.frozen(kw_only=True)
 class Feature:
     """One Tyk feature, the keys that switch it on in each format, and what we do about it."""
@@ -95,6 +112,8 @@ class Feature:
     when: Callable[[object], bool] = is_enabled
     #: A Classic key (from the root) that, when true, switches the feature off again.
     unless_classic: str = ""
+    #: The feature only acts on keyed APIs (a keyless API has no key limits to switch off).
+    keyed_only: bool = False
 
 
 def _ep(*names: str) -> tuple[str, ...]:
@@ -204,6 +223,21 @@ FEATURES: tuple[Feature, ...] = (
         classic=("enable_batch_request_support",),
         oas=(f"{_OAS}.server.batchProcessing",),
     ),
+    Feature(name="an API expiry date", classic=("expiration",), when=_is_expiry_date),
+    Feature(
+        name="JSON-RPC / MCP APIs",
+        classic=("json_rpc_version", "application_protocol"),
+        oas=(
+            f"{_OAS}.middleware.mcpTools",
+            f"{_OAS}.middleware.mcpResources",
+            f"{_OAS}.middleware.mcpPrompts",
+        ),
+    ),
+    Feature(
+        name="an outbound HTTP proxy for the upstream",
+        classic=("proxy.transport.proxy_url",),
+        oas=(f"{_OAS}.upstream.proxy",),
+    ),
     # --- other behaviour: loads, with a warning ---------------------------------------------
     Feature(
         name="CORS",
@@ -264,7 +298,128 @@ FEATURES: tuple[Feature, ...] = (
         action=Action.WARN,
     ),
     Feature(name="request signing", classic=("request_signing",), action=Action.WARN),
+    Feature(
+        name="event handlers (webhooks, log and plugin handlers are not run)",
+        classic=("event_handlers",),
+        oas=(f"{_OAS}.server.eventHandlers",),
+        action=Action.WARN,
+        when=_has_events,
+    ),
+    Feature(
+        name="switching key rate limits or quotas off (the key's limits still apply)",
+        classic=("disable_rate_limit", "disable_quota"),
+        oas=(f"{_OAS}.middleware.global.skipRateLimit", f"{_OAS}.middleware.global.skipQuota"),
+        action=Action.WARN,
+        keyed_only=True,
+    ),
+    Feature(
+        name="context variables",
+        classic=("enable_context_vars",),
+        oas=(f"{_OAS}.middleware.global.contextVariables",),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="custom error responses",
+        classic=("error_overrides",),
+        action=Action.WARN,
+        unless_classic="error_overrides_disabled",
+    ),
+    Feature(
+        name="client certificates for the upstream (mutual TLS to the upstream)",
+        classic=("upstream_certificates",),
+        oas=(f"{_OAS}.upstream.mutualTLS",),
+        action=Action.WARN,
+        unless_classic="upstream_certificates_disabled",
+    ),
+    Feature(
+        name="uptime tests",
+        classic=("uptime_tests", "check_host_against_uptime_tests"),
+        oas=(f"{_OAS}.upstream.uptimeTests",),
+        action=Action.WARN,
+        when=lambda value: _has_checks(value) or value is True,
+    ),
+    Feature(
+        name="response processors", classic=("response_processors",), action=Action.WARN
+    ),
+    Feature(name="session lifetimes", classic=("session_lifetime",), action=Action.WARN),
+    Feature(
+        name="quota not set when a key is created",
+        classic=("dont_set_quota_on_create",),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="TLS certificates for the API's domain (the listener has no TLS yet)",
+        classic=("certificates", "custom_domain_certs"),
+        oas=(f"{_OAS}.server.customDomain.certificates",),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="the PROXY protocol", classic=("enable_proxy_protocol",), action=Action.WARN
+    ),
+    Feature(
+        name="detailed analytics (no analytics are recorded yet)",
+        classic=("enable_detailed_recording", "detailed_tracing", "tag_headers"),
+        oas=(f"{_OAS}.server.detailedActivityLogs", f"{_OAS}.server.detailedTracing"),
+        action=Action.WARN,
+    ),
 )
+
+#: Classic top-level keys that need no row above: ignoring them changes nothing a client or an
+#: upstream can notice here (metadata, settings of a feature that is refused when switched on, or
+#: an analytics setting while no analytics are recorded). Key -> why. A test checks that every key
+#: Tyk's ``APIDefinition`` has is read by the parser, has a row, or is listed here.
+CLASSIC_INERT_KEYS: dict[str, str] = {
+    "_id": "metadata (Mongo/Dashboard record id)",
+    "id": "metadata (Dashboard record id)",
+    "slug": "metadata",
+    "is_oas": "format marker (the OAS half of a pair is loaded instead)",
+    "definition": "versioning settings; versioned APIs are refused (version_data)",
+    "tags": "node segmentation; every API in the folder is served",
+    "tags_disabled": "node segmentation",
+    "do_not_track": "turns analytics off; none are recorded yet",
+    "expire_analytics_after": "analytics; none are recorded yet",
+    "disable_expire_analytics": "analytics; none are recorded yet",
+    "expiration_ts": "derived from expiration",
+    "error_overrides_disabled": "switch of custom error responses",
+    "upstream_certificates_disabled": "switch of upstream client certificates",
+    "session_lifetime_respects_key_expiration": "setting of session lifetimes",
+    "ip_access_control_disabled": "switch of the IP lists, which are refused when on",
+    "allowed_ips": "setting of the IP allow list (refused when on)",
+    "blacklisted_ips": "setting of the IP deny list (refused when on)",
+    "basic_auth": "setting of basic auth (refused when on)",
+    "hmac_allowed_algorithms": "setting of HMAC signatures (refused when on)",
+    "hmac_allowed_clock_skew": "setting of HMAC signatures (refused when on)",
+    "oauth_meta": "setting of OAuth2 (refused when on)",
+    "notifications": "setting of OAuth2 (refused when on)",
+    "openid_options": "setting of OpenID Connect (refused when on)",
+    "client_certificates": "setting of mutual TLS (refused when on)",
+    "scopes": "setting of JWT/OIDC scopes (refused when on)",
+    "idp_client_id_mapping_disabled": "setting of JWT (refused when on)",
+    "auth_provider": "legacy auth provider settings; token auth uses the session store",
+    "session_provider": "legacy session provider settings; the store is the gateway's",
+    "security_requirements": "combines several auth methods; all but token/custom auth refused",
+    "security_requirement_scopes": "setting of security_requirements",
+    "security_processing_mode": "setting of security_requirements",
+    **{
+        key: "setting of JWT (refused when on)"
+        for key in (
+            "jwt_signing_method",
+            "jwt_source",
+            "jwt_identity_base_field",
+            "jwt_client_base_field",
+            "jwt_policy_field_name",
+            "jwt_default_policies",
+            "jwt_issued_at_validation_skew",
+            "jwt_expires_at_validation_skew",
+            "jwt_not_before_validation_skew",
+            "jwt_skip_kid",
+            "jwt_scope_to_policy_mapping",
+            "jwt_scope_claim_name",
+            "jwt_jwks_uris",
+            "jwt_source_uris",
+        )
+    },
+}
 
 
 def _walk(value: object, parts: list[str], prefix: str) -> Iterator[tuple[str, object]]:
@@ -285,11 +440,23 @@ def _walk(value: object, parts: list[str], prefix: str) -> Iterator[tuple[str, o
         yield from _walk(value[head], rest, f"{prefix}.{head}" if prefix else head)
 
 
+def _is_keyless(doc: Mapping[str, Any], fmt: str) -> bool:
+    if fmt == "classic":
+        return doc.get("use_keyless") is True
+    gateway = doc.get(_OAS)
+    server = gateway.get("server") if isinstance(gateway, Mapping) else None
+    auth = server.get("authentication") if isinstance(server, Mapping) else None
+    return not (isinstance(auth, Mapping) and auth.get("enabled") is True)
+
+
 def find_features(doc: Mapping[str, Any], fmt: str) -> Iterator[tuple[Feature, str]]:
     """Every (feature, concrete key path) that ``doc`` switches on; ``fmt`` is classic or oas."""
+    keyless = _is_keyless(doc, fmt)
     for feature in FEATURES:
         patterns = feature.classic if fmt == "classic" else feature.oas
         if fmt == "classic" and feature.unless_classic and doc.get(feature.unless_classic) is True:
+            continue
+        if feature.keyed_only and keyless:
             continue
         for pattern in patterns:
             for path, value in _walk(doc, pattern.split("."), ""):
@@ -325,6 +492,30 @@ OAS_KEYS = FormatKeys(
     rate_limit=f"{_OAS}.upstream.rateLimit",
     driver=f"{_OAS}.middleware.global.pluginConfig.driver",
 )
+
+
+#: Drivers that Tyk runs only with ``coprocess_options.enable_coprocess: true``. Native Python
+#: plugins are ours and never need it; Tyk-style Python plugin files will join this set when they
+#: land (Tyk gates its Python driver with the same switch).
+COPROCESS_DRIVERS = frozenset({"grpc"})
+
+
+def coprocess_refusal(api: ApiDefinition, *, coprocess_enabled: bool) -> str | None:
+    """Why ``api`` cannot be served while Tyk's coprocess switch is off (None: it can).
+
+    Tyk skips such an API's hooks silently (and custom auth falls back to token auth); we refuse
+    it instead, naming the switch.
+    """
+    driver = api.middleware.driver
+    if coprocess_enabled or driver not in COPROCESS_DRIVERS or api.middleware.is_empty():
+        return None
+    keys = OAS_KEYS if api.format == "oas" else CLASSIC_KEYS
+    return (
+        f"{keys.driver}: {driver!r} plugins run only with coprocess_options.enable_coprocess "
+        "set to true (tyk.conf; or TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS=true, or "
+        "enable = true under [coprocess] in gateway.toml); Tyk would skip the hooks silently, "
+        "so the API is not served without them"
+    )
 
 
 def check_api(api: ApiDefinition, keys: FormatKeys) -> list[str]:

@@ -256,3 +256,49 @@ def test_switches_turn_refusals_off(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert api.use_keyless is False
     assert api.global_rate_limit.rate == 5
+
+
+# --- every key Tyk's APIDefinition has is accounted for -------------------------------------
+
+
+def test_every_classic_key_is_read_refused_warned_or_inert_for_a_reason() -> None:
+    from trio_gateway._apidef.classic import CLASSIC_READ_KEYS, CLASSIC_TOP_LEVEL_KEYS
+    from trio_gateway._apidef.unsupported import CLASSIC_INERT_KEYS, FEATURES
+
+    rows = {pattern.split(".")[0] for f in FEATURES for pattern in f.classic}
+    rows |= {f.unless_classic for f in FEATURES if f.unless_classic}
+    unaccounted = CLASSIC_TOP_LEVEL_KEYS - CLASSIC_READ_KEYS - rows - set(CLASSIC_INERT_KEYS)
+    assert unaccounted == set()
+
+
+@pytest.mark.parametrize(
+    ("changes", "warning"),
+    [
+        (
+            {"event_handlers": {"events": {"QuotaExceeded": [{"handler_name": "eh_log_handler"}]}}},
+            "event_handlers: event handlers",
+        ),
+        ({"disable_rate_limit": True, "use_keyless": False}, "disable_rate_limit"),
+        ({"enable_context_vars": True}, "enable_context_vars"),
+        ({"error_overrides": {"401": [{"response": {"body": "no"}}]}}, "error_overrides"),
+        ({"uptime_tests": {"check_list": [{"url": "http://x/"}]}}, "uptime_tests"),
+    ],
+)
+def test_ignored_features_are_said_out_loud(changes: dict[str, Any], warning: str) -> None:
+    api = parse_classic(make_classic(**changes), SRC)
+    assert any(warning in w for w in api.warnings), api.warnings
+
+
+def test_empty_event_handlers_as_every_export_has_them_load_quietly() -> None:
+    api = parse_classic(make_classic(event_handlers={"events": {}}), SRC)
+    assert api.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"expiration": "2030-01-01 00:00"}, {"json_rpc_version": "2.0"}],
+)
+def test_features_that_change_who_gets_served_refuse_the_api(changes: dict[str, Any]) -> None:
+    with pytest.raises(ApiDefinitionError) as info:
+        parse_classic(make_classic(**changes), SRC)
+    assert any(next(iter(changes)) in m for m in info.value.messages)
