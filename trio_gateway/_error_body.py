@@ -12,6 +12,11 @@ import json
 from ._exchange import Response
 
 JSON_CONTENT_TYPE = b"application/json"
+#: The headers of every error the gateway writes (Tyk: ``Content-Type`` and ``X-Generator``).
+ERROR_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"Content-Type", JSON_CONTENT_TYPE),
+    (b"X-Generator", b"trio-gateway"),
+)
 
 #: Tyk's messages for the statuses the gateway produces itself.
 STANDARD_MESSAGES: dict[int, str] = {
@@ -41,6 +46,6 @@ def error_response(status: int, message: str | None = None) -> Response:
     body = error_body(message if message is not None else STANDARD_MESSAGES.get(status, "Error"))
     return Response(
         status=status,
-        headers=[(b"Content-Type", JSON_CONTENT_TYPE), (b"X-Generator", b"trio-gateway")],
+        headers=list(ERROR_HEADERS),
         body_bytes=body,
     )

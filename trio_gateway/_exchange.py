@@ -138,6 +138,9 @@ class Response:
     bodiless: bool = False
     #: For a 101 from the upstream: the upstream stream to tunnel to, and bytes it already sent.
     tunnel: TunnelEnd | None = None
+    #: The absolute URL the request was sent to (set only when Response hooks will run: Tyk's
+    #: plugins see it as ``request.url`` there).
+    upstream_url: str = ""
 
     async def read_body(self, limit: int = 0) -> bytes:
         """Read a streamed body whole (once); ``limit`` > 0 bounds it (502 beyond it)."""

@@ -264,6 +264,10 @@ class Gateway:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
             assert exchange is not None
+            target = runtime.target
+            response.upstream_url = (
+                f"{target.scheme}://{target.host_header}{up.target.decode('latin-1')}"
+            )
             await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
             response = await pipeline.run_response(request, response, exchange)
         return response

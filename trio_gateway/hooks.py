@@ -117,7 +117,9 @@ class Respond:
     def to_response(self) -> Response:
         """The gateway's :class:`Response` for this decision."""
         pairs = self.headers.items() if isinstance(self.headers, Mapping) else self.headers
-        headers = [(_to_bytes(k).lower(), _to_bytes(v)) for k, v in pairs]
+        # Names keep the case they were given: Tyk-protocol drivers hand over Go's canonical
+        # forms, which is what Tyk's clients see.
+        headers = [(_to_bytes(k), _to_bytes(v)) for k, v in pairs]
         body = self.body.encode() if isinstance(self.body, str) else self.body
         return Response(status=self.status, headers=headers, body_bytes=body)
 

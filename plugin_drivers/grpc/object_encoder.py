@@ -14,7 +14,6 @@ parts simply follow each other.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Final
 
@@ -81,7 +80,7 @@ def encode_spec(api: ApiInfo, bundle: str = "") -> bytes:
         "bundle_hash": hashlib.md5(bundle.encode()).hexdigest() if bundle else _EMPTY_MD5,
     }
     if api.config_data:
-        spec["config_data"] = json.dumps(api.config_data)
+        spec["config_data"] = wire.go_json(api.config_data)
     return _map(_OBJECT_SPEC, spec)
 
 
@@ -110,7 +109,7 @@ def encode_object(
         text = wire.utf8_or_none(body)
         if text:
             req.append(_text(_REQ_BODY, text))
-    req.append(_text(_REQ_URL, url))
+    req.append(_text(_REQ_URL, url if response is None else wire.request_url(request, response)))
     if request.query:
         req.append(_map(_REQ_PARAMS, wire.query_first_values(request.query)))
     req.append(_REQ_RETURN_OVERRIDES)

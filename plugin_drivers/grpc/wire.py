@@ -12,14 +12,17 @@ escapes ``'`` as ``\\'``), and a reply that lacks ``request``/``return_overrides
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
+import math
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
 
+from trio_gateway._error_body import ERROR_HEADERS, error_body
 from trio_gateway._exchange import Headers, Request, Response
 from trio_gateway._session.model import AccessDefinition, AllowedUrl, Session
 from trio_gateway.hooks import CONTINUE, ApiInfo, Decision, Respond, Stage
@@ -41,6 +44,7 @@ __all__ = [
     "event_payload",
     "fill_response",
     "first_values",
+    "go_json",
     "query_first_values",
     "session_from_proto",
     "session_to_proto",
@@ -129,6 +133,89 @@ def utf8_or_none(data: bytes) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def request_url(request: Request, response: Response | None) -> str:
+    """``request.url`` as Tyk sends it: in a Response hook, the absolute upstream URL (Tyk's
+    reverse proxy rewrites the request's URL in place before the response chain runs)."""
+    if response is not None and response.upstream_url:
+        return response.upstream_url
+    return request.path + ("?" + request.query if request.query else "")
+
+
+def go_json(value: Any) -> str:
+    """JSON as Go's ``json.Marshal`` writes a decoded ``interface{}``: compact, map keys sorted,
+    ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, numbers as float64 in Go's shortest form
+    (``1.0`` -> ``1``, ``1e21`` -> ``1e+21``), text as UTF-8."""
+    parts: list[str] = []
+    _go_json(value, parts)
+    return "".join(parts)
+
+
+_GO_STRING_ESCAPES: Final = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _go_string(text: str) -> str:
+    out = json.dumps(text, ensure_ascii=False)
+    for raw, escaped in _GO_STRING_ESCAPES.items():
+        out = out.replace(raw, escaped)
+    return out
+
+
+def _go_float(number: float) -> str:
+    if not math.isfinite(number):
+        raise ValueError(f"config_data holds {number!r}, which JSON cannot carry")
+    if number == 0:
+        return "0"
+    shortest = repr(number)  # the shortest digits that round-trip, as Go's precision -1
+    if 1e-6 <= abs(number) < 1e21:
+        # Go's 'f' format: no exponent, no trailing ".0".
+        text = format(decimal.Decimal(shortest), "f")
+        return text[:-2] if text.endswith(".0") else text
+    # Go's 'e' format, with encoding/json's cleanup of "e-07" to "e-7".
+    mantissa, _, exponent = shortest.partition("e")
+    sign = "-" if exponent.startswith("-") else "+"
+    return f"{mantissa.removesuffix('.0')}e{sign}{int(exponent.lstrip('+-'))}"
+
+
+def _go_json(value: Any, parts: list[str]) -> None:
+    if value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, str):
+        parts.append(_go_string(value))
+    elif isinstance(value, int):
+        # Go decodes every JSON number into a float64: beyond 2**53 digits are lost as there.
+        parts.append(str(value) if abs(value) <= 2**53 else _go_float(float(value)))
+    elif isinstance(value, float):
+        parts.append(_go_float(value))
+    elif isinstance(value, Mapping):
+        parts.append("{")
+        for index, key in enumerate(sorted(value)):
+            if index:
+                parts.append(",")
+            parts.append(_go_string(str(key)))
+            parts.append(":")
+            _go_json(value[key], parts)
+        parts.append("}")
+    elif isinstance(value, list | tuple):
+        parts.append("[")
+        for index, item in enumerate(value):
+            if index:
+                parts.append(",")
+            _go_json(item, parts)
+        parts.append("]")
+    else:
+        raise ValueError(f"config_data holds a {type(value).__name__}, which JSON cannot carry")
 
 
 def _meta_string(value: Any) -> str:
@@ -227,7 +314,7 @@ def build_object(
         headers["Host"] = host.decode("latin-1")
     req.headers.update(headers)
     url = request.path + ("?" + request.query if request.query else "")
-    req.url = url
+    req.url = request_url(request, response)
     req.request_uri = url
     req.params.update(query_first_values(request.query))
     req.method = request.method
@@ -243,7 +330,7 @@ def build_object(
     obj.spec["APIID"] = api.api_id
     obj.spec["bundle_hash"] = hashlib.md5(bundle.encode()).hexdigest() if bundle else _EMPTY_MD5
     if api.config_data:
-        obj.spec["config_data"] = json.dumps(api.config_data)
+        obj.spec["config_data"] = go_json(api.config_data)
 
     if session is not None:
         obj.session.CopyFrom(session_to_proto(session))
@@ -278,11 +365,6 @@ def _grouped(headers: Headers) -> dict[str, list[str]]:
 
 # ------------------------------------------------------------------------------------------------
 # Incoming: request stages
-
-
-def error_body(message: str) -> bytes:
-    """Tyk's error document, as valid JSON with Tyk's four-space layout."""
-    return b'{\n    "error": ' + json.dumps(message).encode() + b"\n}"
 
 
 def _without(headers: Headers, names: Iterable[bytes]) -> Headers:
@@ -329,14 +411,15 @@ def apply_request_reply(reply: object_pb.Object, request: Request) -> Decision:
     request.set_body(body)
     headers = _without(request.headers, _FRAMING)
     if body or had_framing:
-        headers.append((b"content-length", str(len(body)).encode()))
+        headers.append((b"Content-Length", str(len(body)).encode()))
 
     # 2. Headers: delete, then set (replace).
     if ret.delete_headers:
         headers = _without(headers, (_enc(n) for n in ret.delete_headers))
     if ret.set_headers:
         headers = _without(headers, (_enc(n) for n in ret.set_headers))
-        headers.extend((_enc(k).lower(), _enc(v)) for k, v in ret.set_headers.items())
+        # Tyk sets them with Go's Header.Set: the name goes upstream in canonical form.
+        headers.extend((_enc(canonical_header_key(k)), _enc(v)) for k, v in ret.set_headers.items())
     request.headers[:] = headers
 
     # The common reply leaves the url and params alone: then steps 3-6 change nothing (the url
@@ -384,19 +467,23 @@ def _decide(ret: Any) -> Decision:
     over = ret.return_overrides
     body_text = over.response_error or over.response_body
     code = over.response_code
-    headers = [(_enc(k), _enc(v)) for k, v in over.headers.items()]
+    headers = [(_enc(canonical_header_key(k)), _enc(v)) for k, v in over.headers.items()]
     if code >= 400 and not over.override_error:
+        # Tyk's error handler writes this one: the plugin's headers, then the gateway's own
+        # Content-Type (replacing the plugin's) and X-Generator.
         message = body_text or "Key not authorised"
-        names = {k.lower() for k, _ in headers}
-        if b"content-type" not in names:
-            headers.append((b"content-type", b"application/json"))
-        return Respond(status=code, headers=headers, body=error_body(message))
+        return Respond(status=code, headers=_error_headers(headers), body=error_body(message))
     if code > 0:
         body = body_text.encode()
         if body and not any(k.lower() == b"content-type" for k, _ in headers):
             headers.append((b"content-type", _sniff(body)))
         return Respond(status=code, headers=headers, body=body)
     return CONTINUE
+
+
+def _error_headers(headers: Headers) -> Headers:
+    own = {name.lower() for name, _ in ERROR_HEADERS}
+    return [(k, v) for k, v in headers if k.lower() not in own] + list(ERROR_HEADERS)
 
 
 def _sniff(body: bytes) -> bytes:
@@ -432,9 +519,7 @@ def apply_auth_reply(
 
 
 def _forbidden() -> Respond:
-    return Respond(
-        status=403, headers=[(b"content-type", b"application/json")], body=error_body("Forbidden")
-    )
+    return Respond(status=403, headers=list(ERROR_HEADERS), body=error_body("Forbidden"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -465,14 +550,15 @@ def apply_response_reply(
                 merged.append((key, [returned[key], *values[1:]]))
         merged.extend((key, [value]) for key, value in returned.items() if key not in seen)
         multi = merged
+    # Tyk sets them with Go's Header.Set/Add: names reach the client in canonical form.
     headers: Headers = [
-        (_enc(key).lower(), _enc(value))
+        (_enc(canonical_header_key(key)), _enc(value))
         for key, values in multi
         if key.lower() not in ("content-length", "transfer-encoding")
         for value in values
     ]
     body = ret.raw_body
-    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"Content-Length", str(len(body)).encode()))
     response.headers[:] = headers
     response.status = ret.status_code
     response.reason = b""

@@ -384,3 +384,75 @@ async def test_config_data_reaches_the_plugin_only_when_enabled(
         None if disabled else {"greeting": "hi"}
     )
     gw.shutdown()
+
+
+async def test_tyk_details_header_case_upstream_url_and_config_data(
+    nursery: trio.Nursery, tmp_path: Path, server: Server
+) -> None:
+    async def lower_case_upstream(request: ReceivedRequest, reply: Reply) -> None:
+        await reply.respond(200, [(b"x-upstream-lower", b"v")], b"ok")
+
+    seen = by_hook_name(
+        server,
+        {
+            "pre": lambda o: o.request.set_headers.update({"x-plugin-set": "1"}),
+            "resp": lambda o: None,  # echoes the response unchanged
+        },
+    )
+    upstream = await start_upstream(nursery, lower_case_upstream)
+    doc = api_doc(
+        upstream,
+        {"pre": [{"name": "pre"}], "response": [{"name": "resp"}]},
+        config_data={"z": 1.0, "a": "<b>&", "m": {"y": [1, 2.5], "x": None}},
+    )
+    gw = await start_gateway(nursery, tmp_path, server.target, doc)
+    got = await fetch(gw.address, "GET", "/api/path?q=1")
+    assert got.status == 200, got.body
+
+    (arrived,) = upstream.requests
+    # Tyk applies set_headers with Go's Header.Set: the upstream sees the canonical name.
+    assert (b"X-Plugin-Set", b"1") in arrived.headers
+    # A Response hook's headers are set the same way: the client sees canonical names.
+    assert (b"X-Upstream-Lower", b"v") in got.headers
+    # The Response hook sees the absolute upstream URL as request.url, as Tyk sends it.
+    host = dict((k.lower(), v) for k, v in arrived.headers)[b"host"].decode()
+    assert seen[-1].request.url == f"http://{host}/path?q=1"
+    assert seen[0].request.url == "/api/path?q=1"
+    # config_data as Go's json.Marshal writes it: compact, sorted keys, HTML-safe, 1.0 as 1.
+    assert seen[0].spec["config_data"] == (
+        '{"a":"\\u003cb\\u003e\\u0026","m":{"x":null,"y":[1,2.5]},"z":1}'
+    )
+    gw.shutdown()
+
+
+async def test_error_replies_from_plugins_carry_the_gateways_error_headers(
+    nursery: trio.Nursery, tmp_path: Path, server: Server
+) -> None:
+    def pre(o: pb.Object) -> None:
+        ro = o.request.return_overrides
+        ro.response_code = 403
+        ro.response_error = "no entry"
+        ro.headers.update({"x-why": "policy", "content-type": "text/plain"})
+
+    by_hook_name(server, {"pre": pre, "auth": lambda o: None})  # auth: no session returned
+    upstream = await start_upstream(nursery)
+    overrides = api_doc(upstream, {"pre": [{"name": "pre"}]})
+    no_session = api_doc(
+        upstream,
+        {"auth_check": {"name": "auth"}},
+        api_id="auth-api",
+        proxy={"listen_path": "/auth/", "target_url": upstream.url, "strip_listen_path": True},
+        use_keyless=False,
+        custom_plugin_auth_enabled=True,
+    )
+    gw = await start_gateway(nursery, tmp_path, server.target, overrides, no_session)
+    answers = {path: await fetch(gw.address, "GET", path) for path in ("/api/x", "/auth/x")}
+    for path, message in (("/api/x", "no entry"), ("/auth/x", "Forbidden")):
+        got = answers[path]
+        assert got.status == 403, path
+        assert json.loads(got.body) == {"error": message}
+        assert got.header_values("content-type") == [b"application/json"], path
+        assert got.header("x-generator") == b"trio-gateway", path
+    assert (b"X-Why", b"policy") in answers["/api/x"].headers  # the plugin's, canonical
+    assert upstream.requests == []
+    gw.shutdown()

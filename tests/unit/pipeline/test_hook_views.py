@@ -185,7 +185,7 @@ def test_respond_builds_a_response() -> None:
     assert decision == Respond(status=400, headers={"Content-Type": "text/plain"}, body="bad")
     response = decision.to_response()
     assert (response.status, response.body_bytes) == (400, b"bad")
-    assert response.headers == [(b"content-type", b"text/plain")]
+    assert response.headers == [(b"Content-Type", b"text/plain")]  # the case given is kept
 
 
 def test_fork_isolates_until_merged() -> None:
