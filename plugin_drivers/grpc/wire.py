@@ -172,7 +172,7 @@ def _go_float(number: float) -> str:
     if not math.isfinite(number):
         raise ValueError(f"config_data holds {number!r}, which JSON cannot carry")
     if number == 0:
-        return "0"
+        return "-0" if math.copysign(1.0, number) < 0 else "0"
     shortest = repr(number)  # the shortest digits that round-trip, as Go's precision -1
     if 1e-6 <= abs(number) < 1e21:
         # Go's 'f' format: no exponent, no trailing ".0".

@@ -456,3 +456,30 @@ async def test_error_replies_from_plugins_carry_the_gateways_error_headers(
     assert (b"X-Why", b"policy") in answers["/api/x"].headers  # the plugin's, canonical
     assert upstream.requests == []
     gw.shutdown()
+
+
+async def test_grpc_hooks_with_coprocess_off_refuse_the_api_naming_the_switch(
+    nursery: trio.Nursery, tmp_path: Path, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Tyk would skip these hooks silently (a Pre hook guarding the API would just not run).
+    seen = by_hook_name(server, {})
+    upstream = await start_upstream(nursery)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "grpc-api.json").write_text(json.dumps(api_doc(upstream, {"pre": [{"name": "pre"}]})))
+    config = GatewayConfig(
+        listen=ListenConfig(host="127.0.0.1", port=0),
+        coprocess=CoprocessConfig(enable=False, grpc_server=server.target),
+    )
+    gw: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
+    )
+    got = await fetch(gw.address, "GET", "/api/x")
+    assert got.status == 503
+    assert upstream.requests == [] and seen == []
+    assert any(
+        "custom_middleware.driver: 'grpc' plugins run only with "
+        "coprocess_options.enable_coprocess set to true" in record.getMessage()
+        for record in caplog.records
+    )
+    gw.shutdown()
