@@ -241,6 +241,7 @@ def session_to_proto(session: Session) -> session_pb.SessionState:
         last_updated=session.last_updated,
         id_extractor_deadline=session.id_extractor_deadline,
         apply_policies=session.apply_policies,
+        apply_policy_id=session.apply_policy_id,
     )
     for key, value in session.meta_data.items():
         state.metadata[key] = _meta_string(value)
@@ -273,6 +274,7 @@ def session_from_proto(state: session_pb.SessionState) -> Session:
         last_updated=state.last_updated,
         id_extractor_deadline=state.id_extractor_deadline,
         apply_policies=list(state.apply_policies),
+        apply_policy_id=state.apply_policy_id,
         access_rights={
             api_id: AccessDefinition(
                 api_name=access.api_name,

@@ -46,6 +46,7 @@ async def authenticate(ctx: HookContext) -> Respond | None:
         quota_renewal_rate=3600,
         id_extractor_deadline=conf.get("deadline", 0),
         meta_data={"token": token},
+        apply_policies=["gold-plan"] if token.startswith("user-pol") else [],
     )
     ctx.request.set_header("X-Auth-Plugin", "called")
     ctx.set_session(token, session)
@@ -268,6 +269,28 @@ async def test_expired_and_inactive_keys(gw: Setup) -> None:
     assert (status, error_of(body)) == (401, "Key has expired, please renew")
     status, _, body = await gw.get("/keyed/", Authorization="off")
     assert (status, error_of(body)) == (403, "Key is inactive, please renew")
+
+
+async def test_keys_naming_policies_are_refused_with_one_log_line(
+    gw: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Empty access_rights means every API: serving the key would ignore what the policy limits.
+    await gw.store.put_session("pol-1234", Session(apply_policies=["gold-plan"]))
+    await gw.store.put_session("old-style", Session(apply_policy_id="silver"))
+    caplog.set_level("WARNING", logger="trio_gateway")
+    status, _, body = await gw.get("/keyed/x", Authorization="pol-1234")
+    assert (status, error_of(body)) == (403, "Access to this API has been disallowed")
+    assert (await gw.get("/keyed/x", Authorization="old-style"))[0] == 403
+    # Custom auth results are refused the same way, before they are stored.
+    assert (await gw.get("/custom/", **{"X-Token": "user-pol-ann"}))[0] == 403
+    assert await gw.store.get_session("user-pol-ann") is None
+    lines = [r.getMessage() for r in caplog.records if "apply_policies" in r.getMessage()]
+    assert len(lines) == 3
+    assert lines[0] == (
+        "API keyed: refused key ****1234 with 403: it names policies gold-plan (apply_policies), "
+        "which trio-gateway does not apply yet; give the key its own access_rights and limits"
+    )
+    assert "policies silver" in lines[1]
 
 
 async def test_access_rights_api_url_and_method(gw: Setup) -> None:

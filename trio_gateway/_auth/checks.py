@@ -8,9 +8,11 @@ on keyless APIs too. Decisions are the pure ``_builtins`` modules; this is only 
 
 from __future__ import annotations
 
+import logging
+
 import attrs
 
-from .._builtins import access_rights, api_limit, key_expiry, limits
+from .._builtins import access_rights, api_limit, key_expiry, limits, policies
 from .._builtins.decision import Continue, Respond
 from .._error_body import error_response
 from .._exchange import Request, Response
@@ -22,9 +24,16 @@ from .custom_auth import extracted_session_id, store_created_session
 from .id_extractor import CompiledExtractor
 from .services import AuthServices, store_unavailable
 
-__all__ = ["ApiRateLimit", "KeyChecks"]
+__all__ = ["ApiRateLimit", "KeyChecks", "obfuscate_key"]
+
+log = logging.getLogger("trio_gateway.auth")
 
 _LIMITS_CACHE_SIZE = 10_000
+
+
+def obfuscate_key(key: str) -> str:
+    """A key as logs may show it (Tyk's style: only its last four characters)."""
+    return "****" + key[-4:] if len(key) > 4 else "****"
 
 
 @attrs.define(eq=False, slots=True)
@@ -48,6 +57,8 @@ class KeyChecks:
         session = exchange.session
         if session is None:  # cannot happen after auth; refuse rather than let it through
             return error_response(403, "Forbidden")
+        if session.apply_policies or session.apply_policy_id:
+            return self._refuse_policies(session, exchange.session_key)
         services = self.services
         try:
             if exchange.session_created:
@@ -72,6 +83,18 @@ class KeyChecks:
             return None
         verdict = limits.decide(result, from_rate_limit=services.headers_from_rate_limit)
         assert isinstance(verdict, Respond)
+        return verdict.to_response()
+
+    def _refuse_policies(self, session: Session, key: str) -> Response:
+        verdict = policies.decide(session)
+        assert isinstance(verdict, Respond)
+        log.warning(
+            "API %s: refused key %s with 403: it names policies %s (apply_policies), which "
+            "trio-gateway does not apply yet; give the key its own access_rights and limits",
+            self.api_id,
+            session.alias or obfuscate_key(key),
+            ", ".join(policies.named_policies(session)),
+        )
         return verdict.to_response()
 
     def _limits_for(self, session: Session, key: str) -> Limits:
