@@ -20,8 +20,7 @@ from ._accesslog import AccessLog, BufferedAccessLog, LoggingAccessLog
 from ._admin.control import ControlPlane, make_control_plane
 from ._apidef.source import LoadReport, load_api_definitions
 from ._auth import AuthServices
-from ._config.model import GatewayConfig
-from ._config.model import DEMO_PORT
+from ._config.model import DEMO_PORT, GatewayConfig
 from ._demo import DEMO_HOST, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
 from ._listen import start_listening

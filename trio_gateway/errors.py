@@ -22,7 +22,6 @@ __all__ = [
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamProtocolError",
-    "UpstreamTimeout",
 ]
 
 
@@ -82,13 +81,6 @@ class UpstreamConnectError(UpstreamError):
     """No connection to the upstream could be made (refused, DNS, TLS handshake)."""
 
     status_hint = 502
-
-
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not answer within the request's deadline."""
-
-    status_hint = 504
-    public_message = "Upstream service reached hard timeout."
 
 
 class HookError(GatewayError):

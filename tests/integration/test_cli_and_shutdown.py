@@ -173,7 +173,8 @@ async def test_an_address_in_use_is_named_with_what_it_was_for(flag: str, purpos
         taken.listen()
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
-        args = ["--listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0", flag, f"127.0.0.1:{port}"]
+        args = ["--listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"]
+        args += [flag, f"127.0.0.1:{port}"]
         result = await trio.run_process(
             [sys.executable, "-m", "trio_gateway", "run", *args],
             check=False,

@@ -195,7 +195,6 @@ class H1ClientParser:
 
     __slots__ = (
         "_events",
-        "_head_method",
         "_headers",
         "_in_message",
         "_parser",
@@ -209,20 +208,11 @@ class H1ClientParser:
         self._events: deque[Event] = deque()
         self._headers: Headers = []
         self._reason = b""
-        self._head_method = False
         self._upgraded = False
         #: A response has begun and not completed.
         self._in_message = False
         #: The response in progress has neither Content-Length nor chunked: the close ends it.
         self._until_close = False
-
-    def expect_head_response(self, value: bool) -> None:
-        """Tell the parser the next response answers a HEAD request (it has no body).
-
-        httptools has no switch for this, so the shell skips body parsing itself: see
-        ``_upstream/connection.py``.
-        """
-        self._head_method = value
 
     def next_event(self) -> Event | None:
         if self._events:

@@ -110,24 +110,35 @@ async def test_request_over_send_max_is_refused_before_sending(server: Server) -
 
 
 def _blocking_handler(
-    started: threading.Event, ended: threading.Event, seen: dict[str, Any]
+    started: threading.Event,
+    ended: threading.Event,
+    seen: dict[str, Any],
+    finished: threading.Event | None = None,
 ) -> Handler:
+    """Blocks a "slow" call until the RPC ends. ``ended`` is set by grpc when the RPC terminates,
+    which can be before this handler thread records ``active_after``: readers of that wait for
+    ``finished``, set once everything is recorded."""
+
     def handler(o: pb.Object, context: Any) -> pb.Object:
         if o.hook_name != "slow":
             return o
-        seen["remaining"] = context.time_remaining()
-        context.add_callback(ended.set)  # runs when the RPC terminates (cancelled here)
-        started.set()
-        ended.wait(5)
-        seen["active_after"] = context.is_active()
+        try:
+            seen["remaining"] = context.time_remaining()
+            context.add_callback(ended.set)  # runs when the RPC terminates (cancelled here)
+            started.set()
+            ended.wait(5)
+            seen["active_after"] = context.is_active()
+        finally:
+            if finished is not None:
+                finished.set()
         return o
 
     return handler
 
 
 async def test_deadline_travels_and_the_server_sees_the_cancel(server: Server) -> None:
-    started, ended, seen = threading.Event(), threading.Event(), {}
-    server.handler = _blocking_handler(started, ended, seen)
+    started, ended, finished, seen = threading.Event(), threading.Event(), threading.Event(), {}
+    server.handler = _blocking_handler(started, ended, seen, finished)
     async with open_grpc_channel(server.target) as channel:
         await channel.unary_unary(DISPATCH, obj("warm"))  # connect first: time the call only
         t0 = trio.current_time()
@@ -136,6 +147,7 @@ async def test_deadline_travels_and_the_server_sees_the_cancel(server: Server) -
         assert scope.cancelled_caught
         assert trio.current_time() - t0 < 0.3 + 0.25
         assert await wait_thread_event(ended)
+        assert await wait_thread_event(finished)  # the handler thread has recorded everything
     assert 0.1 < seen["remaining"] <= 0.31
     assert seen["active_after"] is False
 

@@ -476,7 +476,8 @@ async def test_grpc_hooks_with_coprocess_off_refuse_the_api_naming_the_switch(
     )
     got = await fetch(gw.address, "GET", "/api/x")
     assert got.status == 503
-    assert upstream.requests == [] and seen == []
+    assert upstream.requests == []
+    assert seen == []
     assert any(
         "custom_middleware.driver: 'grpc' plugins run only with "
         "coprocess_options.enable_coprocess set to true" in record.getMessage()

@@ -94,7 +94,8 @@ def test_bad_values_and_refused_features_name_the_variable() -> None:
         )
     messages = info.value.messages
     assert "environment: TYK_GW_LISTENPORT: expected an integer, got 'eighty'" in messages
-    assert any(m.startswith("environment: TYK_GW_HASHKEYS: expected a Go boolean") for m in messages)
+    hash_keys = "environment: TYK_GW_HASHKEYS: expected a Go boolean"
+    assert any(m.startswith(hash_keys) for m in messages)
     assert any(
         m.startswith("environment: TYK_GW_STORAGE_ENABLECLUSTER: Redis Cluster is not supported")
         for m in messages
@@ -102,7 +103,8 @@ def test_bad_values_and_refused_features_name_the_variable() -> None:
 
 
 def test_variables_for_keys_we_do_not_use_are_listed_in_one_warning() -> None:
-    _, warnings = load_config(None, {"TYK_GW_ENABLEJSVM": "true", "TYK_GW_PIDFILELOCATION": "x"}, {})
+    env = {"TYK_GW_ENABLEJSVM": "true", "TYK_GW_PIDFILELOCATION": "x"}
+    _, warnings = load_config(None, env, {})
     assert warnings == [
         "ignored TYK_GW_* environment variables for tyk.conf keys that do not apply to "
         "trio-gateway: TYK_GW_ENABLEJSVM, TYK_GW_PIDFILELOCATION"
