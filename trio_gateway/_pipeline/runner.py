@@ -4,7 +4,8 @@ Cost model (measured, see docs/decisions.md, "Hook pipeline"): a cancel scope co
 nursery tens of µs, moving a deadline ~2 µs. So a stage walks *all* its hooks inside ONE cancel
 scope whose deadline is moved to ``min(hook.timeout, exchange.deadline)`` for each hook that has
 to wait (see :func:`_await_with_deadline`); a new scope is opened only after a hook timed out
-under fail-open (a cancelled scope cannot be reused). The pipeline starts no tasks of its own: hooks run inline in the request's task, so anything a hook starts lives in a nursery the hook
+under fail-open (a cancelled scope cannot be reused). The pipeline starts no tasks of its own:
+hooks run inline in the request's task, so anything a hook starts lives in a nursery the hook
 itself owns, inside our scope, and is cancelled with it. A cancel from outside (client gone)
 propagates untouched; it is never logged or counted as a failure.
 
