@@ -491,6 +491,9 @@ _TYK_SECTIONS: Final = frozenset(path[0] for path in _TYK_KEYS if len(path) == 2
 #: Tyk's documented sample secret: a config that still carries it has an admin API anyone can use.
 _TYK_SAMPLE_SECRET: Final = "352d20ee67be67f6340b4c0605b044b7"
 _TYK_LOG_LEVELS: Final = {"warn": "warning"}
+_SAMPLE_SECRET_WARNING: Final = (
+    "secret is Tyk's published sample secret; anyone can use the admin API until you change it"
+)
 
 
 def _is_go_zero(value: Any) -> bool:
@@ -586,10 +589,7 @@ def map_tyk_conf(data: Mapping[str, Any]) -> tuple[Raw, dict[str, str], list[str
             + ", ".join(sorted(ignored))
         )
     if data.get("secret") == _TYK_SAMPLE_SECRET:
-        warnings.append(
-            "secret is Tyk's published sample secret; anyone can use the admin API until you "
-            "change it"
-        )
+        warnings.append(_SAMPLE_SECRET_WARNING)
     return raw, names, warnings
 
 
@@ -642,4 +642,10 @@ def load_config(
         merged = _merge(merged, layer.raw)
     if errors:
         raise ConfigError(errors)
-    return structure_config(merged), warnings
+    config = structure_config(merged)
+    # The file's sample secret matters only if nothing overrode it (TYK_GW_SECRET often does).
+    sample = [w for w in warnings if w.endswith(_SAMPLE_SECRET_WARNING)]
+    warnings = [w for w in warnings if w not in sample]
+    if config.secret == _TYK_SAMPLE_SECRET:
+        warnings.extend(sample or [_SAMPLE_SECRET_WARNING])
+    return config, warnings

@@ -155,3 +155,9 @@ def test_every_tyk_conf_key_we_read_has_its_variable() -> None:
     from trio_gateway._config.load import _TYK_KEYS
 
     assert set(_TYK_KEYS) == set(GO_FIELDS)
+
+
+def test_the_sample_secret_warning_goes_when_the_environment_replaces_it(tmp_path: Path) -> None:
+    path = tyk_conf(tmp_path, {"secret": "352d20ee67be67f6340b4c0605b044b7"})
+    _, warnings = load_config(path, {"TYK_GW_SECRET": "a-real-secret"}, {})
+    assert warnings == []
