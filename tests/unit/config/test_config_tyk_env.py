@@ -161,3 +161,12 @@ def test_the_sample_secret_warning_goes_when_the_environment_replaces_it(tmp_pat
     path = tyk_conf(tmp_path, {"secret": "352d20ee67be67f6340b4c0605b044b7"})
     _, warnings = load_config(path, {"TYK_GW_SECRET": "a-real-secret"}, {})
     assert warnings == []
+
+
+def test_the_configuration_reference_names_every_variable() -> None:
+    from trio_gateway._config import env_variable_names
+
+    reference = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text()
+    missing = [name for name in env_variable_names() if f"`{name}`" not in reference]
+    missing += [tyk_env_name(path) for path in GO_FIELDS if tyk_env_name(path) not in reference]
+    assert missing == []
