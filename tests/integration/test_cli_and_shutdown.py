@@ -54,6 +54,27 @@ def test_check_folder_with_errors_exits_1(
     assert "1 API(s) ok, 1 file(s) refused" in out
 
 
+def test_check_names_the_coprocess_switch_for_grpc_hooks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith(("TRIO_GATEWAY_", "TYK_GW_")):
+            monkeypatch.delenv(name)
+    write_keyless_api(
+        tmp_path,
+        api_id="g",
+        listen_path="/g/",
+        target_url="http://up/",
+        custom_middleware={"driver": "grpc", "pre": [{"name": "p"}]},
+    )
+    assert main(["check", "--apps", str(tmp_path)]) == EXIT_ERRORS
+    out = capsys.readouterr().out
+    assert "coprocess_options.enable_coprocess" in out
+    assert "0 API(s) ok, 1 file(s) refused" in out
+    monkeypatch.setenv("TYK_GW_COPROCESSOPTIONS_ENABLECOPROCESS", "true")
+    assert main(["check", "--apps", str(tmp_path)]) == EXIT_OK
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -165,6 +186,7 @@ async def test_run_without_apps_serves_bundled_demo() -> None:
     [
         ("--listen", "for the gateway (listen_address/listen_port; --listen)"),
         ("--demo-listen", "for the demo upstream (demo_listen; --demo-listen)"),
+        ("control_api_port", "for the control API (control_api_port)"),
     ],
 )
 async def test_an_address_in_use_is_named_with_what_it_was_for(flag: str, purpose: str) -> None:
@@ -174,7 +196,10 @@ async def test_an_address_in_use_is_named_with_what_it_was_for(flag: str, purpos
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
         args = ["--listen", "127.0.0.1:0", "--demo-listen", "127.0.0.1:0"]
-        args += [flag, f"127.0.0.1:{port}"]
+        if flag.startswith("--"):
+            args += [flag, f"127.0.0.1:{port}"]
+        else:
+            env.update(TRIO_GATEWAY_SECRET="s", TRIO_GATEWAY_CONTROL_API_PORT=str(port))
         result = await trio.run_process(
             [sys.executable, "-m", "trio_gateway", "run", *args],
             check=False,
