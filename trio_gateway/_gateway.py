@@ -90,7 +90,9 @@ async def build_snapshot(
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
     defaults = HookDefaults(
-        timeout=config.hooks.timeout, failure_mode=FailureMode(config.hooks.failure_mode)
+        timeout=config.hooks.timeout,
+        failure_mode=FailureMode(config.hooks.failure_mode),
+        thread_limit=config.hooks.thread_limit,
     )
     runtimes: dict[str, ApiRuntime] = {}
     for api in apis:
