@@ -43,8 +43,10 @@ def describe_exception(exc: BaseException) -> str:
         seen.add(id(current))
         text = str(current).replace("\n", " ").strip()
         part = f"{type(current).__name__}: {text}" if text else type(current).__name__
-        # A wrapper whose message already quotes its cause does not need it twice.
-        if not parts or text not in parts[-1]:
+        # A wrapper whose message already quotes its cause (perhaps without the cause's own
+        # "CODE: " prefix) does not need it twice.
+        core = text.split(": ", 1)[-1]
+        if not parts or (text not in parts[-1] and core not in parts[-1]):
             parts.append(part)
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
@@ -105,15 +107,16 @@ class FailureLog:
             self.logger.warning("%s", text)
         windows[key] = _Window(started=now, ends=now + self.interval)
 
-    def sweep(self) -> None:
-        """Report the counts of windows that ended, and forget them (keeps the state bounded)."""
+    def sweep(self, *, everything: bool = False) -> None:
+        """Report the counts of windows that ended (``everything``: of all windows, at
+        shutdown), and forget them (keeps the state bounded)."""
         try:
             windows = self._windows.get()
         except LookupError:
             return
         now = self.clock()
         for key, window in list(windows.items()):
-            if now >= window.ends:
+            if everything or now >= window.ends:
                 if window.suppressed:
                     self._summary(window.last_text, window.suppressed, now - window.started)
                 del windows[key]
@@ -124,8 +127,13 @@ class FailureLog:
 
 async def run_failure_log_sweeper(interval: float = 1.0) -> None:
     """Sweep every :class:`FailureLog` each ``interval`` seconds, until cancelled (the
-    gateway's root nursery runs it), so that the count of an outage that ended is reported."""
-    while True:
-        await trio.sleep(interval)
+    gateway's root nursery runs it), so that the count of an outage that ended is reported;
+    when cancelled (shutdown), report every count not reported yet."""
+    try:
+        while True:
+            await trio.sleep(interval)
+            for failure_log in list(_ALL):
+                failure_log.sweep()
+    finally:
         for failure_log in list(_ALL):
-            failure_log.sweep()
+            failure_log.sweep(everything=True)

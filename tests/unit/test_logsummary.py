@@ -82,6 +82,23 @@ async def test_the_sweeper_reports_the_count_after_the_failures_stop(
     assert len(lines(caplog)) == 3
 
 
+async def test_shutdown_reports_the_counts_not_reported_yet(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.WARNING, LOGGER.name)
+    failures = FailureLog(LOGGER, interval=10.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_failure_log_sweeper)
+        for _ in range(5):
+            failures.warning("grpc", "hook failed", OSError("refused"))
+            await trio.sleep(1)
+        nursery.cancel_scope.cancel()  # the gateway stops inside the interval
+    assert lines(caplog) == [
+        "hook failed: OSError: refused",
+        "hook failed: OSError: refused (4 times in the last 5 s)",
+    ]
+
+
 async def test_tracebacks_go_to_debug_every_time(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, LOGGER.name)
     failures = FailureLog(LOGGER)
