@@ -31,9 +31,8 @@ async def serve_json_upstream(
 ) -> None:
     """A keep-alive HTTP/1.1 upstream answering every request with a small JSON document."""
     body = json.dumps({"items": [{"id": n, "name": f"item-{n}"} for n in range(20)]}).encode()
-    head = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n" % len(body)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(
+        body
     )
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -97,7 +96,12 @@ async def start_gateway(
     environment.update(env or {})
     command = [sys.executable, "-m", "trio_gateway", "run", "--listen", f"{LOOPBACK}:0", *args]
     process = await trio.lowlevel.open_process(
-        command, cwd=str(src), env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+        command,
+        cwd=str(src),
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
     )
     assert process.stderr is not None
     seen = b""

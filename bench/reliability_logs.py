@@ -32,8 +32,15 @@ import time
 from pathlib import Path
 
 import trio
-
-from _reliability import ROOT, Connection, drain, serve_json_upstream, start_gateway, stop, write_api
+from _reliability import (
+    ROOT,
+    Connection,
+    drain,
+    serve_json_upstream,
+    start_gateway,
+    stop,
+    write_api,
+)
 
 GRPC_TESTS = ROOT / "tests" / "plugin_drivers" / "grpc"
 MALFORMED = b"GET /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: z\r\n\r\n"
@@ -105,7 +112,10 @@ async def slow_reader(src: Path, requests: int, read_at_shutdown: bool) -> None:
 
 
 async def run_load(
-    address: tuple[str, int], path: str, seconds: float, statuses: collections.Counter[str],
+    address: tuple[str, int],
+    path: str,
+    seconds: float,
+    statuses: collections.Counter[str],
     headers: str = "",
 ) -> None:
     deadline = trio.current_time() + seconds
@@ -258,7 +268,9 @@ async def create_key(address: tuple[str, int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["slow-reader", "grpc-outage", "redis-outage"])
-    parser.add_argument("--src", type=Path, default=ROOT, help="checkout to run (default: this one)")
+    parser.add_argument(
+        "--src", type=Path, default=ROOT, help="checkout to run (default: this one)"
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--outage", type=float, default=5.0, help="seconds")
     parser.add_argument(

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import trio
-
 from _reliability import (
     ROOT,
     Connection,
@@ -33,7 +32,9 @@ from _reliability import (
 )
 
 
-async def one_round(src: Path, limit: str, concurrency: int, requests: int, hook_timeout: float) -> str:
+async def one_round(
+    src: Path, limit: str, concurrency: int, requests: int, hook_timeout: float
+) -> str:
     async with trio.open_nursery() as nursery:
         upstream_port = await nursery.start(serve_json_upstream)
         with tempfile.TemporaryDirectory() as tmp:
@@ -99,14 +100,17 @@ async def one_round(src: Path, limit: str, concurrency: int, requests: int, hook
         f"thread_limit={limit:>7}  {statuses[200]:>5}/{total} answered 200  "
         f"other={dict(sorted((k, v) for k, v in statuses.items() if k != 200))}  "
         f"client_errors={dict(errors)}  wall={wall:.2f}s  "
-        f"p50={percentile(latencies, 0.5) * 1000:.0f}ms  p99={percentile(latencies, 0.99) * 1000:.0f}ms  "
+        f"p50={percentile(latencies, 0.5) * 1000:.0f}ms  "
+        f"p99={percentile(latencies, 0.99) * 1000:.0f}ms  "
         f"stderr={len(stderr.splitlines())} lines"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, default=ROOT, help="checkout to run (default: this one)")
+    parser.add_argument(
+        "--src", type=Path, default=ROOT, help="checkout to run (default: this one)"
+    )
     parser.add_argument("--limits", nargs="+", default=["16", "32", "64"])
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--requests", type=int, default=5, help="requests per connection")
@@ -114,7 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     for limit in args.limits:
         print(
-            trio.run(one_round, args.src, limit, args.concurrency, args.requests, args.hook_timeout),
+            trio.run(
+                one_round, args.src, limit, args.concurrency, args.requests, args.hook_timeout
+            ),
             flush=True,
         )
 
