@@ -160,10 +160,12 @@ def _stderr_drop_notice(count: int) -> bytes:
 def stderr_logging(level: str, *, text_format: str = TEXT_FORMAT) -> Iterator[None]:
     """Gateway messages through a stderr :class:`LogWriter` for the duration; on exit what is
     buffered is written out (bounded in time) and logging goes straight to stderr again."""
-    sys.stderr.flush()
-    with open_log_writer(
-        sys.stderr.fileno(), name="stderr", drop_notice=_stderr_drop_notice
-    ) as writer:
+    fd = _fileno(sys.stderr)
+    if fd is None:  # started with stderr closed: logging.StreamHandler copes on its own
+        configure_logging(level, text_format=text_format)
+        yield
+        return
+    with open_log_writer(fd, name="stderr", drop_notice=_stderr_drop_notice) as writer:
         configure_logging(level, writer, text_format=text_format)
         try:
             yield
@@ -175,12 +177,23 @@ def stderr_logging(level: str, *, text_format: str = TEXT_FORMAT) -> Iterator[No
 def stdout_access_log(enabled: bool) -> Iterator[AccessLog]:
     """The access log: batches of JSON lines to stdout through a :class:`LogWriter` (owned
     here: flushed, bounded in time, when the block ends)."""
-    if not enabled:
+    fd = _fileno(sys.stdout) if enabled else None
+    if fd is None:
         yield _NoAccessLog()
         return
-    sys.stdout.flush()
-    with open_log_writer(sys.stdout.fileno(), name="stdout") as writer:
+    with open_log_writer(fd, name="stdout") as writer:
         yield BufferedAccessLog(writer)
+
+
+def _fileno(stream: Any) -> int | None:
+    """The descriptor under ``stream`` (flushed first: the writer thread bypasses it), or None
+    when there is none (the process was started with it closed)."""
+    try:
+        stream.flush()
+        fd: int = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd
 
 
 def _tune_gc() -> None:

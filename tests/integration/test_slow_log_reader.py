@@ -116,29 +116,38 @@ def expected_statuses() -> list[int]:
     return sorted(400 if n % BAD_EVERY == 0 else 200 for n in range(REQUESTS))
 
 
-async def test_3000_requests_answered_while_nobody_reads_stdout_or_stderr(
+@asynccontextmanager
+async def served_load_then_sigterm(
     nursery: trio.Nursery, tmp_path: Path
-) -> None:
+) -> AsyncIterator[trio.Process]:
+    """A gateway with unread output has answered REQUESTS requests and got SIGTERM."""
     upstream = await start_upstream(nursery)
     write_keyless_api(tmp_path, api_id="api", listen_path="/api/", target_url=upstream.url)
     async with gateway_with_unread_output(tmp_path) as gateway:
         statuses = await send_load(gateway.address)
         assert sorted(statuses) == expected_statuses()
-        # Graceful shutdown writes out what is buffered once the reader is back.
         gateway.process.send_signal(signal.SIGTERM)
-        assert gateway.process.stdout is not None
-        assert gateway.process.stderr is not None
+        yield gateway.process
+
+
+async def test_3000_requests_answered_while_nobody_reads_stdout_or_stderr(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    async with served_load_then_sigterm(nursery, tmp_path) as process:
+        # Graceful shutdown writes out what is buffered once the reader is back.
+        assert process.stdout is not None
+        assert process.stderr is not None
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        async def collect(stream: trio.abc.ReceiveStream, into: list[bytes]) -> None:
+            into.append(await read_all(stream))
+
         async with trio.open_nursery() as readers:
-            out: list[bytes] = []
-            err: list[bytes] = []
-
-            async def collect(stream: trio.abc.ReceiveStream, into: list[bytes]) -> None:
-                into.append(await read_all(stream))
-
-            readers.start_soon(collect, gateway.process.stdout, out)
-            readers.start_soon(collect, gateway.process.stderr, err)
+            readers.start_soon(collect, process.stdout, out)
+            readers.start_soon(collect, process.stderr, err)
         with trio.fail_after(PROCESS_BOUND):
-            assert await gateway.process.wait() == 0
+            assert await process.wait() == 0
     access = [json.loads(line) for line in out[0].decode().splitlines()]
     assert sorted(entry["status"] for entry in access) == [200] * len(access)
     assert len(access) == REQUESTS - len([n for n in range(REQUESTS) if n % BAD_EVERY == 0])
@@ -150,13 +159,8 @@ async def test_3000_requests_answered_while_nobody_reads_stdout_or_stderr(
 async def test_shutdown_is_bounded_when_the_reader_never_comes_back(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    upstream = await start_upstream(nursery)
-    write_keyless_api(tmp_path, api_id="api", listen_path="/api/", target_url=upstream.url)
-    async with gateway_with_unread_output(tmp_path) as gateway:
-        statuses = await send_load(gateway.address)
-        assert sorted(statuses) == expected_statuses()
-        gateway.process.send_signal(signal.SIGTERM)
+    async with served_load_then_sigterm(nursery, tmp_path) as process:
         # Nothing is read: the buffered lines cannot be written, and the process still exits
         # (each writer gives up after its flush bound, 2 s).
         with trio.fail_after(PROCESS_BOUND):
-            assert await gateway.process.wait() == 0
+            assert await process.wait() == 0

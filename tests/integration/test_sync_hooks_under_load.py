@@ -12,6 +12,7 @@ import trio
 from tests.helpers import start_gateway, write_keyless_api
 from tests.helpers.client import fetch
 from tests.helpers.upstream import start_upstream
+from trio_gateway._app import RunningGateway
 
 # A sync hook with some real work in it (10 ms of a thread's time), and one the test controls.
 PLUGIN = """
@@ -29,30 +30,33 @@ def held(ctx):
 """
 
 
-def write_api(apps: Path, target: str, api_id: str, hook: str, **middleware: Any) -> None:
+async def start_with_hook(
+    nursery: trio.Nursery, tmp_path: Path, api_id: str, hook: str, **middleware: Any
+) -> RunningGateway:
+    """A gateway serving one API whose pre hook is ``hook`` from PLUGIN, and its upstream."""
+    upstream = await start_upstream(nursery)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sync_hooks.py").write_text(PLUGIN)
+    apps = tmp_path / "apps"
     write_keyless_api(
         apps,
         api_id=api_id,
         listen_path=f"/{api_id}/",
-        target_url=target,
+        target_url=upstream.url,
         custom_middleware={
             "driver": "python",
             "pre": [{"name": hook, "path": "../plugins/sync_hooks.py"}],
             **middleware,
         },
     )
+    return await start_gateway(nursery, apps)
 
 
 async def test_200_concurrent_requests_through_a_sync_hook_all_answered(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    upstream = await start_upstream(nursery)
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "sync_hooks.py").write_text(PLUGIN)
-    apps = tmp_path / "apps"
     # 200 calls of 10 ms on 16 threads take ~0.13 s; the deadline only bounds a stuck test.
-    write_api(apps, upstream.url, "work", "slow_work", timeout=20)
-    gateway = await start_gateway(nursery, apps)
+    gateway = await start_with_hook(nursery, tmp_path, "work", "slow_work", timeout=20)
     statuses: list[int] = []
 
     async def one() -> None:
@@ -74,13 +78,8 @@ async def test_200_concurrent_requests_through_a_sync_hook_all_answered(
 async def test_a_request_without_a_thread_by_its_deadline_gets_504(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    upstream = await start_upstream(nursery)
-    (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "sync_hooks.py").write_text(PLUGIN)
-    apps = tmp_path / "apps"
     # One thread for the API (the per-API override); its only thread is held by the first call.
-    write_api(apps, upstream.url, "held", "held", timeout=0.5, thread_limit=1)
-    gateway = await start_gateway(nursery, apps)
+    gateway = await start_with_hook(nursery, tmp_path, "held", "held", timeout=0.5, thread_limit=1)
     runtime = gateway.gateway.snapshot.runtimes["held"]
     assert runtime.pipeline is not None
     driver: Any = runtime.pipeline.driver
