@@ -154,6 +154,11 @@ class Gateway:
     scheme: str = "http"
     #: The session store and clock every snapshot's built-ins share (reloads pass it on).
     auth: AuthServices | None = None
+    #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
+    hook_body_limit: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.hook_body_limit = self.config.hooks.max_body_bytes
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -195,6 +200,9 @@ class Gateway:
         # one (_server.py), which takes the hooks, the upstream request and all they started.
         deadline = trio.current_time() + timeout
         pipeline = runtime.pipeline
+        if pipeline is not None and pipeline.driver is not None:
+            # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
+            request.body_limit = self.hook_body_limit
         if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
             # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
             # in that same scope (one scope per request instead of two: docs/decisions.md).

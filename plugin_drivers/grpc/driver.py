@@ -48,6 +48,7 @@ from .client import (
     GrpcDeadlineExceeded,
     GrpcError,
     GrpcUnavailable,
+    Keepalive,
     start_grpc_channel,
 )
 from .proto import coprocess_object_pb2 as object_pb
@@ -84,6 +85,7 @@ class GrpcChannels:
     ssl_context: ssl.SSLContext | None = None
     recv_max: int = DEFAULT_RECV_MAX
     send_max: int = 0
+    keepalive: Keepalive | None = None
     _by_target: dict[str, GrpcChannel] = attrs.field(factory=dict)
 
     async def channel_for(self, target: str) -> GrpcChannel:
@@ -98,6 +100,7 @@ class GrpcChannels:
                 ssl_context=self.ssl_context,
                 recv_max=self.recv_max,
                 send_max=self.send_max,
+                keepalive=self.keepalive,
             )
             self._by_target[target] = channel
         return channel
@@ -120,6 +123,7 @@ async def open_shared_grpc_channel(
     ssl_context: ssl.SSLContext | None = None,
     recv_max: int = DEFAULT_RECV_MAX,
     send_max: int = 0,
+    keepalive: Keepalive | None = None,
 ) -> AsyncIterator[GrpcChannels]:
     """Open the gateway's gRPC channels for the block; drivers created inside it use them.
 
@@ -134,6 +138,7 @@ async def open_shared_grpc_channel(
             ssl_context=ssl_context,
             recv_max=recv_max,
             send_max=send_max,
+            keepalive=keepalive,
         )
         try:
             if target:
@@ -144,6 +149,7 @@ async def open_shared_grpc_channel(
                     ssl_context=ssl_context,
                     recv_max=recv_max,
                     send_max=send_max,
+                    keepalive=keepalive,
                 )
             token = _shared_channels.set(channels)
             try:
