@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -61,6 +62,9 @@ __all__ = [
     "GrpcDriver",
     "open_shared_grpc_channel",
 ]
+
+#: Hook calls whose bodies add up to this much encode their message in a worker thread.
+OFF_LOOP_ENCODE: Final = 1 << 20
 
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
 DISPATCH_EVENT_METHOD: Final = "/coprocess.Dispatcher/DispatchEvent"
@@ -225,7 +229,8 @@ class GrpcDriver:
         if spec is None or ctx.api is not self._spec_api:
             spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
             self._spec_api = ctx.api
-        message = object_encoder.encode_object(
+        encode = functools.partial(
+            object_encoder.encode_object,
             stage=stage,
             hook_name=hook.name,
             api=ctx.api,
@@ -237,6 +242,11 @@ class GrpcDriver:
             response_body=response_body,
             spec=spec,
         )
+        if len(body) + len(response_body) < OFF_LOOP_ENCODE:
+            message = encode()
+        else:
+            # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
+            message = await trio.to_thread.run_sync(encode)
         try:
             data = await channel.unary_unary(DISPATCH_METHOD, message)
         except GrpcUnavailable as exc:
