@@ -297,7 +297,8 @@ class _Call:
             raise GrpcError(StatusCode.INTERNAL, "compressed reply (no encoding was offered)")
         if len(data) != 5 + length:
             raise GrpcError(StatusCode.INTERNAL, "reply is not exactly one message")
-        return bytes(data[5:])
+        self.data = bytearray()
+        return bytes(memoryview(data)[5:])  # one copy (``data[5:]`` would make two)
 
 
 def _http_status_code(status: bytes) -> StatusCode:

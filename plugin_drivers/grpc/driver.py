@@ -63,7 +63,8 @@ __all__ = [
     "open_shared_grpc_channel",
 ]
 
-#: Hook calls whose bodies add up to this much encode their message in a worker thread.
+#: Hook calls whose bodies (or replies) add up to this much encode their message (or parse the
+#: reply) in a worker thread.
 OFF_LOOP_ENCODE: Final = 1 << 20
 
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
@@ -256,7 +257,10 @@ class GrpcDriver:
         except GrpcError as exc:
             raise HookError(f"gRPC plugin {hook.label} failed: {exc}") from exc
         try:
-            reply = object_pb.Object.FromString(data)
+            if len(data) < OFF_LOOP_ENCODE:
+                reply = object_pb.Object.FromString(data)
+            else:
+                reply = await trio.to_thread.run_sync(object_pb.Object.FromString, data)
             if response is not None:
                 wire.apply_response_reply(reply, response, wire.first_values(response.headers))
                 return CONTINUE
