@@ -81,6 +81,8 @@ _HEADER: Final = struct.Struct(">BI")  # gRPC message prefix: compressed flag, l
 #: Messages at least this large are not joined with their 5-byte prefix (a copy of the whole
 #: message); the prefix goes out as its own piece of the first DATA frame instead.
 _JOIN_LIMIT: Final = 64 * 1024
+#: A large message is framed and queued this much at a time (transient copies stay this size).
+_SEND_PIECE: Final = 256 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -780,19 +782,20 @@ class _Connection:
                 await self.flush()  # shielded inside: the reset goes out even when cancelled
             self._slot_freed.set()
 
-    async def _send_message(self, call: _Call, framed: bytes, prefix: bytes = b"") -> None:
-        """Queue the framed message (``prefix`` + ``framed``, not joined: a large message is not
-        copied whole) within the peer's windows (the whole of a small one goes out with the
-        HEADERS in one write); stops early if the call ended first."""
-        if prefix:
-            # The prefix rides in the first DATA frame with as much of the message as fits.
-            await self._send_prefixed(call, prefix, framed)
-            return
-        offset, total = 0, len(framed)
+    async def _send_message(self, call: _Call, message: bytes, prefix: bytes = b"") -> None:
+        """Queue ``prefix`` + ``message`` within the peer's windows (the whole of a small one
+        goes out with the HEADERS in one write); stops early if the call ended first.
+
+        The two are not joined beforehand: for a large message that would copy it whole. The
+        prefix rides in the first DATA frame, and the message is copied a piece at a time.
+        """
+        view = memoryview(message)
+        offset, total = 0, len(message)
         while True:
             if call.done.is_set():
                 return  # the server answered (or failed) before reading everything
-            size = min(self.send_window, call.send_window, total - offset)
+            size = min(self.send_window, call.send_window, _SEND_PIECE) - len(prefix)
+            size = min(size, total - offset)
             if size <= 0:
                 # A fresh event before flushing: the window may open while the flush runs.
                 opened = call.window = trio.Event()
@@ -804,41 +807,9 @@ class _Connection:
                     self._senders_waiting -= 1
                 continue
             end = offset + size
-            chunk = framed if size == total else framed[offset:end]
-            self.send_window -= size
-            call.send_window -= size
-            self.out += h2codec.data_frames(
-                call.stream_id, chunk, end_stream=end == total, max_frame_size=self.peer_max_frame
-            )
-            offset = end
-            if end == total:
-                call.local_closed = True
-                await self.flush()
-                return
-
-    async def _send_prefixed(self, call: _Call, prefix: bytes, message: bytes) -> None:
-        view = memoryview(message)
-        first = True
-        offset, total = 0, len(message)
-        while True:
-            if call.done.is_set():
-                return
-            room = min(self.send_window, call.send_window)
-            size = min(room - len(prefix), total - offset) if first else min(room, total - offset)
-            if size <= 0:
-                opened = call.window = trio.Event()
-                self._senders_waiting += 1
-                try:
-                    await self.flush()
-                    await opened.wait()
-                finally:
-                    self._senders_waiting -= 1
-                continue
-            end = offset + size
-            # A window's worth at a time: copies bounded by the peer's window, never the whole.
-            chunk = bytes(view[offset:end])
-            if first:
-                chunk, first = prefix + chunk, False
+            chunk = message if size == total else bytes(view[offset:end])
+            if prefix:
+                chunk, prefix = prefix + chunk, b""
             self.send_window -= len(chunk)
             call.send_window -= len(chunk)
             self.out += h2codec.data_frames(
@@ -849,7 +820,8 @@ class _Connection:
                 call.local_closed = True
                 await self.flush()
                 return
-            await self.flush()
+            if len(self.out) >= _SEND_PIECE:
+                await self.flush()  # what waits for the socket stays a piece, not the window
 
 
 # ------------------------------------------------------------------------------------------------
