@@ -48,6 +48,7 @@ import trio
 
 from ._config.load import structure_config, unstructure_config
 from ._config.model import GatewayConfig
+from ._memory import return_large_blocks_to_os
 
 if TYPE_CHECKING:
     from ._app import RunningGateway
@@ -359,6 +360,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     # (SIGHUP's default action); trio's signal receiver replaces this while it is open.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     SHARE_LISTENING_PORT.set(True)
+    return_large_blocks_to_os()
     try:
         trio.run(_serve_worker, config, args.index, args.ready_fd, watch_interval)
     except OSError as exc:
