@@ -129,11 +129,12 @@ class Request:
         as soon as the limit is passed for a chunked one.
         """
         if self.body_bytes is None:
-            limit = limit or self.body_limit
-            if limit and self.content_length is not None and self.content_length > limit:
-                raise ClientProtocolError("Request body too large", 413)
+            source, limit = self.body_source, limit or self.body_limit
+            if source is not None and self.content_length is not None and limit:
+                if self.content_length > limit:
+                    raise ClientProtocolError("Request body too large", 413)
             self.body_bytes = await _read_whole(
-                self.body_source, limit, lambda: ClientProtocolError("Request body too large", 413)
+                source, limit, lambda: ClientProtocolError("Request body too large", 413)
             )
             self.body_source = None
         return self.body_bytes

@@ -263,6 +263,10 @@ class Gateway:
         except GatewayError as exc:
             log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
             return error_response(exc.status_hint, exc.public_message)
+        if request.body_bytes is None:
+            # The body streamed upstream and is spent: Response hooks see none (and no 413 for
+            # a Content-Length over the hooks' limit: nothing of it is held here).
+            request.body_source = None
         if exchange is not None and exchange.response_headers:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:

@@ -22,11 +22,15 @@ async def reads(ctx):
 
 async def reads_capped(ctx):
     await ctx.request.read_body(limit=1000)
+
+async def response_reads(ctx):
+    body = await ctx.request.read_body()
+    ctx.response.set_header("x-request-body-seen", str(len(body)))
 """
 
 
 async def gateway(
-    nursery: trio.Nursery, tmp_path: Path, hook: dict[str, object]
+    nursery: trio.Nursery, tmp_path: Path, hook: dict[str, object], stage: str = "pre"
 ) -> tuple[tuple[str, int], RawUpstream]:
     upstream = await start_upstream(nursery)
     apps = tmp_path / "apps"
@@ -37,7 +41,7 @@ async def gateway(
         api_id="hooked",
         listen_path="/hooked/",
         target_url=upstream.url,
-        custom_middleware={"driver": "python", "pre": [hook]},
+        custom_middleware={"driver": "python", stage: [hook]},
     )
     config = GatewayConfig(hooks=HooksConfig(max_body_bytes=LIMIT))
     gw = await start_gateway(nursery, apps, config=config)
@@ -145,3 +149,25 @@ async def test_a_fail_open_hook_over_its_own_limit_is_413_not_a_truncated_forwar
             head = await read_head(stream)
     assert head.startswith(b"HTTP/1.1 413")
     assert upstream.requests == []
+
+
+async def test_a_response_hook_after_a_large_streamed_upload_does_not_turn_it_into_413(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """With only a Response hook the upload streams to the upstream; the hook that reads the
+    request body afterwards finds it spent, not over the limit."""
+    hook = {"name": "response_reads", "path": "hooks.py"}
+    address, upstream = await gateway(nursery, tmp_path, hook, stage="response")
+    body = b"u" * (LIMIT * 4)
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(
+            b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+        with trio.fail_after(5):
+            head = await read_head(stream)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"x-request-body-seen: 0" in head.lower()
+    assert upstream.requests[0].body == body
