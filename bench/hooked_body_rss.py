@@ -21,6 +21,7 @@ how long the event loop was held). Prints one row per scenario.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -34,6 +35,8 @@ import trio
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from variants import keyless_api  # noqa: E402
 
 from trio_gateway._exchange import Request, Response  # noqa: E402
 from trio_gateway._server import HttpServer  # noqa: E402
@@ -53,20 +56,9 @@ def free_port() -> int:
 
 
 def api(api_id: str, target: str, middleware: Mapping[str, object] | None) -> str:
-    import json
-
-    doc: dict[str, object] = {
-        "api_id": api_id,
-        "name": api_id,
-        "org_id": "bench",
-        "active": True,
-        "use_keyless": True,
-        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
-        "proxy": {"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True},
-    }
-    if middleware is not None:
-        doc["custom_middleware"] = middleware
-    return json.dumps(doc)
+    extra: dict[str, object] = {"custom_middleware": middleware} if middleware else {}
+    proxy = {"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True}
+    return json.dumps(keyless_api(api_id, target, proxy=proxy, **extra))
 
 
 def rss_kb(pid: int) -> int:

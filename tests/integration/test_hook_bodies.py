@@ -57,6 +57,19 @@ async def read_head(stream: trio.SocketStream) -> bytes:
     return received
 
 
+async def post(address: tuple[str, int], framing: bytes, body: bytes = b"") -> bytes:
+    """POST ``framing`` (the framing headers and the blank line) + ``body``; the answer's head."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(b"POST /hooked/x HTTP/1.1\r\nHost: t\r\n" + framing + body)
+        with trio.fail_after(5):
+            return await read_head(stream)
+
+
+def with_length(body: bytes) -> bytes:
+    return b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+
 READS = {"name": "reads", "path": "hooks.py"}
 
 
@@ -64,14 +77,8 @@ async def test_a_body_announced_over_the_limit_is_413_before_it_is_sent(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     address, upstream = await gateway(nursery, tmp_path, READS)
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        # Only the head: the answer must not wait for 10 MB that would be refused anyway.
-        await stream.send_all(
-            b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n"
-        )
-        with trio.fail_after(5):
-            head = await read_head(stream)
+    # Only the head: the answer must not wait for 10 MB that would be refused anyway.
+    head = await post(address, b"Content-Length: 10000000\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert b"connection: close" in head.lower()
     assert upstream.requests == []
@@ -113,15 +120,7 @@ async def test_a_body_within_the_limit_reaches_the_hook_and_the_upstream(
 ) -> None:
     address, upstream = await gateway(nursery, tmp_path, READS)
     body = b"y" * LIMIT
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        await stream.send_all(
-            b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-            + b"Content-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
-        with trio.fail_after(5):
-            head = await read_head(stream)
+    head = await post(address, with_length(body), body)
     assert head.startswith(b"HTTP/1.1 200")
     (received,) = upstream.requests
     assert received.body == body
@@ -136,17 +135,8 @@ async def test_a_fail_open_hook_over_its_own_limit_is_413_not_a_truncated_forwar
     upstream a body the hook already half read."""
     hook = {"name": "reads_capped", "path": "hooks.py", "failure_mode": "open"}
     address, upstream = await gateway(nursery, tmp_path, hook)
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        await stream.send_all(
-            b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-            + b"Transfer-Encoding: chunked\r\n\r\n"
-            + b"%x\r\n" % length
-            + b"z" * length
-            + b"\r\n0\r\n\r\n"
-        )
-        with trio.fail_after(5):
-            head = await read_head(stream)
+    framing = b"Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = await post(address, framing, b"%x\r\n" % length + b"z" * length + b"\r\n0\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert upstream.requests == []
 
@@ -159,15 +149,7 @@ async def test_a_response_hook_after_a_large_streamed_upload_does_not_turn_it_in
     hook = {"name": "response_reads", "path": "hooks.py"}
     address, upstream = await gateway(nursery, tmp_path, hook, stage="response")
     body = b"u" * (LIMIT * 4)
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        await stream.send_all(
-            b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
-            + b"Content-Length: %d\r\n\r\n" % len(body)
-            + body
-        )
-        with trio.fail_after(5):
-            head = await read_head(stream)
+    head = await post(address, with_length(body), body)
     assert head.startswith(b"HTTP/1.1 200")
     assert b"x-request-body-seen: 0" in head.lower()
     assert upstream.requests[0].body == body

@@ -80,29 +80,35 @@ async def pair(nursery: trio.Nursery) -> tuple[_Connection, RawServer]:
     return conn, server
 
 
-async def call(conn: _Connection, recv_max: int = 1 << 20) -> BaseException:
-    with pytest.raises((GrpcError, GrpcUnavailable)) as info:
-        await conn.unary(block(), b"hello", recv_max)
-    return info.value
+async def call_answered_with(
+    conn: _Connection, server: RawServer, frames: bytes, wait_for: int, recv_max: int = 1 << 20
+) -> tuple[BaseException, h2codec.Frame]:
+    """Start a call, let the server answer it with ``frames``; the call's error and the first
+    frame of type ``wait_for`` the client sent back."""
+    errors: list[BaseException] = []
+
+    async def run_call() -> None:
+        with pytest.raises((GrpcError, GrpcUnavailable)) as info:
+            await conn.unary(block(), b"hello", recv_max)
+        errors.append(info.value)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_call)
+        await server.request.wait()
+        with trio.fail_after(5):
+            await server.send(frames)
+            answer = await server.wait_for(wait_for)
+    return errors[0], answer
 
 
 async def test_a_reply_longer_than_its_message_fails_at_once_and_is_not_kept(
     pair: tuple[_Connection, RawServer], autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
-    async with trio.open_nursery() as nursery:
-        errors: list[BaseException] = []
-
-        async def run_call() -> None:
-            errors.append(await call(conn))
-
-        nursery.start_soon(run_call)
-        await server.request.wait()
-        # The prefix announces 10 bytes; a megabyte follows, and no END_STREAM ever comes.
-        with trio.fail_after(5):
-            await server.send(reply_head(1), data(1, struct.pack(">BI", 0, 10) + b"x" * 1_000_000))
-            rst = await server.wait_for(FrameType.RST_STREAM)
-    assert "longer than its one message" in str(errors[0])
+    # The prefix announces 10 bytes; a megabyte follows, and no END_STREAM ever comes.
+    reply = reply_head(1) + data(1, struct.pack(">BI", 0, 10) + b"x" * 1_000_000)
+    error, rst = await call_answered_with(conn, server, reply, FrameType.RST_STREAM)
+    assert "longer than its one message" in str(error)
     assert rst.stream_id == 1
     assert h2codec.parse_u32(rst.payload, "RST_STREAM") == ErrorCode.CANCEL
     assert conn.calls == {}
@@ -113,43 +119,29 @@ async def test_a_window_update_of_zero_is_an_error(
     pair: tuple[_Connection, RawServer], stream_id: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
-    async with trio.open_nursery() as nursery:
-        errors: list[BaseException] = []
-
-        async def run_call() -> None:
-            errors.append(await call(conn))
-
-        nursery.start_soon(run_call)
-        await server.request.wait()
-        with trio.fail_after(5):
-            await server.send(h2codec.window_update_frame(stream_id, 0))
-            # RFC 9113 §6.9: on a stream, a stream error; on the connection, a connection error.
-            answer = await server.wait_for(FrameType.RST_STREAM if stream_id else FrameType.GOAWAY)
+    # RFC 9113 §6.9: on a stream, a stream error; on the connection, a connection error.
+    error, answer = await call_answered_with(
+        conn,
+        server,
+        h2codec.window_update_frame(stream_id, 0),
+        FrameType.RST_STREAM if stream_id else FrameType.GOAWAY,
+    )
     if stream_id:
         assert h2codec.parse_u32(answer.payload, "RST_STREAM") == ErrorCode.PROTOCOL_ERROR
         assert not conn.closed  # only the stream ended
     else:
         assert h2codec.parse_goaway(answer.payload)[1] == ErrorCode.PROTOCOL_ERROR
-        assert isinstance(errors[0], GrpcUnavailable)
+        assert isinstance(error, GrpcUnavailable)
 
 
 async def test_a_stream_window_over_2_31_is_a_flow_control_error(
     pair: tuple[_Connection, RawServer], autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
-    async with trio.open_nursery() as nursery:
-        errors: list[BaseException] = []
-
-        async def run_call() -> None:
-            errors.append(await call(conn))
-
-        nursery.start_soon(run_call)
-        await server.request.wait()
-        with trio.fail_after(5):
-            await server.send(h2codec.window_update_frame(1, 2**31 - 1))
-            rst = await server.wait_for(FrameType.RST_STREAM)
+    frames = h2codec.window_update_frame(1, 2**31 - 1)
+    error, rst = await call_answered_with(conn, server, frames, FrameType.RST_STREAM)
     assert h2codec.parse_u32(rst.payload, "RST_STREAM") == ErrorCode.FLOW_CONTROL_ERROR
-    assert "window" in str(errors[0])
+    assert "window" in str(error)
 
 
 async def test_data_beyond_the_connection_window_ends_the_connection(
@@ -162,17 +154,9 @@ async def test_data_beyond_the_connection_window_ends_the_connection(
     server = RawServer(server_stream)
     nursery.start_soon(server.run)
     nursery.start_soon(conn.run)
-    errors: list[BaseException] = []
-
-    async def run_call() -> None:
-        errors.append(await call(conn, recv_max=1 << 22))
-
-    async with trio.open_nursery() as calls:
-        calls.start_soon(run_call)
-        await server.request.wait()
-        with trio.fail_after(5):
-            prefix = struct.pack(">BI", 0, 1 << 21)
-            await server.send(reply_head(1), data(1, prefix + b"x" * 120_000))
-            goaway = await server.wait_for(FrameType.GOAWAY)
+    reply = reply_head(1) + data(1, struct.pack(">BI", 0, 1 << 21) + b"x" * 120_000)
+    error, goaway = await call_answered_with(
+        conn, server, reply, FrameType.GOAWAY, recv_max=1 << 22
+    )
     assert h2codec.parse_goaway(goaway.payload)[1] == ErrorCode.FLOW_CONTROL_ERROR
-    assert isinstance(errors[0], GrpcUnavailable)
+    assert isinstance(error, GrpcUnavailable)
