@@ -38,6 +38,10 @@ log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+#: How long a connection closed on an unread request body keeps reading (and dropping) it, so
+#: that the client can read the answer before the close (see ``_drain_before_close``).
+LINGER_TIMEOUT = 2.0
+
 
 @attrs.frozen(kw_only=True)
 class ServerLimits:
@@ -434,8 +438,22 @@ class _ClientConnection:
             return False
         self._log_access(request, response.status, sent, started)
         if body is not None and not body.done:
+            await self._drain_before_close()
             return False
         return keep_alive
+
+    async def _drain_before_close(self) -> None:
+        """Close in stages when the client's body is left unread (an early 413): closing a
+        socket with unread bytes makes the kernel reset the connection, and a client that reads
+        only after sending loses the answer already on its way (RFC 9112 §9.6). Half-close, then
+        read and drop what still comes, for at most ``LINGER_TIMEOUT``."""
+        try:
+            self.stream.sock.shutdown(socket.SHUT_WR)
+            with trio.move_on_after(LINGER_TIMEOUT):
+                while await self.stream.receive_some():
+                    pass
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     async def _run_handler(self, request: Request) -> Response:
         """The handler's response, or the error response for what it raised."""

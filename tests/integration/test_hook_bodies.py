@@ -153,3 +153,29 @@ async def test_a_response_hook_after_a_large_streamed_upload_does_not_turn_it_in
     assert head.startswith(b"HTTP/1.1 200")
     assert b"x-request-body-seen: 0" in head.lower()
     assert upstream.requests[0].body == body
+
+
+async def test_a_client_that_sends_its_whole_body_before_reading_still_gets_the_413(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The 413 goes out before the body is read; closing on unread bytes would make the kernel
+    reset the connection, and a client that reads only after sending would lose the answer.
+    The gateway half-closes and drains (bounded) instead."""
+    address, upstream = await gateway(nursery, tmp_path, READS)
+    body = b"w" * (4 * LIMIT)
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        with trio.fail_after(5):
+            try:
+                await stream.send_all(
+                    b"POST /hooked/x HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                    % len(body)
+                    + body
+                )
+                received = b""
+                while data := await stream.receive_some():
+                    received += data
+            except trio.BrokenResourceError:
+                pytest.fail("connection reset by the gateway")
+    assert received.startswith(b"HTTP/1.1 413")
+    assert upstream.requests == []
