@@ -124,6 +124,14 @@ class RawSocketStream:
                 raise trio.BrokenResourceError(str(exc)) from exc
             view = view[sent:]
 
+    async def count_step(self) -> None:
+        """Count a step of a loop over this stream that needed no system call (a pipelined
+        request already buffered) toward the same streak, checkpointing as a call would."""
+        self._streak += 1
+        if self._streak >= FAIR_STREAK:
+            self._streak = 0
+            await trio.lowlevel.checkpoint()
+
     def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the socket takes right now, without waiting; returns the bytes sent
         (0 when its buffer is full). Errors as in :meth:`send_all`."""

@@ -293,7 +293,11 @@ class _ClientConnection:
         """
         parser = self.parser
         event = parser.next_event()
-        if event is None:
+        if event is not None:
+            # A pipelined request, already read: no system call, so count it as one, or a
+            # client pipelining thousands would hold the event loop (_net.FAIR_STREAK).
+            await self.stream.count_step()
+        else:
             if self.server.draining:
                 return None
             limits = self.server.limits
