@@ -226,6 +226,8 @@ class _ClientConnection:
     guard: DisconnectGuard | None = None
     _nursery: trio.Nursery | None = None
     _upgraded_tail: bytes | None = None
+    #: The last answer left the client's body unread: close in stages (_drain_before_close).
+    drain_before_close: bool = False
 
     def __attrs_post_init__(self) -> None:
         limits = self.server.limits
@@ -262,6 +264,10 @@ class _ClientConnection:
                     nursery.cancel_scope.cancel()
             if self.timed_out and self.parser.in_head and not self.gone:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
+            elif self.drain_before_close and not self.gone:
+                # Outside the nursery: the hang-up watcher is gone, and the client closing its
+                # side (what we wait for) ends the drain instead of cancelling a request.
+                await self._drain_before_close()
         finally:
             if self.guard is not None:
                 self.guard.close()
@@ -442,7 +448,7 @@ class _ClientConnection:
             return False
         self._log_access(request, response.status, sent, started)
         if body is not None and not body.done:
-            await self._drain_before_close()
+            self.drain_before_close = True
             return False
         return keep_alive
 
