@@ -87,6 +87,7 @@ async def serve_gateway(
             # One gRPC channel per gateway, as in Tyk; APIs with driver "grpc" share it (an API
             # may name its own server: plugin_drivers/grpc/driver.py). It is opened before the
             # APIs load so that their drivers find it.
+            from plugin_drivers.grpc.client import Keepalive
             from plugin_drivers.grpc.driver import open_shared_grpc_channel
 
             await stack.enter_async_context(
@@ -100,6 +101,10 @@ async def serve_gateway(
                     ),
                     recv_max=coprocess.grpc_recv_max_size,
                     send_max=coprocess.grpc_send_max_size,
+                    keepalive=Keepalive(
+                        interval=coprocess.grpc_keepalive_interval,
+                        timeout=coprocess.grpc_keepalive_timeout,
+                    ),
                 )
             )
         folder = apps_dir or (Path(config.app_path) if config.app_path else None)

@@ -21,6 +21,7 @@ from ._config.load import load_config
 from ._config.model import GatewayConfig
 from ._exchange import Request
 from ._logwriter import LogWriter, QueueingStreamHandler, open_log_writer
+from ._memory import return_large_blocks_to_os
 from ._reload import DEFAULT_WATCH_INTERVAL
 from .errors import ConfigError
 
@@ -197,7 +198,8 @@ def _fileno(stream: Any) -> int | None:
 
 
 def _tune_gc() -> None:
-    """Fewer, cheaper garbage collections on the request path.
+    """Fewer, cheaper garbage collections on the request path (and large freed buffers given
+    back to the system: ``_memory.py``).
 
     Each request allocates many short-lived objects; with CPython's default thresholds the
     cyclic collector runs every ~700 net allocations and its full passes walk every object the
@@ -207,6 +209,7 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+    return_large_blocks_to_os()
 
 
 def _run(config: GatewayConfig, warnings: list[str], *, watch: float | None = None) -> int:

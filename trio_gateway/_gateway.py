@@ -159,6 +159,11 @@ class Gateway:
     scheme: str = "http"
     #: The session store and clock every snapshot's built-ins share (reloads pass it on).
     auth: AuthServices | None = None
+    #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
+    hook_body_limit: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.hook_body_limit = self.config.hooks.max_body_bytes
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -200,6 +205,9 @@ class Gateway:
         # one (_server.py), which takes the hooks, the upstream request and all they started.
         deadline = trio.current_time() + timeout
         pipeline = runtime.pipeline
+        if pipeline is not None and pipeline.driver is not None:
+            # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
+            request.body_limit = self.hook_body_limit
         if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
             # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
             # in that same scope (one scope per request instead of two: docs/decisions.md).
@@ -266,6 +274,10 @@ class Gateway:
                 (api_id, "upstream", type(exc)), f"upstream of API {api_id} failed", exc
             )
             return error_response(exc.status_hint, exc.public_message)
+        if request.body_bytes is None:
+            # The body streamed upstream and is spent: Response hooks see none (and no 413 for
+            # a Content-Length over the hooks' limit: nothing of it is held here).
+            request.body_source = None
         if exchange is not None and exchange.response_headers:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:

@@ -38,6 +38,10 @@ log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+#: How long a connection closed on an unread request body keeps reading (and dropping) it, so
+#: that the client can read the answer before the close (see ``_drain_before_close``).
+LINGER_TIMEOUT = 2.0
+
 
 @attrs.frozen(kw_only=True)
 class ServerLimits:
@@ -222,6 +226,8 @@ class _ClientConnection:
     guard: DisconnectGuard | None = None
     _nursery: trio.Nursery | None = None
     _upgraded_tail: bytes | None = None
+    #: The last answer left the client's body unread: close in stages (_drain_before_close).
+    drain_before_close: bool = False
 
     def __attrs_post_init__(self) -> None:
         limits = self.server.limits
@@ -258,6 +264,10 @@ class _ClientConnection:
                     nursery.cancel_scope.cancel()
             if self.timed_out and self.parser.in_head and not self.gone:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
+            elif self.drain_before_close and not self.gone:
+                # Outside the nursery: the hang-up watcher is gone, and the client closing its
+                # side (what we wait for) ends the drain instead of cancelling a request.
+                await self._drain_before_close()
         finally:
             if self.guard is not None:
                 self.guard.close()
@@ -289,7 +299,11 @@ class _ClientConnection:
         """
         parser = self.parser
         event = parser.next_event()
-        if event is None:
+        if event is not None:
+            # A pipelined request, already read: no system call, so count it as one, or a
+            # client pipelining thousands would hold the event loop (_net.FAIR_STREAK).
+            await self.stream.count_step()
+        else:
             if self.server.draining:
                 return None
             limits = self.server.limits
@@ -434,8 +448,22 @@ class _ClientConnection:
             return False
         self._log_access(request, response.status, sent, started)
         if body is not None and not body.done:
+            self.drain_before_close = True
             return False
         return keep_alive
+
+    async def _drain_before_close(self) -> None:
+        """Close in stages when the client's body is left unread (an early 413): closing a
+        socket with unread bytes makes the kernel reset the connection, and a client that reads
+        only after sending loses the answer already on its way (RFC 9112 §9.6). Half-close, then
+        read and drop what still comes, for at most ``LINGER_TIMEOUT``."""
+        try:
+            self.stream.sock.shutdown(socket.SHUT_WR)
+            with trio.move_on_after(LINGER_TIMEOUT):
+                while await self.stream.receive_some():
+                    pass
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     async def _run_handler(self, request: Request) -> Response:
         """The handler's response, or the error response for what it raised."""

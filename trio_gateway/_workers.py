@@ -47,6 +47,7 @@ import trio
 
 from ._config.load import structure_config, unstructure_config
 from ._config.model import GatewayConfig
+from ._memory import return_large_blocks_to_os
 
 if TYPE_CHECKING:
     from ._accesslog import AccessLog
@@ -356,6 +357,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     # (SIGHUP's default action); trio's signal receiver replaces this while it is open.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     SHARE_LISTENING_PORT.set(True)
+    return_large_blocks_to_os()
     # As in the single-process mode: logs through writer threads (see _logwriter.py). All
     # workers share stdout and stderr; the writers keep each line whole (PIPE_BUF writes).
     with stderr_logging(config.log_level, text_format=text_format):

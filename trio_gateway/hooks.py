@@ -336,7 +336,9 @@ class RequestView(_HeaderOps):
         return self._request.body_bytes
 
     async def read_body(self, limit: int = 0) -> bytes:
-        """Read the whole body (once; later calls return it again). ``limit`` > 0 caps it (413)."""
+        """Read the whole body (once; later calls return it again). Bounded by ``limit``, or by
+        the gateway's ``hooks.max_body_bytes`` when 0: a longer body is answered 413 (before it
+        is read, when its Content-Length says so)."""
         return await self._request.read_body(limit)
 
     def set_body(self, data: bytes | str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -49,6 +50,7 @@ from .client import (
     GrpcDeadlineExceeded,
     GrpcError,
     GrpcUnavailable,
+    Keepalive,
     start_grpc_channel,
 )
 from .proto import coprocess_object_pb2 as object_pb
@@ -61,6 +63,10 @@ __all__ = [
     "GrpcDriver",
     "open_shared_grpc_channel",
 ]
+
+#: Hook calls whose bodies (or replies) add up to this much encode their message (or parse the
+#: reply) in a worker thread.
+OFF_LOOP_ENCODE: Final = 1 << 20
 
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
 DISPATCH_EVENT_METHOD: Final = "/coprocess.Dispatcher/DispatchEvent"
@@ -87,6 +93,7 @@ class GrpcChannels:
     ssl_context: ssl.SSLContext | None = None
     recv_max: int = DEFAULT_RECV_MAX
     send_max: int = 0
+    keepalive: Keepalive | None = None
     _by_target: dict[str, GrpcChannel] = attrs.field(factory=dict)
 
     async def channel_for(self, target: str) -> GrpcChannel:
@@ -101,6 +108,7 @@ class GrpcChannels:
                 ssl_context=self.ssl_context,
                 recv_max=self.recv_max,
                 send_max=self.send_max,
+                keepalive=self.keepalive,
             )
             self._by_target[target] = channel
         return channel
@@ -123,6 +131,7 @@ async def open_shared_grpc_channel(
     ssl_context: ssl.SSLContext | None = None,
     recv_max: int = DEFAULT_RECV_MAX,
     send_max: int = 0,
+    keepalive: Keepalive | None = None,
 ) -> AsyncIterator[GrpcChannels]:
     """Open the gateway's gRPC channels for the block; drivers created inside it use them.
 
@@ -137,6 +146,7 @@ async def open_shared_grpc_channel(
             ssl_context=ssl_context,
             recv_max=recv_max,
             send_max=send_max,
+            keepalive=keepalive,
         )
         try:
             if target:
@@ -147,6 +157,7 @@ async def open_shared_grpc_channel(
                     ssl_context=ssl_context,
                     recv_max=recv_max,
                     send_max=send_max,
+                    keepalive=keepalive,
                 )
             token = _shared_channels.set(channels)
             try:
@@ -222,7 +233,8 @@ class GrpcDriver:
         if spec is None or ctx.api is not self._spec_api:
             spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
             self._spec_api = ctx.api
-        message = object_encoder.encode_object(
+        encode = functools.partial(
+            object_encoder.encode_object,
             stage=stage,
             hook_name=hook.name,
             api=ctx.api,
@@ -234,6 +246,11 @@ class GrpcDriver:
             response_body=response_body,
             spec=spec,
         )
+        if len(body) + len(response_body) < OFF_LOOP_ENCODE:
+            message = encode()
+        else:
+            # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
+            message = await trio.to_thread.run_sync(encode)
         try:
             data = await channel.unary_unary(DISPATCH_METHOD, message)
         except GrpcUnavailable as exc:
@@ -243,7 +260,10 @@ class GrpcDriver:
         except GrpcError as exc:
             raise HookError(f"gRPC plugin {hook.label} failed: {exc}") from exc
         try:
-            reply = object_pb.Object.FromString(data)
+            if len(data) < OFF_LOOP_ENCODE:
+                reply = object_pb.Object.FromString(data)
+            else:
+                reply = await trio.to_thread.run_sync(object_pb.Object.FromString, data)
             if response is not None:
                 wire.apply_response_reply(reply, response, wire.first_values(response.headers))
                 return CONTINUE

@@ -98,7 +98,10 @@ class PythonDriver:
         by_function: dict[int, _Loaded] = {}
         for hook in hooks:
             try:
-                fn = await trio.to_thread.run_sync(self._find, api, hook, modules)
+                # Abandoned when the load's time bound passes (the import may hang).
+                fn = await trio.to_thread.run_sync(
+                    self._find, api, hook, modules, abandon_on_cancel=True
+                )
                 form = _plugin_form(fn)
                 if form != "native":
                     raise LoadFailure(f"{form} plugins are not supported yet by the python driver")

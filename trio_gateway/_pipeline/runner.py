@@ -29,6 +29,7 @@ from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from .._error_body import error_response
 from .._exchange import Request, Response
 from .._logsummary import FailureLog
+from ..errors import ClientProtocolError
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
 from .chain import Chain
 from .exchange import Exchange
@@ -299,6 +300,11 @@ class ApiPipeline:
                         decision = await _await_with_deadline(
                             driver.call(hook, ctx), scope, deadline
                         )
+                    except ClientProtocolError:
+                        # The client's body is over the hooks' limit (413) or broken: the
+                        # client's answer, not a hook failure (fail open would forward a body
+                        # already partly read).
+                        raise
                     except Exception as exc:  # Cancelled is a BaseException: it passes
                         failure, error = classify(exc), exc
                         break

@@ -11,6 +11,7 @@ import attrs
 import trio
 
 from .._exchange import Request, Response
+from .._net import RawSocketStream
 from .._proto.events import Data, EndOfMessage, ResponseHead, Upgraded
 from .._proto.http1 import LAST_CHUNK, encode_chunk, serialise_head
 from ..errors import UpstreamConnectError, UpstreamProtocolError
@@ -95,12 +96,24 @@ class UpstreamTunnel:
 
     conn: UpstreamConnection
     prefix: bytes
+    #: Bound on one write to an upstream that stopped reading (the tunnel ends).
+    send_timeout: float
 
     async def receive_some(self) -> bytes:
         return await self.conn.stream.receive_some()
 
     async def send_all(self, data: bytes) -> None:
-        await self.conn.stream.send_all(data)
+        stream = self.conn.stream
+        if isinstance(stream, RawSocketStream):
+            sent = stream.send_nowait(data)  # the usual case: no cancel scope per message
+            if sent == len(data):
+                return
+            data = data[sent:]
+        try:
+            with trio.fail_after(self.send_timeout):
+                await stream.send_all(data)
+        except trio.TooSlowError:
+            raise trio.BrokenResourceError("upstream stopped reading the tunnel") from None
 
     async def aclose(self) -> None:
         await self.conn.aclose()
@@ -220,7 +233,7 @@ async def forward(
             headers=headers,
             body_bytes=b"",
             bodiless=True,
-            tunnel=UpstreamTunnel(conn, prefix),
+            tunnel=UpstreamTunnel(conn, prefix, body_timeout),
         )
     bodiless = head_request or event.status in (204, 304)
     if bodiless:

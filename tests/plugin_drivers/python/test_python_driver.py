@@ -381,3 +381,29 @@ async def test_response_hook_in_thread_rewrites_the_response(tmp_path: Path) -> 
     answer = await pipeline.run_response(request(), upstream, Exchange(api=api))
     assert answer.body_bytes == b'{"data": {"a": 1}, "status": 200, "api": "py-api"}'
     assert answer.header(b"content-length") == str(len(answer.body_bytes)).encode()
+
+
+async def test_a_plugin_whose_import_hangs_fails_its_api_within_the_load_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    from trio_gateway._pipeline import build
+
+    monkeypatch.setattr(build, "PLUGIN_LOAD_TIMEOUT", 5.0)
+    release = threading.Event()
+    # The plugin's import waits on an event the test holds (a hung import: a network call, a
+    # lock); the load is abandoned at the bound, and the import thread ends when released.
+    monkeypatch.setattr(sys.modules[__name__], "HANG", release, raising=False)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "hangs.py").write_text(
+        f"import sys\nsys.modules[{__name__!r}].HANG.wait(30)\nasync def hook(ctx): pass\n"
+    )
+    mw = MiddlewareConfig(
+        driver="python", pre=(PluginRef(name="hook", path="../plugins/hangs.py"),)
+    )
+    try:
+        started = trio.current_time()
+        with pytest.raises(PluginDriverError, match="longer than 5s to load"):
+            await build_pipeline(api_with(tmp_path, mw), HookDefaults())
+        assert trio.current_time() - started == pytest.approx(5.0)
+    finally:
+        release.set()
