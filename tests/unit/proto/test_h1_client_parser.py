@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trio_gateway._proto.events import Data, EndOfMessage, Event, ResponseHead, Upgraded
-from trio_gateway._proto.http1 import (
-    LAST_CHUNK,
-    H1ClientParser,
-    H1ServerParser,
-    encode_chunk,
-    serialise_head,
-    status_line,
-)
+from trio_gateway._proto.http1 import H1ClientParser, H1ServerParser
+from trio_gateway._proto.writer import LAST_CHUNK, encode_chunk, request_head, status_line
 from trio_gateway.errors import UpstreamProtocolError
 
 
@@ -105,8 +99,8 @@ def test_status_line_uses_known_reasons_and_custom_ones() -> None:
 
 
 def test_serialised_head_parses_back() -> None:
-    raw = serialise_head(
-        b"POST /x?q=1 HTTP/1.1\r\n", [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")]
+    raw, _ = request_head(
+        b"POST", b"/x?q=1", b"h", [], skip=frozenset(), extra=[], body_length=None, chunked=True
     )
     raw += encode_chunk(b"abc") + encode_chunk(b"x" * 300) + LAST_CHUNK
     parser = H1ServerParser()

@@ -1,0 +1,343 @@
+"""The HTTP/1.1 send side (pure): message heads for both directions and their body framing.
+
+The shells (``_server.py`` towards clients, ``_upstream/proxy.py`` towards upstreams) only move the
+bytes this module returns. Every decision about what goes on the wire is made here, once, as h11's
+``Connection.send`` does:
+
+* **Validation.** A head is refused (:class:`InvalidHead`) unless every field name is a token,
+  no field value holds a control character other than HTAB (CR, LF and NUL above all: they would
+  end the line, and with it the message), the method is a token, the request target holds no
+  whitespace or control, and the status is three digits (RFC 9110 §5.1, §5.5, §9.1; RFC 9112
+  §3.2). Values come from parsers, the gateway and plugin hooks alike; whatever their source, a
+  refused head is never sent. Hooks' values are also checked right after each hook
+  (``check_request``/``check_response``, called by the pipeline runner), so that the failure is the
+  hook's; the check here is the last line, and kept cheap: field names are checked once per
+  distinct name (a bounded cache), values with one ``bytes.translate`` over the whole head.
+* **Framing.** The framing headers are always the writer's: whatever the headers handed in say,
+  ``Content-Length``, ``Transfer-Encoding``, ``Connection`` (and ``Keep-Alive``) are dropped and
+  exactly one framing header is written from the body the caller actually sends (RFC 9112 §6).
+* **No body** for 1xx, 204, 304 and answers to HEAD (RFC 9110 §6.4.1); 204 and 1xx carry no
+  ``Content-Length``; 304 and HEAD answers keep the length a GET would have had.
+* **Keep-alive.** ``Connection: close`` when the connection ends after this message, and
+  ``Connection: keep-alive`` for an HTTP/1.0 peer that keeps it open; an HTTP/1.0 peer gets an
+  unknown-length body delimited by the close (it cannot read chunked).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import Final
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class InvalidHead(ValueError):
+    """A head the writer refuses to send (a value would split or corrupt the message)."""
+
+
+class Framing(enum.Enum):
+    """How the body after a head is delimited."""
+
+    #: No body follows (1xx, 204, 304, an answer to HEAD, a request without body).
+    NONE = "none"
+    #: Exactly ``Content-Length`` bytes follow, as they are.
+    LENGTH = "length"
+    #: Chunked: each piece through :func:`encode_chunk`, then :data:`LAST_CHUNK`.
+    CHUNKED = "chunked"
+    #: The bytes as they are, until the connection closes (HTTP/1.0 peers, unknown length).
+    CLOSE = "close"
+
+
+# -- field checks ---------------------------------------------------------------------------------
+
+#: RFC 9110 §5.6.2 token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Everything a field value may hold: VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5); CR and LF are
+#: kept out of this set too, but :func:`_check_head` counts them, as the head has its own.
+_VALUE_BYTES: Final = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b <= 0x7E or b >= 0x80)
+_HEAD_BYTES: Final = _VALUE_BYTES + b"\r\n"
+#: A request target is visible ASCII only (RFC 9112 §3.2; RFC 3986 has no other characters).
+_TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
+
+#: Field names already found to be tokens. The common ones are there from the start; others are
+#: added as seen, up to a bound (so that a stream of made-up names cannot grow it without end).
+_GOOD_NAMES: set[bytes] = set()
+_GOOD_NAMES_MAX: Final = 4096
+_GOOD_METHODS: Final = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"CONNECT"}
+)
+
+
+def _seed_names() -> None:
+    common = (
+        "Host Content-Length Transfer-Encoding Connection Keep-Alive Content-Type Accept "
+        "Accept-Encoding Accept-Language User-Agent Authorization Cookie Set-Cookie Date Server "
+        "Cache-Control ETag Last-Modified Location Vary X-Forwarded-For X-Forwarded-Proto "
+        "X-Forwarded-Host X-Request-ID X-Generator X-RateLimit-Limit X-RateLimit-Remaining "
+        "X-RateLimit-Reset Upgrade Expect Content-Encoding"
+    )
+    for name in common.split():
+        _GOOD_NAMES.add(name.encode())
+        _GOOD_NAMES.add(name.lower().encode())
+
+
+_seed_names()
+
+
+def check_name(name: bytes) -> None:
+    """Raise :class:`InvalidHead` unless ``name`` is a field name (a token)."""
+    if name in _GOOD_NAMES:
+        return
+    if _TOKEN.fullmatch(name) is None:
+        raise InvalidHead(f"invalid header name {name!r}")
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
+
+
+def check_value(value: bytes) -> None:
+    """Raise :class:`InvalidHead` if ``value`` holds a control character (CR, LF, NUL...)."""
+    if value.translate(None, _VALUE_BYTES):
+        raise InvalidHead(f"invalid header value {value!r}")
+
+
+def check_headers(headers: Headers) -> None:
+    """Check every name and value of ``headers``."""
+    for name, value in headers:
+        if name not in _GOOD_NAMES:
+            check_name(name)
+        if value.translate(None, _VALUE_BYTES):
+            raise InvalidHead(f"invalid value of header {name!r}: {value!r}")
+
+
+def check_method(method: bytes) -> None:
+    if method not in _GOOD_METHODS and _TOKEN.fullmatch(method) is None:
+        raise InvalidHead(f"invalid method {method!r}")
+
+
+def check_target(target: bytes) -> None:
+    """A request target: not empty, visible ASCII only (no whitespace, no controls)."""
+    if not target or target.translate(None, _TARGET_BYTES):
+        raise InvalidHead(f"invalid request target {target!r}")
+
+
+def check_request(method: str, path: str, query: str, headers: Headers) -> None:
+    """Check what a hook may have set on a request (its text fields are ``str``)."""
+    try:
+        raw_method = method.encode("ascii")
+        raw_target = (path + "?" + query if query else path).encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidHead(f"non-ASCII method or target {method!r} {path!r}") from None
+    check_method(raw_method)
+    if not raw_target.startswith(b"/"):
+        raise InvalidHead(f"request path must start with '/': {path!r}")
+    check_target(raw_target)
+    check_headers(headers)
+
+
+def check_response(status: int, headers: Headers) -> None:
+    """Check what a hook may have set on a response."""
+    if not 100 <= status <= 999:
+        raise InvalidHead(f"invalid status {status!r}")
+    check_headers(headers)
+
+
+def _check_head(head: bytes, lines: int) -> None:
+    """The last line of defence: ``head`` has exactly the ``lines`` CRLFs the writer put there and
+    no other control character. One pass in C, whatever the number of fields."""
+    if len(head.translate(None, _VALUE_BYTES)) != 2 * lines or head.count(b"\r\n") != lines:
+        raise InvalidHead("a header name or value holds CR, LF or a control character")
+
+
+# -- serialisation --------------------------------------------------------------------------------
+
+_REASONS: dict[int, bytes] = {
+    100: b"Continue",
+    101: b"Switching Protocols",
+    103: b"Early Hints",
+    200: b"OK",
+    201: b"Created",
+    202: b"Accepted",
+    204: b"No Content",
+    206: b"Partial Content",
+    301: b"Moved Permanently",
+    302: b"Found",
+    304: b"Not Modified",
+    307: b"Temporary Redirect",
+    308: b"Permanent Redirect",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    409: b"Conflict",
+    413: b"Content Too Large",
+    415: b"Unsupported Media Type",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+_STATUS_LINES: dict[int, bytes] = {
+    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
+}
+
+#: The interim answer to ``Expect: 100-continue``.
+CONTINUE_HEAD: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
+_CLOSE: Final = (b"Connection", b"close")
+_KEEP_ALIVE: Final = (b"Connection", b"keep-alive")
+_CHUNKED: Final = (b"Transfer-Encoding", b"chunked")
+_UPGRADE: Final = (b"Connection", b"upgrade")
+
+#: Response fields the writer owns: whatever a hook or the upstream says, these are ours.
+RESPONSE_OWNED: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"keep-alive"}
+)
+
+
+def status_line(status: int, reason: bytes = b"") -> bytes:
+    if not reason:
+        cached = _STATUS_LINES.get(status)
+        if cached is not None:
+            return cached
+    if not 100 <= status <= 999:
+        raise InvalidHead(f"invalid status {status!r}")
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, b"Unknown"))
+
+
+def encode_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def frame(framing: Framing, data: bytes) -> bytes:
+    """``data`` as it goes on the wire under ``framing`` (a chunk when chunked)."""
+    return encode_chunk(data) if framing is Framing.CHUNKED and data else data
+
+
+def _serialise(
+    first_line: bytes, first_lines: int, headers: Headers, skip: frozenset[bytes], tail: Headers
+) -> bytes:
+    """``first_line`` (``first_lines`` CRLF-ended lines), ``headers`` without the names in
+    ``skip`` (checked), ``tail``, the blank line."""
+    parts = [first_line]
+    append = parts.append
+    good = _GOOD_NAMES
+    for name, value in headers:
+        if name not in good:
+            lname = name.lower()
+            if lname in skip:
+                continue
+            check_name(name)
+        elif name.lower() in skip:
+            continue
+        append(name + b": " + value + b"\r\n")
+    for name, value in tail:
+        append(name + b": " + value + b"\r\n")
+    append(b"\r\n")
+    head = b"".join(parts)
+    _check_head(head, len(parts) - 1 + first_lines)
+    return head
+
+
+def response_head(
+    status: int,
+    reason: bytes,
+    headers: Headers,
+    *,
+    body_length: int | None,
+    bodiless: bool = False,
+    head_request: bool = False,
+    keep_alive: bool = True,
+    http10: bool = False,
+    transfer_coding: bytes = b"",
+    extra: Headers | None = None,
+) -> tuple[bytes, Framing, bool]:
+    """The head of a response and how its body goes: ``(head, framing, keep_alive)``.
+
+    ``body_length`` is the length of the body the caller will send (None: unknown, streamed);
+    ``bodiless`` says the response has no body whatever its status (an upstream's answer to HEAD);
+    ``transfer_coding`` names codings other than chunked the upstream applied to a body we pass on
+    as it is (then the body is chunked after them). ``extra`` are gateway-made fields, after the
+    others. The returned ``keep_alive`` is False when the body is delimited by the close.
+    """
+    tail: Headers = list(extra) if extra else []
+    framing = Framing.NONE
+    if status < 200 or status == 204:
+        pass  # never a body, never a length (RFC 9110 §8.6)
+    elif bodiless or head_request or status == 304:
+        if body_length is not None and not transfer_coding:
+            tail.append((b"Content-Length", b"%d" % body_length))
+    elif transfer_coding:
+        if http10:
+            raise InvalidHead("a transfer-coded body cannot go to an HTTP/1.0 client")
+        tail.append((b"Transfer-Encoding", transfer_coding + b", chunked"))
+        framing = Framing.CHUNKED
+    elif body_length is not None:
+        tail.append((b"Content-Length", b"%d" % body_length))
+        framing = Framing.LENGTH
+    elif not http10:
+        tail.append(_CHUNKED)
+        framing = Framing.CHUNKED
+    else:
+        framing = Framing.CLOSE
+        keep_alive = False
+    if head_request:
+        framing = Framing.NONE
+    if status == 101:
+        tail.append(_UPGRADE)  # what follows is the new protocol: no keep-alive to speak of
+    elif not keep_alive:
+        tail.append(_CLOSE)
+    elif http10:
+        tail.append(_KEEP_ALIVE)
+    head = _serialise(status_line(status, reason), 1, headers, RESPONSE_OWNED, tail)
+    return head, framing, keep_alive
+
+
+def request_head(
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: Headers,
+    *,
+    skip: frozenset[bytes],
+    extra: Headers,
+    body_length: int | None,
+    chunked: bool = False,
+) -> tuple[bytes, Framing]:
+    """The head of a request to an upstream and how its body goes.
+
+    ``skip`` names fields of ``headers`` not to send (lower case; the caller's hop-by-hop set,
+    ``extra``'s names; framing and ``Host`` are always dropped); ``Host`` comes first, then
+    ``headers``, then ``extra`` (gateway-made), then the framing field: ``Content-Length`` when
+    ``body_length`` is given, else chunked when ``chunked``, else none (no body).
+    """
+    check_method(method)
+    check_target(target)
+    tail: Headers = list(extra)
+    if body_length is not None:
+        tail.append((b"Content-Length", b"%d" % body_length))
+        framing = Framing.LENGTH
+    elif chunked:
+        tail.append(_CHUNKED)
+        framing = Framing.CHUNKED
+    else:
+        framing = Framing.NONE
+    first = method + b" " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+    owned = _REQUEST_SKIPS.get(skip)
+    if owned is None:
+        owned = skip | REQUEST_OWNED
+        if len(_REQUEST_SKIPS) < 64:
+            _REQUEST_SKIPS[skip] = owned
+    return _serialise(first, 2, headers, owned, tail), framing
+
+
+#: Request fields the writer owns.
+REQUEST_OWNED: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
+#: ``skip | REQUEST_OWNED`` per ``skip`` seen (callers pass a few constant sets).
+_REQUEST_SKIPS: dict[frozenset[bytes], frozenset[bytes]] = {}
