@@ -51,6 +51,7 @@ import attrs
 
 from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from ._exchange import Request, Response
+from ._proto.writer import check_method, check_name, check_target, check_value
 from ._session.model import Session
 
 __all__ = [
@@ -234,17 +235,22 @@ class _HeaderOps:
         return [v.decode("latin-1") for k, v in self._headers_list() if k.lower() == key]
 
     def set_header(self, name: str, value: str) -> None:
-        """Replace every value of ``name`` with ``value``."""
+        """Replace every value of ``name`` with ``value``.
+
+        Raises ``ValueError`` if ``name`` is not a token or ``value`` holds CR, LF, NUL or another
+        control character (RFC 9110 §5): such a header would split the message it goes in.
+        """
         self._check_writable()
-        key = name.lower().encode("latin-1")
+        key, raw = _field(name, value)
         headers = self._headers_list()
         headers[:] = [(k, v) for k, v in headers if k.lower() != key]
-        headers.append((key, value.encode("latin-1")))
+        headers.append((key, raw))
 
     def add_header(self, name: str, value: str) -> None:
-        """Add one more value of ``name``, keeping the others."""
+        """Add one more value of ``name``, keeping the others (``ValueError`` as for
+        :meth:`set_header`)."""
         self._check_writable()
-        self._headers_list().append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self._headers_list().append(_field(name, value))
 
     def delete_header(self, name: str) -> None:
         """Remove every value of ``name`` (no error when absent)."""
@@ -252,6 +258,22 @@ class _HeaderOps:
         key = name.lower().encode("latin-1")
         headers = self._headers_list()
         headers[:] = [(k, v) for k, v in headers if k.lower() != key]
+
+
+def _field(name: str, value: str) -> tuple[bytes, bytes]:
+    """A header as bytes (name lower-cased), refused with ``ValueError`` if it is not one."""
+    key = name.lower().encode("latin-1")
+    raw = value.encode("latin-1")
+    check_name(key)
+    check_value(raw)
+    return key, raw
+
+
+def _ascii(text: str, what: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"a request {what} must be ASCII: {text!r}") from None
 
 
 @final
@@ -280,7 +302,9 @@ class RequestView(_HeaderOps):
     @method.setter
     def method(self, value: str) -> None:
         self._check_writable()
-        self._request.method = value.upper()
+        method = value.upper()
+        check_method(_ascii(method, "method"))
+        self._request.method = method
 
     @property
     def path(self) -> str:
@@ -292,6 +316,7 @@ class RequestView(_HeaderOps):
         self._check_writable()
         if not value.startswith("/"):
             raise ValueError(f"a request path must start with '/': {value!r}")
+        check_target(_ascii(value, "path"))
         self._request.path = value
 
     @property
@@ -302,6 +327,8 @@ class RequestView(_HeaderOps):
     @query.setter
     def query(self, value: str) -> None:
         self._check_writable()
+        if value:
+            check_target(_ascii(value, "query"))
         self._request.query = value
 
     @property

@@ -129,8 +129,6 @@ def check_request(method: str, path: str, query: str, headers: Headers) -> None:
     except UnicodeEncodeError:
         raise InvalidHead(f"non-ASCII method or target {method!r} {path!r}") from None
     check_method(raw_method)
-    if not raw_target.startswith(b"/"):
-        raise InvalidHead(f"request path must start with '/': {path!r}")
     check_target(raw_target)
     check_headers(headers)
 
