@@ -330,14 +330,32 @@ class _ClientConnection:
         event = parser.next_event()
         if event is None:
             with trio.move_on_after(self.server.limits.body_read_timeout) as sc:
-                while event is None:
-                    await self._fill()
-                    event = parser.next_event()
+                try:
+                    while event is None:
+                        await self._fill()
+                        event = parser.next_event()
+                except _ClientGone:
+                    await self._client_left_mid_body()
             if sc.cancelled_caught:
                 raise _BodyTimeout
         if isinstance(event, Data | EndOfMessage | Upgraded):
             return event
         raise ClientProtocolError("Bad Request")
+
+    async def _client_left_mid_body(self) -> None:
+        """The client closed its side before the body ended: the request cannot complete.
+
+        Client misbehaviour, not a server error: the connection is closed quietly, as for a
+        hang-up (the hang-up watcher sees the same thing unless this read gets there first).
+        Raising ``Cancelled`` from here takes everything the request started down with it,
+        hooks and the upstream call included, without any of them taking it for a failure.
+        """
+        log.debug("client %s closed its side mid-body; closing", self.client_addr)
+        self.gone = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await trio.lowlevel.checkpoint()  # raises Cancelled: our scope is cancelled
+        raise _ClientGone  # not reached while serving (a connection always has its nursery)
 
     # -- the request loop ----------------------------------------------------------------------
 

@@ -31,6 +31,10 @@ class _BodyTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; turned into a 413."""
 
 
+class _BadHost(Exception):
+    """Raised inside a parser callback: no Host in an HTTP/1.1 request, or more than one."""
+
+
 class _UnsupportedVersion(Exception):
     """Raised inside a parser callback to stop parsing; turned into a 400."""
 
@@ -102,6 +106,8 @@ class H1ServerParser:
                 raise ClientProtocolError("Request header fields too large", 431) from None
             if isinstance(cause, _BodyTooLarge):
                 raise ClientProtocolError("Request body too large", 413) from None
+            if isinstance(cause, _BadHost):
+                raise ClientProtocolError("Missing or duplicate Host header") from None
             raise ClientProtocolError("Bad Request") from exc
         except httptools.HttpParserError as exc:
             # The message text is llhttp's; it goes to the log, never to the client.
@@ -147,9 +153,12 @@ class H1ServerParser:
         chunked = False
         expect_continue = False
         upgrade = False
+        hosts = 0
         for name, value in self._headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                hosts += 1
+            elif lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
                 chunked = True  # llhttp has checked that chunked is the final coding
@@ -162,6 +171,10 @@ class H1ServerParser:
             # llhttp accepts "GET /" (HTTP/0.9) and "HTTP/2.0" heads; we speak neither over
             # HTTP/1 syntax, and answering them in HTTP/1.1 would be guessing.
             raise _UnsupportedVersion
+        # RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any
+        # request with more than one.
+        if hosts > 1 or (hosts == 0 and parser.get_http_version() == "1.1"):
+            raise _BadHost
         if self._max_body and content_length is not None and content_length > self._max_body:
             raise _BodyTooLarge
         self._events.append(
@@ -265,7 +278,8 @@ class H1ClientParser:
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # As for requests: the trailing OWS llhttp keeps is not part of the value (RFC 9112 §5).
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser

@@ -147,3 +147,36 @@ def events_drain(parser: H1ClientParser) -> list[Event]:
     while (event := parser.next_event()) is not None:
         out.append(event)
     return out
+
+
+# -- RFC 9112 §6.3 ---------------------------------------------------------------------------------
+
+
+def test_transfer_coding_without_chunked_runs_to_the_close() -> None:
+    events = events_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", b"def", eof=True)
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert not head.chunked
+    assert head.transfer_coding == b"gzip"
+    assert b"".join(e.data for e in events if isinstance(e, Data)) == b"abcdef"
+    assert isinstance(events[-1], EndOfMessage)
+    assert not events[-1].keep_alive
+
+
+def test_chunked_only_when_it_is_the_final_coding() -> None:
+    events = events_of(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert head.chunked
+    assert head.transfer_coding == b"gzip"
+    assert isinstance(events[-1], EndOfMessage)
+    assert events[-1].keep_alive
+
+
+def test_trailing_whitespace_is_not_part_of_a_value() -> None:
+    head = events_of(b"HTTP/1.1 204 No Content\r\nX-A: b \t\r\n\r\n")[0]
+    assert isinstance(head, ResponseHead)
+    assert (b"X-A", b"b") in head.headers
