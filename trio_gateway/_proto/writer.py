@@ -148,9 +148,11 @@ def check_response(status: int, headers: Headers) -> None:
 
 
 def _check_head(head: bytes, lines: int) -> None:
-    """The last line of defence: ``head`` has exactly the ``lines`` CRLFs the writer put there and
-    no other control character. One pass in C, whatever the number of fields."""
-    if len(head.translate(None, _VALUE_BYTES)) != 2 * lines or head.count(b"\r\n") != lines:
+    """The last line of defence: ``head`` holds no control character but the ``lines`` CR LF
+    pairs the writer put there. One pass in C, whatever the number of fields: deleting every byte
+    a field may hold leaves exactly those pairs, or a value (or name, method, target) brought a
+    CR, LF, NUL or other control of its own."""
+    if len(head.translate(None, _VALUE_BYTES)) != 2 * lines:
         raise InvalidHead("a header name or value holds CR, LF or a control character")
 
 
@@ -232,22 +234,39 @@ def _serialise(
     ``skip`` (checked), ``tail``, the blank line."""
     parts = [first_line]
     append = parts.append
-    good = _GOOD_NAMES
+    # One dict lookup per field tells both whether the name was checked and whether to drop it
+    # (bytes cache their hash, so this is cheaper than lower-casing every name).
+    verdicts = _VERDICTS.get(skip)
+    if verdicts is None:
+        verdicts = {}
+        if len(_VERDICTS) < 64:
+            _VERDICTS[skip] = verdicts
     for name, value in headers:
-        if name not in good:
-            lname = name.lower()
-            if lname in skip:
-                continue
-            check_name(name)
-        elif name.lower() in skip:
-            continue
-        append(name + b": " + value + b"\r\n")
+        drop = verdicts.get(name)
+        if drop is None:
+            drop = _verdict(name, skip, verdicts)
+        if not drop:
+            append(name + b": " + value + b"\r\n")
     for name, value in tail:
         append(name + b": " + value + b"\r\n")
     append(b"\r\n")
     head = b"".join(parts)
     _check_head(head, len(parts) - 1 + first_lines)
     return head
+
+
+#: Per skip set: field name -> whether it is dropped (True) or sent (False, a checked token).
+#: Bounded like ``_GOOD_NAMES``; skip sets are a few constants (see ``request_head``).
+_VERDICTS: dict[frozenset[bytes], dict[bytes, bool]] = {}
+
+
+def _verdict(name: bytes, skip: frozenset[bytes], verdicts: dict[bytes, bool]) -> bool:
+    drop = name.lower() in skip
+    if not drop:
+        check_name(name)
+    if len(verdicts) < _GOOD_NAMES_MAX:
+        verdicts[name] = drop
+    return drop
 
 
 def response_head(
