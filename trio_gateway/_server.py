@@ -514,10 +514,14 @@ class _ClientConnection:
             )
         except InvalidHead as exc:
             # Hooks' values were checked after each hook; whatever got past that is not sent.
+            # The response becomes Tyk's hook error in place (the access log reads it after us).
             log.error("response head refused (%s %s): %s", request.method, request.path, exc)
             discard_body(response)
-            await self._send_error(500, "Middleware error")
-            raise _ClientGone from None  # the connection closes after the error
+            refused = error_response(500, "Middleware error")
+            response.status, response.reason, response.headers = 500, b"", refused.headers
+            response.body_bytes, response.body_source = refused.body_bytes, None
+            response.content_length, response.bodiless, response.transfer_coding = None, False, b""
+            return await self._write_response(request, response, False, head_request)
         send = self._send
         if framing is Framing.NONE:
             await send(head)

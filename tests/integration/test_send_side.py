@@ -18,6 +18,8 @@ from tests.helpers import start_gateway, write_keyless_api
 from tests.helpers.client import fetch, open_client
 from tests.helpers.upstream import RawUpstream, ReceivedRequest, Reply, start_upstream
 from trio_gateway._app import RunningGateway
+from trio_gateway._exchange import Request, Response
+from trio_gateway._server import HttpServer
 
 HOOKS = """
 import trio
@@ -344,3 +346,24 @@ async def test_hook_timeout_answers_tyks_gateway_timeout(
     assert response.status == 504
     assert response.header("content-type") == b"application/json"
     assert response.json() == {"error": "Upstream service reached hard timeout."}
+
+
+async def test_a_response_head_past_every_hook_check_is_still_not_sent(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The writer is the last line: a handler (here, the test's) whose response would split the
+    head gets Tyk's hook error instead, and the bad field is not written."""
+
+    async def handler(request: Request) -> Response:
+        return Response(status=200, headers=[(b"X-A", b"a\r\nSet-Cookie: s=1")], body_bytes=b"x")
+
+    server = HttpServer(handler=handler, log_requests=False)
+    address = await nursery.start(server.serve, "127.0.0.1", 0)
+    async with open_client(address) as client:
+        response = await client.request("GET", "/")
+        assert response.status == 500
+        assert response.json() == {"error": "Middleware error"}
+        assert not response.has_header("set-cookie")
+        assert not response.has_header("x-a")
+        assert response.closes
+    assert any("response head refused" in r.getMessage() for r in caplog.records)

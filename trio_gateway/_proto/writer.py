@@ -197,10 +197,6 @@ _STATUS_LINES: dict[int, bytes] = {
 #: The interim answer to ``Expect: 100-continue``.
 CONTINUE_HEAD: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
-_CLOSE: Final = (b"Connection", b"close")
-_KEEP_ALIVE: Final = (b"Connection", b"keep-alive")
-_CHUNKED: Final = (b"Transfer-Encoding", b"chunked")
-_UPGRADE: Final = (b"Connection", b"upgrade")
 
 #: Response fields the writer owns: whatever a hook or the upstream says, these are ours.
 RESPONSE_OWNED: Final = frozenset(
@@ -228,10 +224,16 @@ def frame(framing: Framing, data: bytes) -> bytes:
 
 
 def _serialise(
-    first_line: bytes, first_lines: int, headers: Headers, skip: frozenset[bytes], tail: Headers
+    first_line: bytes,
+    first_lines: int,
+    headers: Headers,
+    skip: frozenset[bytes],
+    extra: Headers | None,
+    own: tuple[bytes, ...],
 ) -> bytes:
     """``first_line`` (``first_lines`` CRLF-ended lines), ``headers`` without the names in
-    ``skip`` (checked), ``tail``, the blank line."""
+    ``skip`` (names checked), ``extra`` (gateway-made), the writer's ``own`` lines (each one
+    complete line), the blank line; the whole head checked for stray controls."""
     parts = [first_line]
     append = parts.append
     # One dict lookup per field tells both whether the name was checked and whether to drop it
@@ -247,8 +249,10 @@ def _serialise(
             drop = _verdict(name, skip, verdicts)
         if not drop:
             append(name + b": " + value + b"\r\n")
-    for name, value in tail:
-        append(name + b": " + value + b"\r\n")
+    if extra:
+        for name, value in extra:
+            append(name + b": " + value + b"\r\n")
+    parts.extend(own)
     append(b"\r\n")
     head = b"".join(parts)
     _check_head(head, len(parts) - 1 + first_lines)
@@ -267,6 +271,17 @@ def _verdict(name: bytes, skip: frozenset[bytes], verdicts: dict[bytes, bool]) -
     if len(verdicts) < _GOOD_NAMES_MAX:
         verdicts[name] = drop
     return drop
+
+
+# The writer's own lines, made once.
+_LENGTH_LINE: Final = b"Content-Length: %d\r\n"
+_CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE: Final = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
+_UPGRADE_LINE: Final = b"Connection: upgrade\r\n"
+_NONE: Final = Framing.NONE
+_LENGTH: Final = Framing.LENGTH
+_CHUNKED_FRAMING: Final = Framing.CHUNKED
 
 
 def response_head(
@@ -290,36 +305,46 @@ def response_head(
     as it is (then the body is chunked after them). ``extra`` are gateway-made fields, after the
     others. The returned ``keep_alive`` is False when the body is delimited by the close.
     """
-    tail: Headers = list(extra) if extra else []
-    framing = Framing.NONE
+    framing = _NONE
+    length_line = b""
     if status < 200 or status == 204:
         pass  # never a body, never a length (RFC 9110 §8.6)
     elif bodiless or head_request or status == 304:
         if body_length is not None and not transfer_coding:
-            tail.append((b"Content-Length", b"%d" % body_length))
+            length_line = _LENGTH_LINE % body_length
     elif transfer_coding:
         if http10:
             raise InvalidHead("a transfer-coded body cannot go to an HTTP/1.0 client")
-        tail.append((b"Transfer-Encoding", transfer_coding + b", chunked"))
-        framing = Framing.CHUNKED
+        length_line = b"Transfer-Encoding: " + transfer_coding + b", chunked\r\n"
+        framing = _CHUNKED_FRAMING
     elif body_length is not None:
-        tail.append((b"Content-Length", b"%d" % body_length))
-        framing = Framing.LENGTH
+        length_line = _LENGTH_LINE % body_length
+        framing = _LENGTH
     elif not http10:
-        tail.append(_CHUNKED)
-        framing = Framing.CHUNKED
+        length_line = _CHUNKED_LINE
+        framing = _CHUNKED_FRAMING
     else:
         framing = Framing.CLOSE
         keep_alive = False
     if head_request:
-        framing = Framing.NONE
+        framing = _NONE
     if status == 101:
-        tail.append(_UPGRADE)  # what follows is the new protocol: no keep-alive to speak of
+        connection_line = _UPGRADE_LINE  # what follows is the new protocol
     elif not keep_alive:
-        tail.append(_CLOSE)
+        connection_line = _CLOSE_LINE
     elif http10:
-        tail.append(_KEEP_ALIVE)
-    head = _serialise(status_line(status, reason), 1, headers, RESPONSE_OWNED, tail)
+        connection_line = _KEEP_ALIVE_LINE
+    else:
+        connection_line = b""
+    own: tuple[bytes, ...]
+    if length_line:
+        own = (length_line, connection_line) if connection_line else (length_line,)
+    else:
+        own = (connection_line,) if connection_line else ()
+    first = _STATUS_LINES.get(status) if not reason else None
+    if first is None:
+        first = status_line(status, reason)
+    head = _serialise(first, 1, headers, RESPONSE_OWNED, extra, own)
     return head, framing, keep_alive
 
 
@@ -343,22 +368,23 @@ def request_head(
     """
     check_method(method)
     check_target(target)
-    tail: Headers = list(extra)
+    own: tuple[bytes, ...]
     if body_length is not None:
-        tail.append((b"Content-Length", b"%d" % body_length))
-        framing = Framing.LENGTH
+        own = (_LENGTH_LINE % body_length,)
+        framing = _LENGTH
     elif chunked:
-        tail.append(_CHUNKED)
-        framing = Framing.CHUNKED
+        own = (_CHUNKED_LINE,)
+        framing = _CHUNKED_FRAMING
     else:
-        framing = Framing.NONE
+        own = ()
+        framing = _NONE
     first = method + b" " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
     owned = _REQUEST_SKIPS.get(skip)
     if owned is None:
         owned = skip | REQUEST_OWNED
         if len(_REQUEST_SKIPS) < 64:
             _REQUEST_SKIPS[skip] = owned
-    return _serialise(first, 2, headers, owned, tail), framing
+    return _serialise(first, 2, headers, owned, extra, own), framing
 
 
 #: Request fields the writer owns.
