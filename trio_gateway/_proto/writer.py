@@ -109,11 +109,16 @@ def check_value(value: bytes) -> None:
 
 def check_headers(headers: Headers) -> None:
     """Check every name and value of ``headers``."""
-    for name, value in headers:
-        if name not in _GOOD_NAMES:
+    good = _GOOD_NAMES
+    for name, _ in headers:
+        if name not in good:
             check_name(name)
-        if value.translate(None, _VALUE_BYTES):
-            raise InvalidHead(f"invalid value of header {name!r}: {value!r}")
+    # All values in one pass: ``translate`` pays for its deletion table on every call, so one
+    # call over the joined values costs a fraction of one per value.
+    if b"".join([value for _, value in headers]).translate(None, _VALUE_BYTES):
+        for name, value in headers:
+            if value.translate(None, _VALUE_BYTES):
+                raise InvalidHead(f"invalid value of header {name!r}: {value!r}")
 
 
 def check_method(method: bytes) -> None:
@@ -128,15 +133,17 @@ def check_target(target: bytes) -> None:
         raise InvalidHead(f"invalid request target {target!r}")
 
 
+_TEXT_METHODS: Final = frozenset(m.decode() for m in METHODS)
+#: ``str.translate`` table deleting what a request target may hold (visible ASCII).
+_TARGET_TEXT: Final = dict.fromkeys(range(0x21, 0x7F))
+
+
 def check_request(method: str, path: str, query: str, headers: Headers) -> None:
     """Check what a hook may have set on a request (its text fields are ``str``)."""
-    try:
-        raw_method = method.encode("ascii")
-        raw_target = (path + "?" + query if query else path).encode("ascii")
-    except UnicodeEncodeError:
-        raise InvalidHead(f"non-ASCII method or target {method!r} {path!r}") from None
-    check_method(raw_method)
-    check_target(raw_target)
+    if method not in _TEXT_METHODS:
+        raise InvalidHead(f"unsupported method {method!r}")
+    if not path or path.translate(_TARGET_TEXT) or (query and query.translate(_TARGET_TEXT)):
+        raise InvalidHead(f"invalid request target {path!r} {query!r}")
     check_headers(headers)
 
 
