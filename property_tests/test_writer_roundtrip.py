@@ -66,6 +66,14 @@ def _events(parser: H1ServerParser | H1ClientParser) -> list[Event]:
     return out
 
 
+def _message(head: bytes, framing: Framing, body: bytes) -> bytes:
+    """``head`` and ``body`` as the shells send them under ``framing``."""
+    if framing is Framing.NONE:
+        return head
+    end = LAST_CHUNK if framing is Framing.CHUNKED else b""
+    return head + frame(framing, body) + end
+
+
 def _meant(headers: Headers, skip: frozenset[bytes]) -> Headers:
     return [(n, v.strip(b" \t")) for n, v in headers if n.lower() not in skip]
 
@@ -103,13 +111,8 @@ def test_request_heads_are_refused_or_parse_back_as_one_request(
         )
     except InvalidHead:
         return
-    wire = head
-    if framing is not Framing.NONE:
-        wire += frame(framing, body)
-        if framing is Framing.CHUNKED:
-            wire += frame(framing, b"") + LAST_CHUNK if body else LAST_CHUNK
     parser = H1ServerParser()
-    parser.feed(wire)
+    parser.feed(_message(head, framing, body))
     events = _events(parser)
     first = events[0]
     assert isinstance(first, RequestHead)
@@ -161,13 +164,8 @@ def test_response_heads_are_refused_or_parse_back_as_one_response(
         )
     except InvalidHead:
         return
-    wire = head
-    if framing is not Framing.NONE:
-        wire += frame(framing, body)
-        if framing is Framing.CHUNKED:
-            wire += LAST_CHUNK
     parser = H1ClientParser()
-    parser.feed(wire)
+    parser.feed(_message(head, framing, body))
     if framing is Framing.CLOSE:
         parser.feed_eof()
     events = _events(parser)
