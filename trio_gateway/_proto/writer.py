@@ -65,6 +65,8 @@ _TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
 #: added as seen, up to a bound (so that a stream of made-up names cannot grow it without end).
 _GOOD_NAMES: set[bytes] = set()
 _GOOD_NAMES_MAX: Final = 4096
+#: Longer names are checked every time: the caches must not hold a client's 60 KiB header names.
+_CACHED_NAME_MAX: Final = 64
 #: The methods the gateway sends: the ones its own parser (llhttp) accepts from clients. RFC 9110
 #: allows any token, but an upstream (or this gateway behind another) may refuse what llhttp does,
 #: and a method we would not take in is not one a hook should send out (docs/tyk-differences.md).
@@ -97,7 +99,7 @@ def check_name(name: bytes) -> None:
         return
     if _TOKEN.fullmatch(name) is None:
         raise InvalidHead(f"invalid header name {name!r}")
-    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+    if len(name) <= _CACHED_NAME_MAX and len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
         _GOOD_NAMES.add(name)
 
 
@@ -247,9 +249,7 @@ def _serialise(
     # (bytes cache their hash, so this is cheaper than lower-casing every name).
     verdicts = _VERDICTS.get(skip)
     if verdicts is None:
-        verdicts = {}
-        if len(_VERDICTS) < 64:
-            _VERDICTS[skip] = verdicts
+        verdicts = {}  # a skip set nobody registered (rare): no cache
     for name, value in headers:
         drop = verdicts.get(name)
         if drop is None:
@@ -266,16 +266,11 @@ def _serialise(
     return head
 
 
-#: Per skip set: field name -> whether it is dropped (True) or sent (False, a checked token).
-#: Bounded like ``_GOOD_NAMES``; skip sets are a few constants (see ``request_head``).
-_VERDICTS: dict[frozenset[bytes], dict[bytes, bool]] = {}
-
-
 def _verdict(name: bytes, skip: frozenset[bytes], verdicts: dict[bytes, bool]) -> bool:
     drop = name.lower() in skip
     if not drop:
         check_name(name)
-    if len(verdicts) < _GOOD_NAMES_MAX:
+    if len(name) <= _CACHED_NAME_MAX and len(verdicts) < _GOOD_NAMES_MAX:
         verdicts[name] = drop
     return drop
 
@@ -388,13 +383,23 @@ def request_head(
     first = method + b" " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
     owned = _REQUEST_SKIPS.get(skip)
     if owned is None:
-        owned = skip | REQUEST_OWNED
-        if len(_REQUEST_SKIPS) < 64:
-            _REQUEST_SKIPS[skip] = owned
+        owned = skip | REQUEST_OWNED  # not registered (a client's own Connection tokens)
     return _serialise(first, 2, headers, owned, extra, own), framing
 
 
 #: Request fields the writer owns.
 REQUEST_OWNED: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
-#: ``skip | REQUEST_OWNED`` per ``skip`` seen (callers pass a few constant sets).
+#: ``skip | REQUEST_OWNED`` per registered ``skip`` (see :func:`request_skip`).
 _REQUEST_SKIPS: dict[frozenset[bytes], frozenset[bytes]] = {}
+#: Per registered skip set: field name -> whether it is dropped (True) or sent (False, a checked
+#: token). Bounded like ``_GOOD_NAMES``.
+_VERDICTS: dict[frozenset[bytes], dict[bytes, bool]] = {RESPONSE_OWNED: {}}
+
+
+def request_skip(skip: frozenset[bytes]) -> frozenset[bytes]:
+    """Register a constant ``skip`` set for :func:`request_head` (at import time), so that its
+    verdicts per field name are cached; returns it. Sets made per request are not registered:
+    they work the same, uncached."""
+    owned = _REQUEST_SKIPS[skip] = skip | REQUEST_OWNED
+    _VERDICTS.setdefault(owned, {})
+    return skip

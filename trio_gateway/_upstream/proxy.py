@@ -12,7 +12,7 @@ import trio
 
 from .._exchange import Request, Response
 from .._proto.events import Data, EndOfMessage, ResponseHead, Upgraded
-from .._proto.writer import LAST_CHUNK, Framing, InvalidHead, frame, request_head
+from .._proto.writer import LAST_CHUNK, Framing, InvalidHead, frame, request_head, request_skip
 from ..errors import HookError, UpstreamConnectError, UpstreamProtocolError
 from .connection import Origin, UpstreamConnection, UpstreamPool
 from .headers import HOP_BY_HOP, connection_tokens, strip_hop_by_hop
@@ -108,13 +108,16 @@ class UpstreamTunnel:
 
 #: Request fields never passed on: hop-by-hop ones, ``Expect`` (we answered 100-continue
 #: ourselves; the body is already flowing) and the ones the gateway sets (``forwarded``).
-_SKIP: frozenset[bytes] = HOP_BY_HOP | {
-    b"expect",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"x-request-id",
-}
+_SKIP: frozenset[bytes] = request_skip(
+    HOP_BY_HOP
+    | {
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-request-id",
+    }
+)
 
 
 def build_request_head(request: Request, up: UpstreamRequest, *, upgrade: bool) -> bytes:

@@ -214,3 +214,14 @@ def test_request_body_framing(
 def test_a_host_that_would_split_the_head_is_refused() -> None:
     with pytest.raises(InvalidHead):
         request_head(b"GET", b"/", b"h\r\nX: y", [], skip=frozenset(), extra=[], body_length=None)
+
+
+def test_the_name_caches_keep_no_long_names() -> None:
+    """A client's huge header names are checked every time, never kept (memory stays bounded)."""
+    from trio_gateway._proto import writer
+
+    long_name = b"X-" + b"a" * 5000
+    head, _, _ = response_head(200, b"", [(long_name, b"v")], body_length=0)
+    assert long_name + b": v\r\n" in head
+    assert long_name not in writer._GOOD_NAMES
+    assert all(long_name not in verdicts for verdicts in writer._VERDICTS.values())
