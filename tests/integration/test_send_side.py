@@ -251,6 +251,24 @@ async def test_close_delimited_transfer_coded_response_is_passed_on(
         assert (await client.request("GET", "/hooked/x")).body == b"GZIPPED-BYTES"
 
 
+async def test_transfer_coded_response_for_an_http10_client_is_502(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An HTTP/1.0 client can read no transfer coding (RFC 9112 §6.1), and we do not decode."""
+
+    async def gzip_until_close(request: ReceivedRequest, reply: Reply) -> None:
+        await reply.send_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPED")
+        reply.close_after = True
+
+    upstream = await start_upstream(nursery, gzip_until_close)
+    gateway, _ = await start(nursery, tmp_path, {}, upstream)
+    async with open_client(gateway.address) as client:
+        await client.send(b"GET /hooked/x HTTP/1.0\r\nHost: h\r\n\r\n")
+        response = await client.read_response()
+    assert response.status == 502
+    assert b"GZIPPED" not in response.body
+
+
 async def test_interim_responses_from_the_upstream_are_skipped(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
