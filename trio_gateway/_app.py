@@ -22,6 +22,7 @@ from ._auth import AuthServices
 from ._config.model import GatewayConfig
 from ._demo import DEMO_HOST, DEMO_PORT, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
+from ._logsummary import run_failure_log_sweeper
 from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
 from ._session.open import open_session_store
@@ -158,6 +159,8 @@ async def serve_gateway(
                     await nursery.start(_watch_signals, server, control.reloader)
                 if isinstance(access_log, BufferedAccessLog):
                     nursery.start_soon(access_log.run_flusher)
+                # Reports the counts of repeated failures once they stop (_logsummary.py).
+                nursery.start_soon(run_failure_log_sweeper)
                 address = await nursery.start(server.serve, config.listen.host, config.listen.port)
                 log.info("trio-gateway listening on http://%s:%d", *address)
                 if not config.secret:

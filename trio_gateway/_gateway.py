@@ -22,6 +22,7 @@ from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
+from ._logsummary import FailureLog
 from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
@@ -30,6 +31,8 @@ from ._upstream.proxy import UpstreamRequest, discard_body, forward
 from .errors import ClientProtocolError, GatewayError, PluginDriverError
 
 log = logging.getLogger("trio_gateway")
+#: Upstream failures and request timeouts: one line per API and cause per interval.
+_failure_log = FailureLog(log)
 
 #: Upper bound on a response body read whole for Response hooks (beyond it: 502).
 RESPONSE_HOOK_BODY_LIMIT = 64 * 1024 * 1024
@@ -90,7 +93,9 @@ async def build_snapshot(
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
     defaults = HookDefaults(
-        timeout=config.hooks.timeout, failure_mode=FailureMode(config.hooks.failure_mode)
+        timeout=config.hooks.timeout,
+        failure_mode=FailureMode(config.hooks.failure_mode),
+        thread_limit=config.hooks.thread_limit,
     )
     runtimes: dict[str, ApiRuntime] = {}
     for api in apis:
@@ -215,7 +220,10 @@ class Gateway:
 
     @staticmethod
     def _timed_out(runtime: ApiRuntime, timeout: float) -> Response:
-        log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
+        api_id = runtime.api.api_id
+        _failure_log.warning(
+            (api_id, "timeout"), f"request to API {api_id} timed out after {timeout}s"
+        )
         return error_response(504, "Upstream service reached hard timeout.")
 
     async def _walk(
@@ -253,7 +261,10 @@ class Gateway:
             # answers it with the error's own status, not as an upstream failure.
             raise
         except GatewayError as exc:
-            log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
+            api_id = runtime.api.api_id
+            _failure_log.warning(
+                (api_id, "upstream", type(exc)), f"upstream of API {api_id} failed", exc
+            )
             return error_response(exc.status_hint, exc.public_message)
         if exchange is not None and exchange.response_headers:
             response.headers.extend(exchange.response_headers)

@@ -50,6 +50,7 @@ from typing import Any, ClassVar, Final, Protocol, final
 import attrs
 
 from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
+from ._config.model import DEFAULT_THREAD_LIMIT
 from ._exchange import Request, Response
 from ._proto.writer import check_method, check_name, check_target, check_value
 from ._session.model import Session
@@ -151,6 +152,9 @@ class HookRef:
     #: The resolved deadline (seconds) and failure policy: hook, then API, then gateway default.
     timeout: float
     failure_mode: FailureMode
+    #: Worker threads a driver that runs plugin code in threads may use per plugin function
+    #: (the API's ``thread_limit``, else the gateway's ``hooks.thread_limit``).
+    thread_limit: int = DEFAULT_THREAD_LIMIT
     #: For ENDPOINT hooks, the endpoint (path relative to the listen path) and method.
     endpoint_path: str = ""
     endpoint_method: str = ""

@@ -29,6 +29,7 @@ import google.protobuf.message
 import trio
 
 from trio_gateway._exchange import Response
+from trio_gateway._logsummary import FailureLog
 from trio_gateway.errors import HookError, HookTimeout, PluginDriverError
 from trio_gateway.hooks import (
     CONTINUE,
@@ -69,6 +70,8 @@ SERVER_OVERRIDE_KEY: Final = "trio_gateway_grpc_server"
 EVENT_TIMEOUT: Final = 2.0
 
 log = logging.getLogger("trio_gateway.grpc")
+#: Event failures: one line per API, event and cause per interval (a server outage must not flood).
+_failure_log = FailureLog(log)
 
 
 @attrs.define(eq=False)
@@ -278,10 +281,16 @@ class GrpcDriver:
             try:
                 await channel.unary_unary(DISPATCH_EVENT_METHOD, message)
             except GrpcError as exc:
-                log.warning("gRPC event %s for API %s failed: %s", name, self._api_id, exc)
+                _failure_log.warning(
+                    (self._api_id, name, type(exc)),
+                    f"gRPC event {name} for API {self._api_id} failed",
+                    exc,
+                )
                 return False
             return True
-        log.warning("gRPC event %s for API %s timed out", name, self._api_id)
+        _failure_log.warning(
+            (self._api_id, name, "timeout"), f"gRPC event {name} for API {self._api_id} timed out"
+        )
         return False
 
 

@@ -35,6 +35,9 @@ RateLimitHeaders = Literal["quotas", "rate_limits"]
 
 #: gRPC's own default for the largest message a client accepts (Tyk's `grpc_recv_max_size: 0`).
 GRPC_DEFAULT_RECV_MAX_SIZE: Final = 4 * 1024 * 1024
+#: Worker threads per plugin function (``hooks.thread_limit``); chosen by measurement
+#: (docs/reliability.md, "Sync hooks under concurrency").
+DEFAULT_THREAD_LIMIT: Final = 16
 
 
 class FieldValueError(ValueError):
@@ -121,6 +124,10 @@ class HooksConfig:
 
     timeout: float = attrs.field(default=1.0, validator=_positive)
     failure_mode: FailureMode = "closed"
+    #: Worker threads per plugin function for drivers that run plugin code in threads (sync
+    #: native hooks today). A call waits for a free thread within its hook's deadline; an
+    #: abandoned thread stays counted until it returns. See docs/reliability.md.
+    thread_limit: int = attrs.field(default=DEFAULT_THREAD_LIMIT, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

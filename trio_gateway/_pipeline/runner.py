@@ -28,6 +28,7 @@ import trio
 from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from .._error_body import error_response
 from .._exchange import Request, Response
+from .._logsummary import FailureLog
 from .._proto.writer import check_request, check_response
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
 from .chain import Chain
@@ -41,6 +42,8 @@ from .policy import (
 )
 
 log = logging.getLogger("trio_gateway.pipeline")
+#: Hook failures: one line per API, hook and cause per interval (an outage must not flood).
+_failure_log = FailureLog(log)
 
 T = TypeVar("T")
 
@@ -60,6 +63,7 @@ Continuation = Callable[[], Awaitable[Response]]
 
 class DeadlineExceeded(Exception):
     """The request's deadline passed while the continuation of ``run_request_then`` ran."""
+
 
 #: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
 #: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
@@ -353,15 +357,14 @@ class ApiPipeline:
         answer = failure_response(kind, hook.stage, hook.failure_mode)
         if answer is None:
             self._failed_open += 1
-        # Logged once, here; the text of the exception stays in the log.
-        log.warning(
-            "hook failed (%s): api=%s stage=%s hook=%s policy=%s",
-            kind.value,
-            self.api.api_id,
-            hook.stage.value,
-            label,
-            "open" if answer is None else "closed",
-            exc_info=error,
+        # Logged here only: one line with the exception's type and message (its traceback at
+        # debug), repeats summarised per API, hook and cause.
+        policy = "open" if answer is None else "closed"
+        _failure_log.warning(
+            (self.api.api_id, label, kind, type(error)),
+            f"hook failed ({kind.value}): api={self.api.api_id} stage={hook.stage.value} "
+            f"hook={label} policy={policy}",
+            error,
         )
         return answer
 
