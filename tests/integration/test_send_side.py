@@ -231,15 +231,16 @@ async def test_shipped_rewrite_response_example_sends_one_content_length(
 # -- 4. upstream framing (RFC 9112 §6.3), 1xx, connections ---------------------------------------
 
 
+async def gzip_until_close(request: ReceivedRequest, reply: Reply) -> None:
+    """A gzip-coded body framed by the close (no length, not chunked)."""
+    await reply.send_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPED-BYTES")
+    reply.close_after = True
+
+
 async def test_close_delimited_transfer_coded_response_is_passed_on(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """``Transfer-Encoding: gzip`` without chunked: the body runs to the close (§6.3 rule 3)."""
-
-    async def gzip_until_close(request: ReceivedRequest, reply: Reply) -> None:
-        await reply.send_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPED-BYTES")
-        reply.close_after = True
-
     upstream = await start_upstream(nursery, gzip_until_close)
     gateway, _ = await start(nursery, tmp_path, {}, upstream)
     async with open_client(gateway.address) as client:
@@ -255,18 +256,13 @@ async def test_transfer_coded_response_for_an_http10_client_is_502(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """An HTTP/1.0 client can read no transfer coding (RFC 9112 §6.1), and we do not decode."""
-
-    async def gzip_until_close(request: ReceivedRequest, reply: Reply) -> None:
-        await reply.send_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPED")
-        reply.close_after = True
-
     upstream = await start_upstream(nursery, gzip_until_close)
     gateway, _ = await start(nursery, tmp_path, {}, upstream)
     async with open_client(gateway.address) as client:
         await client.send(b"GET /hooked/x HTTP/1.0\r\nHost: h\r\n\r\n")
         response = await client.read_response()
     assert response.status == 502
-    assert b"GZIPPED" not in response.body
+    assert b"GZIPPED-BYTES" not in response.body
 
 
 async def test_interim_responses_from_the_upstream_are_skipped(
