@@ -12,7 +12,14 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from trio_gateway._proto.events import Data, EndOfMessage, Event, RequestHead, ResponseHead
+from trio_gateway._proto.events import (
+    Data,
+    EndOfMessage,
+    Event,
+    RequestHead,
+    ResponseHead,
+    Upgraded,
+)
 from trio_gateway._proto.http1 import H1ClientParser, H1ServerParser
 from trio_gateway._proto.writer import (
     LAST_CHUNK,
@@ -136,13 +143,31 @@ def test_request_heads_are_refused_or_parse_back_as_one_request(
 
 
 @given(
-    status=st.one_of(st.sampled_from([200, 204, 304, 404, 100, 103]), st.integers(0, 1200)),
+    status=st.one_of(st.sampled_from([200, 204, 304, 404, 100, 101, 103]), st.integers(0, 1200)),
     reason=st.one_of(st.just(b""), _mostly(_TOKEN + b" ")),
     headers=headers_lists,
     body=bodies,
     streamed=st.booleans(),
     http10=st.booleans(),
     keep_alive=st.booleans(),
+)
+@example(
+    status=101,
+    reason=b"",
+    headers=[(b"Upgrade", b"websocket")],
+    body=b"",
+    streamed=True,
+    http10=False,
+    keep_alive=True,
+)
+@example(
+    status=200,
+    reason=b"",
+    headers=[(b"X-A", b"a\r\n\r\nHTTP/1.1 200 OK"), (b"Content-Length", b"0")],
+    body=b"x",
+    streamed=False,
+    http10=False,
+    keep_alive=True,
 )
 def test_response_heads_are_refused_or_parse_back_as_one_response(
     status: int,
@@ -172,14 +197,16 @@ def test_response_heads_are_refused_or_parse_back_as_one_response(
     first = events[0]
     assert isinstance(first, ResponseHead)
     assert first.status == status
-    if 100 <= status < 200 and status != 101:
-        assert isinstance(events[-1], EndOfMessage)
-        return
     meant = _meant(headers, RESPONSE_OWNED)
     got = [(n, v) for n, v in first.headers if n.lower() not in RESPONSE_OWNED]
     assert got == meant
     received = b"".join(e.data for e in events if isinstance(e, Data))
     expected_body = body if framing is not Framing.NONE else b""
     assert received == expected_body
-    assert isinstance(events[-1], EndOfMessage)
     assert sum(isinstance(e, ResponseHead) for e in events) == 1
+    if status == 101:
+        # What follows a 101 is the new protocol: the parser stops, with nothing left over.
+        assert isinstance(events[-1], Upgraded)
+        assert events[-1].trailing == b""
+    else:
+        assert isinstance(events[-1], EndOfMessage)

@@ -418,8 +418,9 @@ class ResponseView(_HeaderOps):
 
     @status.setter
     def status(self, value: int) -> None:
-        if not 100 <= value <= 599:
-            raise ValueError(f"not an HTTP status: {value!r}")
+        # A final status: interim (1xx) answers are the gateway's to send.
+        if not 200 <= value <= 599:
+            raise ValueError(f"not an HTTP status for a final response: {value!r}")
         self._response.status = value
         self._response.reason = b""
 

@@ -150,9 +150,9 @@ def check_request(method: str, path: str, query: str, headers: Headers) -> None:
 
 
 def check_response(status: int, headers: Headers) -> None:
-    """Check what a hook may have set on a response."""
-    if not 100 <= status <= 999:
-        raise InvalidHead(f"invalid status {status!r}")
+    """Check what a hook may have set on a response (a final one: 1xx are the gateway's)."""
+    if not 200 <= status <= 999:
+        raise InvalidHead(f"a hook cannot answer with status {status!r}")
     check_headers(headers)
 
 
@@ -309,7 +309,12 @@ def response_head(
     """
     framing = _NONE
     length_line = b""
-    if status < 200 or status == 204:
+    if status < 200:
+        # Interim answers are not final responses (100 Continue is CONTINUE_HEAD); a 101 only
+        # with the protocol it switches to (RFC 9110 §15.2.2), or the peer cannot follow.
+        if status != 101 or not any(n.lower() == b"upgrade" for n, _ in headers):
+            raise InvalidHead(f"status {status} is not a final response")
+    elif status == 204:
         pass  # never a body, never a length (RFC 9110 §8.6)
     elif bodiless or head_request or status == 304:
         if body_length is not None and not transfer_coding:

@@ -172,6 +172,8 @@ def test_response_view_edits() -> None:
     assert resp.get_all_headers("x-a") == ["1"]
     with pytest.raises(ValueError, match="HTTP status"):
         resp.status = 99
+    with pytest.raises(ValueError, match="final response"):
+        resp.status = 101
 
 
 def test_query_helpers_keep_other_params_byte_for_byte() -> None:

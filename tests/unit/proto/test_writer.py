@@ -85,7 +85,7 @@ def test_check_request_takes_the_text_fields_hooks_set() -> None:
 
 def test_check_response_refuses_statuses_that_are_not_three_digits() -> None:
     check_response(599, [])
-    for status in (99, 1000, -1):
+    for status in (99, 100, 1000, -1):
         with pytest.raises(InvalidHead):
             check_response(status, [])
     with pytest.raises(InvalidHead):
@@ -125,8 +125,6 @@ def test_a_hook_s_framing_fields_never_reach_the_head() -> None:
             Framing.CHUNKED,
         ),
         (200, {"body_length": 0}, [(b"Content-Length", b"0")], Framing.LENGTH),
-        (103, {"body_length": 7}, [], Framing.NONE),
-        (101, {"body_length": None}, [(b"Connection", b"upgrade")], Framing.NONE),
     ],
 )
 def test_response_framing(
@@ -135,6 +133,19 @@ def test_response_framing(
     head, got_framing, _ = response_head(status, b"", [], **kwargs)  # type: ignore[arg-type]
     assert fields(head) == expected_fields
     assert got_framing is framing
+
+
+def test_interim_statuses_are_not_final_responses() -> None:
+    for status in (100, 103, 199):
+        with pytest.raises(InvalidHead):
+            response_head(status, b"", [], body_length=None)
+    with pytest.raises(InvalidHead):
+        response_head(101, b"", [], body_length=None)  # a switch to no protocol
+    head, framing, _ = response_head(101, b"", [(b"Upgrade", b"websocket")], body_length=None)
+    assert fields(head) == [(b"Upgrade", b"websocket"), (b"Connection", b"upgrade")]
+    assert framing is Framing.NONE
+    with pytest.raises(InvalidHead):
+        check_response(101, [(b"Upgrade", b"websocket")])  # hooks answer with final statuses
 
 
 def test_keep_alive_and_http10() -> None:
