@@ -433,6 +433,7 @@ class ResponseView(_HeaderOps):
         raw = data.encode() if isinstance(data, str) else data
         self._response.body_bytes = raw
         self._response.body_source = None
+        self._response.transfer_coding = b""  # the new body is as given, not gzip-coded & co.
         self.delete_header("transfer-encoding")
         self.set_header("content-length", str(len(raw)))
 

@@ -252,6 +252,18 @@ async def test_close_delimited_transfer_coded_response_is_passed_on(
         assert (await client.request("GET", "/hooked/x")).body == b"GZIPPED-BYTES"
 
 
+async def test_a_body_a_hook_replaced_is_not_labelled_with_the_upstream_s_coding(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    upstream = await start_upstream(nursery, gzip_until_close)
+    gateway, _ = await start(nursery, tmp_path, {"response": [hook("response_length")]}, upstream)
+    response = await fetch(gateway.address, "GET", "/hooked/x")
+    assert response.status == 200
+    assert response.body == b"a longer body than before"
+    assert not response.has_header("transfer-encoding")
+    assert response.header_values("content-length") == [b"%d" % len(response.body)]
+
+
 async def test_transfer_coded_response_for_an_http10_client_is_502(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
