@@ -725,6 +725,7 @@ class HookContext:
             dst_resp.status, dst_resp.reason = src_resp.status, src_resp.reason
             dst_resp.headers[:] = src_resp.headers
             dst_resp.body_bytes, dst_resp.body_source = src_resp.body_bytes, src_resp.body_source
+            dst_resp.transfer_coding = src_resp.transfer_coding
         if self.stage is Stage.AUTH:
             self._session, self._session_key = fork._session, fork._session_key
         elif fork._meta_data_changed and self._session is not None and fork._session is not None:
