@@ -116,3 +116,25 @@ async def test_response_plugin_header_that_would_split_the_response_is_refused(
     assert got.status == 500
     assert got.json() == {"error": "Middleware error"}
     assert not got.has_header("set-cookie")
+
+
+async def test_response_plugin_body_replacing_a_coded_one_is_sent_plain(
+    nursery: trio.Nursery, tmp_path: Path, server: Server
+) -> None:
+    def response(o: pb.Object) -> None:
+        o.response.raw_body = b"plain now"
+
+    async def gzip_until_close(request: ReceivedRequest, reply: Reply) -> None:
+        await reply.send_raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nGZIPPED")
+        reply.close_after = True
+
+    by_hook_name(server, {"resp": response})
+    upstream = await start_upstream(nursery, gzip_until_close)
+    gw = await start_gateway(
+        nursery, tmp_path, server.target, api_doc(upstream, {"response": [{"name": "resp"}]})
+    )
+    got = await fetch(gw.address, "GET", "/api/x")
+    assert got.status == 200
+    assert got.body == b"plain now"
+    assert not got.has_header("transfer-encoding")
+    assert got.header_values("content-length") == [b"9"]
