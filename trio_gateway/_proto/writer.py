@@ -17,8 +17,11 @@ bytes this module returns. Every decision about what goes on the wire is made he
 * **Framing.** The framing headers are always the writer's: whatever the headers handed in say,
   ``Content-Length``, ``Transfer-Encoding``, ``Connection`` (and ``Keep-Alive``) are dropped and
   exactly one framing header is written from the body the caller actually sends (RFC 9112 §6).
-* **No body** for 1xx, 204, 304 and answers to HEAD (RFC 9110 §6.4.1); 204 and 1xx carry no
-  ``Content-Length``; 304 and HEAD answers keep the length a GET would have had.
+* **No body** for 101, 204, 304 and answers to HEAD (RFC 9110 §6.4.1); 204 carries no
+  ``Content-Length``, 304 and HEAD answers keep the length a GET would have had. Interim
+  answers are the gateway's own: ``100 Continue`` is :data:`CONTINUE_HEAD`, 1xx from upstreams
+  are not passed on, and :func:`response_head` refuses a 1xx as a final response (a 101 only
+  goes out with the ``Upgrade`` it switches to).
 * **Keep-alive.** ``Connection: close`` when the connection ends after this message, and
   ``Connection: keep-alive`` for an HTTP/1.0 peer that keeps it open; an HTTP/1.0 peer gets an
   unknown-length body delimited by the close (it cannot read chunked).
@@ -54,10 +57,9 @@ class Framing(enum.Enum):
 
 #: RFC 9110 §5.6.2 token.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: Everything a field value may hold: VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5); CR and LF are
-#: kept out of this set too, but :func:`_check_head` counts them, as the head has its own.
+#: Everything a field value may hold: VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5). CR and LF are
+#: not in it: :func:`_check_head` counts what is left, which must be the head's own line ends.
 _VALUE_BYTES: Final = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b <= 0x7E or b >= 0x80)
-_HEAD_BYTES: Final = _VALUE_BYTES + b"\r\n"
 #: A request target is visible ASCII only (RFC 9112 §3.2; RFC 3986 has no other characters).
 _TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
 
