@@ -159,6 +159,9 @@ class Response:
     content_length: int | None = None
     #: The response has no body whatever its headers say (HEAD, 204, 304).
     bodiless: bool = False
+    #: Transfer codings other than chunked the upstream applied to the body (``b"gzip"``); the
+    #: body is passed on coded, under ``Transfer-Encoding: <these>, chunked``.
+    transfer_coding: bytes = b""
     #: For a 101 from the upstream: the upstream stream to tunnel to, and bytes it already sent.
     tunnel: TunnelEnd | None = None
 

@@ -27,7 +27,7 @@ from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, bu
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
-from ._upstream.proxy import UpstreamRequest, forward
+from ._upstream.proxy import UpstreamRequest, discard_body, forward
 from .errors import ClientProtocolError, GatewayError, PluginDriverError
 
 log = logging.getLogger("trio_gateway")
@@ -282,7 +282,11 @@ class Gateway:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
             assert exchange is not None
-            await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
+            try:
+                await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
+            except BaseException:
+                discard_body(response)  # too large, or the upstream failed: drop its connection
+                raise
             response = await pipeline.run_response(request, response, exchange)
         return response
 

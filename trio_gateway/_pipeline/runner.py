@@ -29,6 +29,7 @@ from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from .._error_body import error_response
 from .._exchange import Request, Response
 from .._logsummary import FailureLog
+from .._proto.writer import check_request, check_response
 from ..errors import ClientProtocolError
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
 from .chain import Chain
@@ -316,9 +317,16 @@ class ApiPipeline:
                         break
                     if ctx._meta_data_changed:
                         exchange.meta_data_changed = True
-                    if isinstance(decision, Respond):
+                    # Nothing a hook set reaches a wire unchecked: a value that would split or
+                    # corrupt a head is this hook's error (500 Middleware error), never sent.
+                    try:
+                        answer = _checked_outcome(hook.stage, decision, request, response)
+                    except Exception as exc:
+                        failure, error = FailureKind.ERROR, exc
+                        break
+                    if answer is not None:
                         self._responded += 1
-                        return decision.to_response()
+                        return answer
                     if hook.stage is Stage.AUTH:
                         if ctx._session is None:
                             return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)
@@ -365,6 +373,22 @@ class ApiPipeline:
             error,
         )
         return answer
+
+
+def _checked_outcome(
+    stage: Stage, decision: object, request: Request, response: Response | None
+) -> Response | None:
+    """The hook's answer, if it gave one; raises :class:`InvalidHead` if it set a value (on the
+    request, the response, or its answer) that the writer would refuse."""
+    if response is not None:
+        check_response(response.status, response.headers)
+    elif stage is not Stage.RESPONSE:
+        check_request(request.method, request.path, request.query, request.headers)
+    if isinstance(decision, Respond):
+        answer = decision.to_response()
+        check_response(answer.status, answer.headers)
+        return answer
+    return None
 
 
 @types.coroutine

@@ -161,8 +161,9 @@ async def overstays(ctx: HookContext) -> None:
 FAILING = {
     "error": (raises, 500, "Middleware error"),
     "unavailable": (unavailable, 500, "Middleware error"),
-    "timeout": (overstays, 504, "Middleware error"),
-    "remote-timeout": (remote_timeout, 504, "Middleware error"),
+    # docs/tyk-differences.md: a hook timeout reads as Tyk's gateway timeout, at every stage.
+    "timeout": (overstays, 504, '"error": "Upstream service reached hard timeout."'),
+    "remote-timeout": (remote_timeout, 504, '"error": "Upstream service reached hard timeout."'),
 }
 
 
