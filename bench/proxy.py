@@ -62,6 +62,8 @@ class Target:
     path: str = "/"
     headers: dict[str, str] = field(default_factory=dict)
     variant: str | None = None
+    # Which executable, when --compare-bin runs the variants on several (None: the main one).
+    label: str | None = None
     process: Child | None = None
     error: str | None = None
     rounds: list[_wrk.WrkResult] = field(default_factory=list)
@@ -123,6 +125,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the trio-gateway executable (default: the one beside this interpreter)",
     )
     parser.add_argument(
+        "--compare-bin",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="also run every variant on this trio-gateway executable (e.g. an older commit's, "
+        "see bench/compare-commits), interleaved with the main one; repeatable",
+    )
+    parser.add_argument(
+        "--label",
+        default="new",
+        help="label of the main gateway executable in comparisons (default: %(default)s)",
+    )
+    parser.add_argument(
         "--placement",
         choices=_system.PLACEMENTS,
         default="auto",
@@ -154,6 +169,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.variants:
         args.variants = [BASELINE]
     args.variants = list(dict.fromkeys(args.variants))  # keep order, drop repeats
+    compare: list[tuple[str, str]] = []
+    for item in args.compare_bin:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path or label == args.label:
+            parser.error(f"--compare-bin takes LABEL=PATH with a label other than {args.label!r}")
+        compare.append((label, path))
+    args.compare_bin = compare
     if args.connections < args.threads:
         parser.error("--connections must be at least --threads (wrk needs one per thread)")
     return args
@@ -207,9 +229,13 @@ def start_gateway(
     upstream_port: int,
     variant: str,
     log_level: str,
+    label: str | None = None,
 ) -> Target:
-    target = Target(name=f"gateway[{variant}]", kind="gateway", variant=variant)
-    vdir = workdir / f"variant-{variant}"
+    suffix = "" if label is None else f"@{label}"
+    target = Target(
+        name=f"gateway[{variant}]{suffix}", kind="gateway", variant=variant, label=label
+    )
+    vdir = workdir / f"variant-{variant}{suffix}"
     vdir.mkdir()
     ctx = VariantContext(
         workdir=vdir,
@@ -223,7 +249,9 @@ def start_gateway(
         setup = VARIANTS[variant](ctx)
         for extra in setup.extra_processes:
             cpus = cpu.sut if extra.cpu_side == "sut" else cpu.load
-            child = procs.start(f"{variant}-{extra.name}", extra.argv, cpus=cpus, env=extra.env)
+            child = procs.start(
+                f"{variant}{suffix}-{extra.name}", extra.argv, cpus=cpus, env=extra.env
+            )
             started.append(child)
             if extra.ready_port is not None:
                 wait_port(extra.ready_port)
@@ -240,7 +268,7 @@ def start_gateway(
         if setup.config_file is not None:
             argv += ["--config", str(setup.config_file)]
         argv += setup.extra_args
-        target.process = procs.start(f"gateway-{variant}", argv, cpus=cpu.sut)
+        target.process = procs.start(f"gateway-{variant}{suffix}", argv, cpus=cpu.sut)
         started.append(target.process)
         if setup.after_start is not None:
             wait_port(target.port, timeout=30.0)
@@ -359,7 +387,7 @@ def report(targets: list[Target]) -> tuple[str, list[dict[str, object]]]:
     nginx = by_kind.get("nginx")
     nginx_rps = nginx.median("rps") if nginx else None
     nginx_eff = _per_cpu(nginx) if nginx else None
-    baseline = next((t for t in targets if t.variant == BASELINE), None)
+    baseline = next((t for t in targets if t.variant == BASELINE and t.label is None), None)
     baseline_rps = baseline.median("rps") if baseline else None
 
     header = (
@@ -387,7 +415,7 @@ def report(targets: list[Target]) -> tuple[str, list[dict[str, object]]]:
             f"{(_ratio(eff, nginx_eff) if t.kind != 'upstream' else '-'):>13}"
             f"{max(t.upstream_connections, default=0):>9}{errors:>8}"
         )
-        if t.variant == BASELINE and nginx_rps and rps is not None:
+        if t.variant == BASELINE and t.label is None and nginx_rps and rps is not None:
             p99_ms = (t.median("p99_us") or 0) / 1000
             checks.append(
                 _check(
@@ -402,7 +430,7 @@ def report(targets: list[Target]) -> tuple[str, list[dict[str, object]]]:
                     f"{t.name} p99 < {P99_TARGET_MS:g} ms", p99_ms, P99_TARGET_MS, " ms", below=True
                 )
             )
-        if t.variant in RATIO_TARGETS and baseline_rps and rps is not None:
+        if t.variant in RATIO_TARGETS and t.label is None and baseline_rps and rps is not None:
             goal = RATIO_TARGETS[t.variant]
             checks.append(
                 _check(f"{t.name} >= {goal}x {BASELINE} req/s", rps / baseline_rps, goal, "x")
@@ -432,6 +460,35 @@ def report(targets: list[Target]) -> tuple[str, list[dict[str, object]]]:
         lines.append(f"{t.name} failed:")
         lines.append("  " + (t.error or "").replace("\n", "\n  "))
     return "\n".join(lines), checks
+
+
+def compare_report(targets: list[Target], main_label: str) -> str:
+    """Per variant, the main executable against each --compare-bin one: the ratio of the medians
+    and the median of the per-round ratios (each round measures both within seconds, so the
+    per-round ratio cancels most of the machine's drift)."""
+    lines: list[str] = []
+    mains = {t.variant: t for t in targets if t.kind == "gateway" and t.label is None}
+    for other in targets:
+        if other.kind != "gateway" or other.label is None:
+            continue
+        main = mains.get(other.variant)
+        if main is None or not main.rounds or not other.rounds:
+            continue
+        if not lines:
+            lines.append(
+                f"{'variant':<20}{'compared':<18}{'req/s':>18}{'median ratio':>14}"
+                f"{'per-round ratios (median)':>28}"
+            )
+        paired = [a.rps / b.rps for a, b in zip(main.rounds, other.rounds, strict=False) if b.rps]
+        main_rps, other_rps = main.median("rps") or 0.0, other.median("rps") or 0.0
+        lines.append(
+            f"{other.variant or '?':<20}{main_label + ' / ' + other.label:<18}"
+            f"{f'{main_rps:,.0f} / {other_rps:,.0f}':>18}"
+            f"{_ratio(main_rps, other_rps):>14}"
+            f"{(f'{statistics.median(paired):.3f}x' if paired else '-'):>28}"
+        )
+        lines.append(f"{'':<20}rounds: {', '.join(f'{r:.3f}' for r in paired)}")
+    return "\n".join(lines)
 
 
 def _per_cpu(target: Target) -> float | None:
@@ -521,6 +578,22 @@ def main(argv: list[str] | None = None) -> int:
                     if target.error:
                         print(f"  unavailable: {target.error.splitlines()[0]}")
                     targets.append(target)
+                    for label, other_bin in args.compare_bin:
+                        print(f"starting gateway variant {variant} @{label} ...", flush=True)
+                        other = start_gateway(
+                            procs,
+                            other_bin,
+                            _system.script_interpreter(other_bin),
+                            cpu,
+                            workdir,
+                            upstream.port,
+                            variant,
+                            args.gateway_log_level,
+                            label=label,
+                        )
+                        if other.error:
+                            print(f"  unavailable: {other.error.splitlines()[0]}")
+                        targets.append(other)
             measure(args, upstream.port, tools["wrk"], cpu, targets, procs, workdir)
     except KeyboardInterrupt:
         print("\ninterrupted; stopping everything started", file=sys.stderr)
@@ -535,6 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     table, checks = report(targets)
     print()
     print(table)
+    comparisons = compare_report(targets, args.label)
+    if comparisons:
+        print()
+        print(comparisons)
 
     result = {
         "command": " ".join(
@@ -557,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                 "name": t.name,
                 "kind": t.kind,
                 "variant": t.variant,
+                "label": t.label,
                 "error": t.error,
                 "median": {k: t.median(k) for k in ("rps", "p50_us", "p90_us", "p99_us", "p999_us")}
                 if t.rounds

@@ -2,23 +2,30 @@
 
 Writing it through :mod:`logging` with a flush per line cost about half the keyless proxy's
 throughput in one probe (docs/performance.md), so the command line uses
-:class:`BufferedAccessLog`: lines are formatted with the C JSON string encoder and written in
-batches, at most ``flush_interval`` seconds late. Embedders and tests get
-:class:`LoggingAccessLog` (logger ``trio_gateway.access``), which is simple to capture.
+:class:`BufferedAccessLog`: lines are formatted with the C JSON string encoder and handed in
+batches, at most ``interval`` seconds late, to a :class:`~._logwriter.LogWriter`, whose own
+thread writes them to stdout. The event loop never writes to stdout itself: a reader that
+stalls costs dropped (and counted) lines, never a blocked request (docs/reliability.md).
+Embedders and tests get :class:`LoggingAccessLog` (logger ``trio_gateway.access``), which is
+simple to capture.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from json.encoder import encode_basestring_ascii as _quote
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import attrs
 import trio
 
 from ._exchange import Request
+from ._logwriter import LogWriter
 
 _log = logging.getLogger("trio_gateway.access")
+#: Where drops are reported (stderr): the access log's own stream is the one not keeping up.
+log = logging.getLogger("trio_gateway")
 
 
 class AccessLog(Protocol):
@@ -46,11 +53,15 @@ class LoggingAccessLog:
 
 @attrs.define(eq=False)
 class BufferedAccessLog:
-    """Lines buffered in memory and written to ``stream`` in batches."""
+    """Lines batched in memory and handed to ``writer`` (which never blocks)."""
 
-    stream: BinaryIO
+    writer: LogWriter
     max_lines: int = 512
+    #: Seconds between two reports of dropped lines while drops go on.
+    drop_report_interval: float = 60.0
     _lines: list[str] = attrs.field(factory=list)
+    _reported_drops: int = attrs.field(init=False, default=0)
+    _next_report: float = attrs.field(init=False, default=-math.inf)
 
     def record(self, request: Request, status: int, sent: int, duration: float) -> None:
         self._lines.append(format_line(request, status, sent, duration))
@@ -58,21 +69,44 @@ class BufferedAccessLog:
             self.flush()
 
     def flush(self) -> None:
-        if self._lines:
-            self._lines.append("")
-            data = "\n".join(self._lines).encode("utf-8")
-            self._lines.clear()
-            try:
-                self.stream.write(data)
-                self.stream.flush()
-            except (BrokenPipeError, ValueError):
-                pass  # stdout closed (e.g. `| head`): the gateway keeps serving
+        lines = self._lines
+        if lines:
+            count = len(lines)
+            lines.append("")
+            data = "\n".join(lines).encode("utf-8")
+            lines.clear()
+            self.writer.write_nowait(data, lines=count)
+
+    def report_drops(self, now: float) -> None:
+        """Say that lines are being dropped: at once the first time, then at most once per
+        ``drop_report_interval`` with the count (gateway log, i.e. stderr)."""
+        dropped = self.writer.statistics().dropped_lines
+        new = dropped - self._reported_drops
+        if not new or now < self._next_report:
+            return
+        if not self._reported_drops:
+            log.warning(
+                "access log: stdout is not read fast enough; %d line(s) dropped "
+                "(requests are not held up; a count follows every %.0f s while this lasts)",
+                new,
+                self.drop_report_interval,
+            )
+        else:
+            log.warning(
+                "access log: %d more line(s) dropped, stdout not read fast enough (%d in total)",
+                new,
+                dropped,
+            )
+        self._reported_drops = dropped
+        self._next_report = now + self.drop_report_interval
 
     async def run_flusher(self, interval: float = 0.5) -> None:
-        """Flush every ``interval`` seconds until cancelled, then once more."""
+        """Flush every ``interval`` seconds until cancelled, then once more (the writer's
+        owner writes out what is buffered, bounded in time, when it closes it)."""
         try:
             while True:
                 await trio.sleep(interval)
                 self.flush()
+                self.report_drops(trio.current_time())
         finally:
             self.flush()

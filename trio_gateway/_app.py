@@ -24,6 +24,7 @@ from ._config.model import DEMO_PORT, GatewayConfig
 from ._demo import DEMO_HOST, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
 from ._listen import start_listening
+from ._logsummary import run_failure_log_sweeper
 from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
 from ._session.open import open_session_store
@@ -88,6 +89,7 @@ async def serve_gateway(
             # One gRPC channel per gateway, as in Tyk; APIs with driver "grpc" share it (an API
             # may name its own server: plugin_drivers/grpc/driver.py). It is opened before the
             # APIs load so that their drivers find it.
+            from plugin_drivers.grpc.client import Keepalive
             from plugin_drivers.grpc.driver import open_shared_grpc_channel
 
             await stack.enter_async_context(
@@ -101,6 +103,10 @@ async def serve_gateway(
                     ),
                     recv_max=coprocess.grpc_recv_max_size,
                     send_max=coprocess.grpc_send_max_size,
+                    keepalive=Keepalive(
+                        interval=coprocess.grpc_keepalive_interval,
+                        timeout=coprocess.grpc_keepalive_timeout,
+                    ),
                 )
             )
         folder = apps_dir or (Path(config.app_path) if config.app_path else None)
@@ -160,6 +166,8 @@ async def serve_gateway(
                     await nursery.start(_watch_signals, server, control.reloader)
                 if isinstance(access_log, BufferedAccessLog):
                     nursery.start_soon(access_log.run_flusher)
+                # Reports the counts of repeated failures once they stop (_logsummary.py).
+                nursery.start_soon(run_failure_log_sweeper)
                 address = await start_listening(
                     nursery,
                     server.serve,

@@ -7,17 +7,22 @@ import gc
 import logging
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ._accesslog import BufferedAccessLog
+from ._accesslog import AccessLog, BufferedAccessLog
 from ._apidef.source import load_api_definitions
 from ._apidef.unsupported import coprocess_refusal
 from ._config.load import load_config
 from ._config.model import GatewayConfig
 from ._exchange import Request
+from ._logwriter import LogWriter, QueueingStreamHandler, open_log_writer
+from ._memory import return_large_blocks_to_os
 from ._reload import DEFAULT_WATCH_INTERVAL
 from .errors import ConfigError
 
@@ -134,19 +139,80 @@ class _NoAccessLog:
         pass
 
 
-def configure_logging(level: str) -> None:
-    """Gateway messages to stderr as text (access-log lines go to stdout, see ``_run``)."""
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(
+    level: str, writer: LogWriter | None = None, *, text_format: str = TEXT_FORMAT
+) -> None:
+    """Gateway messages to stderr as text (access-log lines go to stdout, see ``_run``).
+
+    With ``writer`` (see :func:`stderr_logging`) the lines go through its bounded buffer and
+    thread, so a stalled stderr reader never blocks the event loop; without one, straight to
+    ``sys.stderr`` (before and after the gateway runs).
+    """
     root = logging.getLogger("trio_gateway")
     root.setLevel(level.upper())
     root.propagate = False
     root.handlers.clear()
-    text = logging.StreamHandler(sys.stderr)
-    text.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text: logging.Handler = (
+        QueueingStreamHandler(writer) if writer is not None else logging.StreamHandler(sys.stderr)
+    )
+    text.setFormatter(logging.Formatter(text_format))
     root.addHandler(text)
 
 
+def _stderr_drop_notice(count: int) -> bytes:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        f"{stamp} WARNING trio_gateway: {count} log line(s) dropped: stderr was not read fast "
+        "enough (requests were not held up)\n"
+    ).encode()
+
+
+@contextmanager
+def stderr_logging(level: str, *, text_format: str = TEXT_FORMAT) -> Iterator[None]:
+    """Gateway messages through a stderr :class:`LogWriter` for the duration; on exit what is
+    buffered is written out (bounded in time) and logging goes straight to stderr again."""
+    fd = _fileno(sys.stderr)
+    if fd is None:  # started with stderr closed: logging.StreamHandler copes on its own
+        configure_logging(level, text_format=text_format)
+        yield
+        return
+    with open_log_writer(fd, name="stderr", drop_notice=_stderr_drop_notice) as writer:
+        configure_logging(level, writer, text_format=text_format)
+        try:
+            yield
+        finally:
+            configure_logging(level, text_format=text_format)
+
+
+@contextmanager
+def stdout_access_log(enabled: bool) -> Iterator[AccessLog]:
+    """The access log: batches of JSON lines to stdout through a :class:`LogWriter` (owned
+    here: flushed, bounded in time, when the block ends)."""
+    fd = _fileno(sys.stdout) if enabled else None
+    if fd is None:
+        yield _NoAccessLog()
+        return
+    with open_log_writer(fd, name="stdout") as writer:
+        yield BufferedAccessLog(writer)
+
+
+def _fileno(stream: Any) -> int | None:
+    """The descriptor under ``stream`` (flushed first: the writer thread bypasses it), or None
+    when there is none (the process was started with it closed)."""
+    try:
+        stream.flush()
+        fd: int = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return fd
+
+
 def _tune_gc() -> None:
-    """Fewer, cheaper garbage collections on the request path.
+    """Fewer, cheaper garbage collections on the request path (and large freed buffers given
+    back to the system: ``_memory.py``).
 
     Each request allocates many short-lived objects; with CPython's default thresholds the
     cyclic collector runs every ~700 net allocations and its full passes walk every object the
@@ -156,28 +222,34 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 50)
+    return_large_blocks_to_os()
 
 
 def _run(config: GatewayConfig, warnings: list[str], *, watch: float | None = None) -> int:
-    from ._app import serve_gateway
-
     if config.workers > 1:
         from ._workers import workers_problem
 
         if (problem := workers_problem(config)) is not None:
             print(f"trio-gateway: {problem}", file=sys.stderr)
             return EXIT_USAGE
-    configure_logging(config.log_level)
-    log = logging.getLogger("trio_gateway")
-    for warning in warnings:
-        log.warning("%s", warning)
-    if config.workers > 1:
-        from ._workers import run_workers
+    with stderr_logging(config.log_level):
+        log = logging.getLogger("trio_gateway")
+        for warning in warnings:
+            log.warning("%s", warning)
+        if config.workers > 1:
+            from ._workers import run_workers
 
-        return run_workers(config, watch_interval=watch)
+            return run_workers(config, watch_interval=watch)
+        # Access-log lines (INFO) go to stdout in batches; see _accesslog.py for why.
+        with stdout_access_log(log.isEnabledFor(logging.INFO)) as access_log:
+            return _serve(config, access_log, watch)
+
+
+def _serve(config: GatewayConfig, access_log: AccessLog, watch: float | None) -> int:
+    from ._app import serve_gateway
+
+    log = logging.getLogger("trio_gateway")
     demo = config.demo_upstream if config.demo_upstream is not None else not config.app_path
-    # Access-log lines (INFO) go to stdout in batches; see _accesslog.py for why.
-    access_log = BufferedAccessLog(sys.stdout.buffer) if log.isEnabledFor(logging.INFO) else None
     _tune_gc()
     try:
         trio.run(
@@ -186,7 +258,7 @@ def _run(config: GatewayConfig, warnings: list[str], *, watch: float | None = No
                 demo_upstream=demo,
                 handle_signals=True,
                 watch_interval=watch,
-                access_log=access_log if access_log is not None else _NoAccessLog(),
+                access_log=access_log,
             )
         )
     except (OSError, ExceptionGroup) as exc:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import attrs
+import trio
 
 from .errors import ClientProtocolError, UpstreamProtocolError
 
@@ -53,10 +54,19 @@ class BytesBody:
         return self.data
 
 
+#: Bodies at least this large are joined in a worker thread: ``bytes.join`` releases the GIL
+#: from 1 MiB on, and a join of tens of megabytes on the event loop stalls every connection.
+OFF_LOOP_JOIN = 1 << 20
+
+
 async def _read_whole(
     source: BodySource | None, limit: int, too_large: Callable[[], Exception]
 ) -> bytes:
-    """Everything ``source`` yields (``b""`` for no source); beyond ``limit`` > 0, too_large()."""
+    """Everything ``source`` yields (``b""`` for no source); beyond ``limit`` > 0, too_large().
+
+    The chunks are kept as they arrive and joined once (one copy of the body); the sources yield
+    to other tasks between chunks (the streams' checkpoints, ``_net.FAIR_STREAK``).
+    """
     if source is None:
         return b""
     parts: list[bytes] = []
@@ -66,6 +76,10 @@ async def _read_whole(
         if limit and total > limit:
             raise too_large()
         parts.append(chunk)
+    if len(parts) == 1:
+        return parts[0]
+    if total >= OFF_LOOP_JOIN:
+        return await trio.to_thread.run_sync(b"".join, parts)
     return b"".join(parts)
 
 
@@ -93,6 +107,9 @@ class Request:
     body_bytes: bytes | None = None
     #: Length announced by the client (Content-Length), None for chunked or no body.
     content_length: int | None = None
+    #: The bound on a body read whole when the reader names none (``read_body(0)``): the
+    #: gateway sets it for APIs with plugin hooks (``hooks.max_body_bytes``); 0 = unbounded.
+    body_limit: int = 0
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""
@@ -107,11 +124,17 @@ class Request:
     async def read_body(self, limit: int = 0) -> bytes:
         """Read the whole body into memory (once) and return it.
 
-        ``limit`` > 0 bounds it: a longer body raises ``ClientProtocolError`` (413).
+        ``limit`` > 0 bounds it (0: ``body_limit``): a longer body raises
+        ``ClientProtocolError`` (413) -- before anything is read when its Content-Length says so,
+        as soon as the limit is passed for a chunked one.
         """
         if self.body_bytes is None:
+            source, limit = self.body_source, limit or self.body_limit
+            if source is not None and self.content_length is not None and limit:
+                if self.content_length > limit:
+                    raise ClientProtocolError("Request body too large", 413)
             self.body_bytes = await _read_whole(
-                self.body_source, limit, lambda: ClientProtocolError("Request body too large", 413)
+                source, limit, lambda: ClientProtocolError("Request body too large", 413)
             )
             self.body_source = None
         return self.body_bytes
@@ -136,6 +159,9 @@ class Response:
     content_length: int | None = None
     #: The response has no body whatever its headers say (HEAD, 204, 304).
     bodiless: bool = False
+    #: Transfer codings other than chunked the upstream applied to the body (``b"gzip"``); the
+    #: body is passed on coded, under ``Transfer-Encoding: <these>, chunked``.
+    transfer_coding: bytes = b""
     #: For a 101 from the upstream: the upstream stream to tunnel to, and bytes it already sent.
     tunnel: TunnelEnd | None = None
     #: The absolute URL the request was sent to (set only when Response hooks will run: Tyk's

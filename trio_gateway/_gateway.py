@@ -23,14 +23,17 @@ from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
+from ._logsummary import FailureLog
 from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
-from ._upstream.proxy import UpstreamRequest, forward
+from ._upstream.proxy import UpstreamRequest, discard_body, forward
 from .errors import ClientProtocolError, GatewayError, PluginDriverError
 
 log = logging.getLogger("trio_gateway")
+#: Upstream failures and request timeouts: one line per API and cause per interval.
+_failure_log = FailureLog(log)
 
 #: Upper bound on a response body read whole for Response hooks (beyond it: 502).
 RESPONSE_HOOK_BODY_LIMIT = 64 * 1024 * 1024
@@ -91,7 +94,9 @@ async def build_snapshot(
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
     defaults = HookDefaults(
-        timeout=config.hooks.timeout, failure_mode=FailureMode(config.hooks.failure_mode)
+        timeout=config.hooks.timeout,
+        failure_mode=FailureMode(config.hooks.failure_mode),
+        thread_limit=config.hooks.thread_limit,
     )
     runtimes: dict[str, ApiRuntime] = {}
     for api in apis:
@@ -159,6 +164,11 @@ class Gateway:
     scheme: str = "http"
     #: The session store and clock every snapshot's built-ins share (reloads pass it on).
     auth: AuthServices | None = None
+    #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
+    hook_body_limit: int = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.hook_body_limit = self.config.hooks.max_body_bytes
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -200,6 +210,9 @@ class Gateway:
         # one (_server.py), which takes the hooks, the upstream request and all they started.
         deadline = trio.current_time() + timeout
         pipeline = runtime.pipeline
+        if pipeline is not None and pipeline.driver is not None:
+            # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
+            request.body_limit = self.hook_body_limit
         if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
             # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
             # in that same scope (one scope per request instead of two: docs/decisions.md).
@@ -220,7 +233,10 @@ class Gateway:
 
     @staticmethod
     def _timed_out(runtime: ApiRuntime, timeout: float) -> Response:
-        log.warning("request to API %s timed out after %ss", runtime.api.api_id, timeout)
+        api_id = runtime.api.api_id
+        _failure_log.warning(
+            (api_id, "timeout"), f"request to API {api_id} timed out after {timeout}s"
+        )
         return error_response(504, "Upstream service reached hard timeout.")
 
     async def _walk(
@@ -258,8 +274,15 @@ class Gateway:
             # answers it with the error's own status, not as an upstream failure.
             raise
         except GatewayError as exc:
-            log.warning("upstream of API %s failed: %s", runtime.api.api_id, exc)
+            api_id = runtime.api.api_id
+            _failure_log.warning(
+                (api_id, "upstream", type(exc)), f"upstream of API {api_id} failed", exc
+            )
             return error_response(exc.status_hint, exc.public_message)
+        if request.body_bytes is None:
+            # The body streamed upstream and is spent: Response hooks see none (and no 413 for
+            # a Content-Length over the hooks' limit: nothing of it is held here).
+            request.body_source = None
         if exchange is not None and exchange.response_headers:
             response.headers.extend(exchange.response_headers)
         if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
@@ -268,7 +291,11 @@ class Gateway:
             response.upstream_url = (
                 f"{target.scheme}://{target.host_header}{up.target.decode('latin-1')}"
             )
-            await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
+            try:
+                await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
+            except BaseException:
+                discard_body(response)  # too large, or the upstream failed: drop its connection
+                raise
             response = await pipeline.run_response(request, response, exchange)
         return response
 

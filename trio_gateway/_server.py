@@ -30,13 +30,25 @@ from ._error_body import error_response
 from ._exchange import Request, Response
 from ._net import DisconnectGuard, RawSocketStream
 from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
-from ._proto.http1 import LAST_CHUNK, H1ServerParser, encode_chunk, serialise_head, status_line
+from ._proto.http1 import H1ServerParser
+from ._proto.writer import (
+    CONTINUE_HEAD,
+    LAST_CHUNK,
+    Framing,
+    InvalidHead,
+    frame,
+    response_head,
+)
 from ._upstream.proxy import discard_body
 from .errors import ClientProtocolError, GatewayError
 
 log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+#: How long a connection closed on an unread request body keeps reading (and dropping) it, so
+#: that the client can read the answer before the close (see ``_drain_before_close``).
+LINGER_TIMEOUT = 2.0
 
 
 @attrs.frozen(kw_only=True)
@@ -222,6 +234,8 @@ class _ClientConnection:
     guard: DisconnectGuard | None = None
     _nursery: trio.Nursery | None = None
     _upgraded_tail: bytes | None = None
+    #: The last answer left the client's body unread: close in stages (_drain_before_close).
+    drain_before_close: bool = False
 
     def __attrs_post_init__(self) -> None:
         limits = self.server.limits
@@ -258,6 +272,10 @@ class _ClientConnection:
                     nursery.cancel_scope.cancel()
             if self.timed_out and self.parser.in_head and not self.gone:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
+            elif self.drain_before_close and not self.gone:
+                # Outside the nursery: the hang-up watcher is gone, and the client closing its
+                # side (what we wait for) ends the drain instead of cancelling a request.
+                await self._drain_before_close()
         finally:
             if self.guard is not None:
                 self.guard.close()
@@ -289,7 +307,11 @@ class _ClientConnection:
         """
         parser = self.parser
         event = parser.next_event()
-        if event is None:
+        if event is not None:
+            # A pipelined request, already read: no system call, so count it as one, or a
+            # client pipelining thousands would hold the event loop (_net.FAIR_STREAK).
+            await self.stream.count_step()
+        else:
             if self.server.draining:
                 return None
             limits = self.server.limits
@@ -322,14 +344,32 @@ class _ClientConnection:
         event = parser.next_event()
         if event is None:
             with trio.move_on_after(self.server.limits.body_read_timeout) as sc:
-                while event is None:
-                    await self._fill()
-                    event = parser.next_event()
+                try:
+                    while event is None:
+                        await self._fill()
+                        event = parser.next_event()
+                except _ClientGone:
+                    await self._client_left_mid_body()
             if sc.cancelled_caught:
                 raise _BodyTimeout
         if isinstance(event, Data | EndOfMessage | Upgraded):
             return event
         raise ClientProtocolError("Bad Request")
+
+    async def _client_left_mid_body(self) -> None:
+        """The client closed its side before the body ended: the request cannot complete.
+
+        Client misbehaviour, not a server error: the connection is closed quietly, as for a
+        hang-up (the hang-up watcher sees the same thing unless this read gets there first).
+        Raising ``Cancelled`` from here takes everything the request started down with it,
+        hooks and the upstream call included, without any of them taking it for a failure.
+        """
+        log.debug("client %s closed its side mid-body; closing", self.client_addr)
+        self.gone = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+        await trio.lowlevel.checkpoint()  # raises Cancelled: our scope is cancelled
+        raise _ClientGone  # not reached while serving (a connection always has its nursery)
 
     # -- the request loop ----------------------------------------------------------------------
 
@@ -418,7 +458,7 @@ class _ClientConnection:
         if self._upgraded_tail is not None:
             keep_alive = False
         try:
-            sent = await self._write_response(
+            sent, keep_alive = await self._write_response(
                 request, response, keep_alive, head.method == b"HEAD"
             )
         except (
@@ -434,8 +474,22 @@ class _ClientConnection:
             return False
         self._log_access(request, response.status, sent, started)
         if body is not None and not body.done:
+            self.drain_before_close = True
             return False
         return keep_alive
+
+    async def _drain_before_close(self) -> None:
+        """Close in stages when the client's body is left unread (an early 413): closing a
+        socket with unread bytes makes the kernel reset the connection, and a client that reads
+        only after sending loses the answer already on its way (RFC 9112 §9.6). Half-close, then
+        read and drop what still comes, for at most ``LINGER_TIMEOUT``."""
+        try:
+            self.stream.sock.shutdown(socket.SHUT_WR)
+            with trio.move_on_after(LINGER_TIMEOUT):
+                while await self.stream.receive_some():
+                    pass
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     async def _run_handler(self, request: Request) -> Response:
         """The handler's response, or the error response for what it raised."""
@@ -462,71 +516,75 @@ class _ClientConnection:
 
     async def _write_response(
         self, request: Request, response: Response, keep_alive: bool, head_request: bool
-    ) -> int:
-        """Write the response; returns the body bytes sent."""
-        headers = response.headers
-        if request.request_id:
-            headers.append((b"X-Request-ID", request.request_id.encode("latin-1")))
-        streamed = response.body_bytes is None
-        bodiless = response.bodiless or response.status in (204, 304) or response.status < 200
-        chunked = False
-        if bodiless:
-            if response.content_length is not None and response.status != 204:
-                headers.append((b"Content-Length", b"%d" % response.content_length))
-        elif not streamed:
-            assert response.body_bytes is not None
-            headers.append((b"Content-Length", b"%d" % len(response.body_bytes)))
-        elif response.content_length is not None:
-            headers.append((b"Content-Length", b"%d" % response.content_length))
-        elif request.http_version == "1.1":
-            chunked = True
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        else:
-            keep_alive = False  # HTTP/1.0 client, unknown length: the close ends the body
-        if not keep_alive:
-            headers.append((b"Connection", b"close"))
-        elif request.http_version == "1.0":
-            headers.append((b"Connection", b"keep-alive"))
-        head = serialise_head(status_line(response.status, response.reason), headers)
+    ) -> tuple[int, bool]:
+        """Write the response; returns the body bytes sent and whether the connection may carry
+        another request. The writer decides the head and the framing; this only moves bytes."""
+        body_bytes = response.body_bytes
+        streamed = body_bytes is None
+        rid = request.request_id
+        extra = [(b"X-Request-ID", rid.encode("latin-1"))] if rid else None
+        try:
+            head, framing, keep_alive = response_head(
+                response.status,
+                response.reason,
+                response.headers,
+                body_length=(
+                    response.content_length
+                    if body_bytes is None or response.bodiless
+                    else len(body_bytes)
+                ),
+                bodiless=response.bodiless,
+                head_request=head_request,
+                keep_alive=keep_alive,
+                http10=request.http_version == "1.0",
+                transfer_coding=response.transfer_coding,
+                extra=extra,
+            )
+        except InvalidHead as exc:
+            # Hooks' values were checked after each hook; whatever got past that is not sent.
+            # The response becomes Tyk's hook error in place (the access log reads it after us).
+            log.error("response head refused (%s %s): %s", request.method, request.path, exc)
+            discard_body(response)
+            refused = error_response(500, "Middleware error")
+            response.status, response.reason, response.headers = 500, b"", refused.headers
+            response.body_bytes, response.body_source = refused.body_bytes, None
+            response.content_length, response.bodiless, response.transfer_coding = None, False, b""
+            return await self._write_response(request, response, False, head_request)
         send = self._send
-        if bodiless or head_request:
+        if framing is Framing.NONE:
             await send(head)
             discard_body(response)
-            return 0
+            return 0, keep_alive
         if not streamed:
-            assert response.body_bytes is not None
-            await send(head + response.body_bytes)
-            return len(response.body_bytes)
+            assert body_bytes is not None
+            if framing is Framing.CHUNKED:
+                await send(head + frame(framing, body_bytes) + LAST_CHUNK)
+            else:
+                await send(head + body_bytes)
+            return len(body_bytes), keep_alive
         source = response.body_source
         assert source is not None
         # Stream as it arrives: each chunk is written as soon as the upstream hands it over, so
         # server-sent events are not held back. The first chunk rides with the head.
         first = await source.receive_some()
+        if not first:
+            await send(head + LAST_CHUNK if framing is Framing.CHUNKED else head)
+            return 0, keep_alive
         sent = len(first)
-        if chunked:
-            if not first:
-                await send(head + LAST_CHUNK)
-                return 0
-            await send(head + encode_chunk(first))
-            while chunk := await source.receive_some():
-                sent += len(chunk)
-                await send(encode_chunk(chunk))
+        await send(head + frame(framing, first))
+        while chunk := await source.receive_some():
+            sent += len(chunk)
+            await send(frame(framing, chunk))
+        if framing is Framing.CHUNKED:
             await send(LAST_CHUNK)
-        else:
-            await send(head + first)
-            if not first:
-                return 0
-            while chunk := await source.receive_some():
-                sent += len(chunk)
-                await send(chunk)
-        return sent
+        return sent, keep_alive
 
     async def _send_error(self, status: int, message: str | None) -> None:
         response = error_response(status, message)
         assert response.body_bytes is not None
-        response.headers.append((b"Content-Length", b"%d" % len(response.body_bytes)))
-        response.headers.append((b"Connection", b"close"))
-        head = serialise_head(status_line(status), response.headers)
+        head, _, _ = response_head(
+            status, b"", response.headers, body_length=len(response.body_bytes), keep_alive=False
+        )
         try:
             with trio.move_on_after(1.0):
                 await self.stream.send_all(head + response.body_bytes)
@@ -534,7 +592,7 @@ class _ClientConnection:
             pass
 
     async def send_continue(self) -> None:
-        await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await self._send(CONTINUE_HEAD)
 
     async def _send(self, data: bytes) -> None:
         """Write to the client, bounded by ``send_timeout`` when the client is not reading.
@@ -555,7 +613,7 @@ class _ClientConnection:
         """Relay raw bytes both ways after a 101, until either side closes."""
         tunnel = response.tunnel
         assert tunnel is not None
-        head = serialise_head(status_line(101, response.reason), response.headers)
+        head, _, _ = response_head(101, response.reason, response.headers, body_length=None)
         await self._send(head + tunnel.prefix)
         tail = self._upgraded_tail or b""
         client = self.stream

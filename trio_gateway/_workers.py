@@ -34,22 +34,23 @@ import argparse
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING, BinaryIO, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
 
 from ._config.load import structure_config, unstructure_config
 from ._config.model import GatewayConfig
+from ._memory import return_large_blocks_to_os
 
 if TYPE_CHECKING:
+    from ._accesslog import AccessLog
     from ._app import RunningGateway
 
 __all__ = [
@@ -346,66 +347,40 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     config = structure_config(settings["config"])
     watch_interval: float | None = settings["watch_interval"]
 
-    from ._cli import configure_logging
+    from ._cli import stderr_logging, stdout_access_log
     from ._server import SHARE_LISTENING_PORT
 
-    configure_logging(config.log_level)
     text_format = (
         f"%(asctime)s %(levelname)s worker {args.index} (pid %(process)d) %(name)s: %(message)s"
     )
-    for handler in logging.getLogger("trio_gateway").handlers:
-        handler.setFormatter(logging.Formatter(text_format))
     # Until the gateway installs a reload handler, a forwarded SIGHUP must not kill the worker
     # (SIGHUP's default action); trio's signal receiver replaces this while it is open.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     SHARE_LISTENING_PORT.set(True)
-    try:
-        trio.run(_serve_worker, config, args.index, args.ready_fd, watch_interval)
-    except OSError as exc:
-        logging.getLogger("trio_gateway").error("cannot serve: %s", exc)
-        return EXIT_ERRORS
+    return_large_blocks_to_os()
+    # As in the single-process mode: logs through writer threads (see _logwriter.py). All
+    # workers share stdout and stderr; the writers keep each line whole (PIPE_BUF writes).
+    with stderr_logging(config.log_level, text_format=text_format):
+        enabled = logging.getLogger("trio_gateway").isEnabledFor(logging.INFO)
+        with stdout_access_log(enabled) as access_log:
+            try:
+                trio.run(
+                    _serve_worker, config, args.index, args.ready_fd, watch_interval, access_log
+                )
+            except OSError as exc:
+                logging.getLogger("trio_gateway").error("cannot serve: %s", exc)
+                return EXIT_ERRORS
     return EXIT_OK
 
 
-@attrs.define(eq=False)
-class _WholeLinesWriter:
-    """The access log's stdout in a worker: whole lines, in writes of at most PIPE_BUF bytes.
-
-    All workers write to the same stdout. The kernel keeps a write to a pipe whole only up to
-    PIPE_BUF bytes; a larger batch could be cut into by a sibling's, in mid-line.
-    """
-
-    fd: int
-
-    def write(self, data: bytes) -> int:
-        start = 0
-        while start < len(data):
-            end = min(start + select.PIPE_BUF, len(data))
-            if end < len(data):
-                cut = data.rfind(b"\n", start, end)
-                # A line longer than PIPE_BUF goes alone (it cannot stay whole anyway).
-                end = cut + 1 if cut >= 0 else (data.find(b"\n", end) + 1 or len(data))
-            view = memoryview(data)[start:end]
-            while view:
-                view = view[os.write(self.fd, view) :]
-            start = end
-        return len(data)
-
-    def flush(self) -> None:
-        pass  # nothing buffered here
-
-
 async def _serve_worker(
-    config: GatewayConfig, index: int, ready_fd: int, watch_interval: float | None
+    config: GatewayConfig,
+    index: int,
+    ready_fd: int,
+    watch_interval: float | None,
+    access_log: AccessLog,
 ) -> None:
-    from ._accesslog import BufferedAccessLog
     from ._app import serve_gateway
-
-    # As in the single-process mode: access-log lines to stdout in batches (see _accesslog.py).
-    access_log = None
-    if logging.getLogger("trio_gateway").isEnabledFor(logging.INFO):
-        stdout = cast(BinaryIO, _WholeLinesWriter(sys.stdout.fileno()))
-        access_log = BufferedAccessLog(stdout)
 
     async with trio.open_nursery() as nursery:
 

@@ -98,6 +98,8 @@ class HookTimeout(HookError):
     """A plugin hook overstayed its deadline."""
 
     status_hint = 504
+    #: What the client reads, at every stage (docs/tyk-differences.md).
+    public_message = "Upstream service reached hard timeout."
 
 
 class SessionStoreError(GatewayError):

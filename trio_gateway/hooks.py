@@ -50,7 +50,9 @@ from typing import Any, ClassVar, Final, Protocol, final
 import attrs
 
 from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
+from ._config.model import DEFAULT_THREAD_LIMIT
 from ._exchange import Request, Response
+from ._proto.writer import check_method, check_name, check_target, check_value
 from ._session.model import Session
 
 __all__ = [
@@ -152,6 +154,9 @@ class HookRef:
     #: The resolved deadline (seconds) and failure policy: hook, then API, then gateway default.
     timeout: float
     failure_mode: FailureMode
+    #: Worker threads a driver that runs plugin code in threads may use per plugin function
+    #: (the API's ``thread_limit``, else the gateway's ``hooks.thread_limit``).
+    thread_limit: int = DEFAULT_THREAD_LIMIT
     #: For ENDPOINT hooks, the endpoint (path relative to the listen path) and method.
     endpoint_path: str = ""
     endpoint_method: str = ""
@@ -236,17 +241,22 @@ class _HeaderOps:
         return [v.decode("latin-1") for k, v in self._headers_list() if k.lower() == key]
 
     def set_header(self, name: str, value: str) -> None:
-        """Replace every value of ``name`` with ``value``."""
+        """Replace every value of ``name`` with ``value``.
+
+        Raises ``ValueError`` if ``name`` is not a token or ``value`` holds CR, LF, NUL or another
+        control character (RFC 9110 §5): such a header would split the message it goes in.
+        """
         self._check_writable()
-        key = name.lower().encode("latin-1")
+        key, raw = _field(name, value)
         headers = self._headers_list()
         headers[:] = [(k, v) for k, v in headers if k.lower() != key]
-        headers.append((key, value.encode("latin-1")))
+        headers.append((key, raw))
 
     def add_header(self, name: str, value: str) -> None:
-        """Add one more value of ``name``, keeping the others."""
+        """Add one more value of ``name``, keeping the others (``ValueError`` as for
+        :meth:`set_header`)."""
         self._check_writable()
-        self._headers_list().append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        self._headers_list().append(_field(name, value))
 
     def delete_header(self, name: str) -> None:
         """Remove every value of ``name`` (no error when absent)."""
@@ -254,6 +264,22 @@ class _HeaderOps:
         key = name.lower().encode("latin-1")
         headers = self._headers_list()
         headers[:] = [(k, v) for k, v in headers if k.lower() != key]
+
+
+def _field(name: str, value: str) -> tuple[bytes, bytes]:
+    """A header as bytes (name lower-cased), refused with ``ValueError`` if it is not one."""
+    key = name.lower().encode("latin-1")
+    raw = value.encode("latin-1")
+    check_name(key)
+    check_value(raw)
+    return key, raw
+
+
+def _ascii(text: str, what: str) -> bytes:
+    try:
+        return text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"a request {what} must be ASCII: {text!r}") from None
 
 
 @final
@@ -282,7 +308,9 @@ class RequestView(_HeaderOps):
     @method.setter
     def method(self, value: str) -> None:
         self._check_writable()
-        self._request.method = value.upper()
+        method = value.upper()
+        check_method(_ascii(method, "method"))
+        self._request.method = method
 
     @property
     def path(self) -> str:
@@ -294,6 +322,7 @@ class RequestView(_HeaderOps):
         self._check_writable()
         if not value.startswith("/"):
             raise ValueError(f"a request path must start with '/': {value!r}")
+        check_target(_ascii(value, "path"))
         self._request.path = value
 
     @property
@@ -304,6 +333,8 @@ class RequestView(_HeaderOps):
     @query.setter
     def query(self, value: str) -> None:
         self._check_writable()
+        if value:
+            check_target(_ascii(value, "query"))
         self._request.query = value
 
     @property
@@ -334,7 +365,9 @@ class RequestView(_HeaderOps):
         return self._request.body_bytes
 
     async def read_body(self, limit: int = 0) -> bytes:
-        """Read the whole body (once; later calls return it again). ``limit`` > 0 caps it (413)."""
+        """Read the whole body (once; later calls return it again). Bounded by ``limit``, or by
+        the gateway's ``hooks.max_body_bytes`` when 0: a longer body is answered 413 (before it
+        is read, when its Content-Length says so)."""
         return await self._request.read_body(limit)
 
     def set_body(self, data: bytes | str) -> None:
@@ -389,8 +422,9 @@ class ResponseView(_HeaderOps):
 
     @status.setter
     def status(self, value: int) -> None:
-        if not 100 <= value <= 599:
-            raise ValueError(f"not an HTTP status: {value!r}")
+        # A final status: interim (1xx) answers are the gateway's to send.
+        if not 200 <= value <= 599:
+            raise ValueError(f"not an HTTP status for a final response: {value!r}")
         self._response.status = value
         self._response.reason = b""
 
@@ -403,6 +437,7 @@ class ResponseView(_HeaderOps):
         raw = data.encode() if isinstance(data, str) else data
         self._response.body_bytes = raw
         self._response.body_source = None
+        self._response.transfer_coding = b""  # the new body is as given, not gzip-coded & co.
         self.delete_header("transfer-encoding")
         self.set_header("content-length", str(len(raw)))
 
@@ -694,6 +729,7 @@ class HookContext:
             dst_resp.status, dst_resp.reason = src_resp.status, src_resp.reason
             dst_resp.headers[:] = src_resp.headers
             dst_resp.body_bytes, dst_resp.body_source = src_resp.body_bytes, src_resp.body_source
+            dst_resp.transfer_coding = src_resp.transfer_coding
         if self.stage is Stage.AUTH:
             self._session, self._session_key = fork._session, fork._session_key
         elif fork._meta_data_changed and self._session is not None and fork._session is not None:

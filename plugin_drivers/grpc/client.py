@@ -57,6 +57,7 @@ __all__ = [
     "GrpcMessageTooLarge",
     "GrpcNotProcessed",
     "GrpcUnavailable",
+    "Keepalive",
     "StatusCode",
     "Target",
     "open_grpc_channel",
@@ -77,6 +78,34 @@ _DECODED_BLOCKS: Final = 64
 _WRITE_TIMEOUT: Final = 10.0
 _USER_AGENT: Final = b"trio-gateway-grpc/0.1"
 _HEADER: Final = struct.Struct(">BI")  # gRPC message prefix: compressed flag, length
+#: Messages at least this large are not joined with their 5-byte prefix (a copy of the whole
+#: message); the prefix goes out as its own piece of the first DATA frame instead.
+_JOIN_LIMIT: Final = 64 * 1024
+#: A large message is framed and queued this much at a time (transient copies stay this size).
+_SEND_PIECE: Final = 256 * 1024
+
+
+@attrs.frozen(kw_only=True)
+class Keepalive:
+    """How a dead server is noticed without waiting for TCP (which can take minutes).
+
+    While calls are in flight and nothing has arrived from the server for ``interval`` seconds,
+    the client sends an HTTP/2 PING; no ACK within ``timeout`` drops the connection (its calls
+    fail as unavailable, the channel reconnects). Idle connections are not pinged: gRPC servers
+    answer pings without calls, or too frequent ones, with GOAWAY ``too_many_pings`` (their
+    default policy allows one per 5 minutes while they send nothing). ``interval`` 0 turns pings
+    off. Independently, ``suspect_after`` calls in a row whose deadline passed while nothing at
+    all arrived on the connection mark it suspect: it is dropped and the next call waits for a
+    fresh connection. 0 turns that off.
+    """
+
+    interval: float = 10.0
+    timeout: float = 5.0
+    suspect_after: int = 3
+
+
+#: No keepalive pings and no suspicion (for tests of other things).
+NO_KEEPALIVE: Final = Keepalive(interval=0.0, suspect_after=0)
 
 
 class StatusCode(enum.IntEnum):
@@ -222,6 +251,8 @@ class _Call:
     #: Received bytes not yet given back with a stream WINDOW_UPDATE.
     unacked: int = 0
     size_checked: bool = False
+    #: Once the message prefix is in: the bytes the whole reply may take (prefix + message).
+    expected: int = 0
     #: Stream state for the final RST_STREAM decision: the peer ended or reset its side, we sent
     #: END_STREAM, we sent RST_STREAM.
     remote_closed: bool = False
@@ -268,7 +299,8 @@ class _Call:
             raise GrpcError(StatusCode.INTERNAL, "compressed reply (no encoding was offered)")
         if len(data) != 5 + length:
             raise GrpcError(StatusCode.INTERNAL, "reply is not exactly one message")
-        return bytes(data[5:])
+        self.data = bytearray()
+        return bytes(memoryview(data)[5:])  # one copy (``data[5:]`` would make two)
 
 
 def _http_status_code(status: bytes) -> StatusCode:
@@ -304,6 +336,7 @@ def _error_code_name(code: int) -> str:
 # One HTTP/2 connection
 
 _MAX_STREAM_ID: Final = 2**31 - 1
+_PING: Final = struct.Struct(">Q")
 
 
 @attrs.define(eq=False)
@@ -317,6 +350,7 @@ class _Connection:
     #: No new streams may start (lost, closed, or the server sent GOAWAY).
     unusable: trio.Event = attrs.field(factory=trio.Event)
     graceful: bool = False
+    calm_down: bool = False
     closed: bool = False
     #: Frames queued for the socket (sent by whoever flushes next).
     out: bytearray = attrs.field(factory=bytearray)
@@ -334,6 +368,16 @@ class _Connection:
     header_prefix: bytes = b""
     #: Received DATA bytes not yet given back with a connection WINDOW_UPDATE.
     recv_unacked: int = 0
+    keepalive: Keepalive = attrs.field(factory=Keepalive)
+    #: Reads from the socket so far: the keepalive and suspicion checks compare it over time.
+    reads: int = 0
+    #: The payload of the keepalive PING awaiting its ACK, and the event the ACK sets.
+    _ping_payload: bytes = b""
+    _ping_acked: trio.Event = attrs.field(factory=trio.Event)
+    _pings: int = 0
+    #: Consecutive calls whose deadline passed with nothing read, and ``reads`` when counted.
+    _silent_timeouts: int = 0
+    _silent_reads: int = -1
     #: Decoded header blocks that did not change the HPACK table (see :meth:`_decode`).
     _decoded: dict[bytes, list[tuple[bytes, bytes]]] = attrs.field(factory=dict)
     _flushing: bool = False
@@ -344,8 +388,10 @@ class _Connection:
     _cancel_scope: trio.CancelScope | None = None
 
     @classmethod
-    def start(cls, stream: Transport, scheme: bytes) -> _Connection:
-        conn = cls(stream=stream, scheme=scheme)
+    def start(
+        cls, stream: Transport, scheme: bytes, keepalive: Keepalive | None = None
+    ) -> _Connection:
+        conn = cls(stream=stream, scheme=scheme, keepalive=keepalive or Keepalive())
         conn.out += h2codec.CLIENT_PREFACE
         conn.out += h2codec.settings_frame(
             (
@@ -405,6 +451,8 @@ class _Connection:
                 self._cancel_scope = nursery.cancel_scope
                 await self.flush()  # the connection preface and our settings
                 nursery.start_soon(self._writer)
+                if self.keepalive.interval > 0:
+                    nursery.start_soon(self._keep_alive)
                 await self._reader()
                 nursery.cancel_scope.cancel()
         finally:
@@ -425,6 +473,44 @@ class _Connection:
         for call in list(self.calls.values()):
             call.fail(GrpcUnavailable(why))
 
+    async def _keep_alive(self) -> None:
+        """PING a server that has sent nothing for a while though calls wait on it; no ACK in
+        time drops the connection (see :class:`Keepalive`)."""
+        interval, timeout = self.keepalive.interval, self.keepalive.timeout
+        seen = self.reads
+        while True:
+            await trio.sleep(interval)
+            if self.reads != seen or not self.calls:
+                seen = self.reads
+                continue
+            self._pings += 1
+            payload = self._ping_payload = _PING.pack(self._pings)
+            acked = self._ping_acked = trio.Event()
+            self.out += h2codec.ping_frame(payload)
+            await self.flush()
+            with trio.move_on_after(timeout):
+                await acked.wait()
+                seen = self.reads
+                continue
+            self._fail_connection(
+                f"the gRPC server did not answer a keepalive PING within {timeout:g}s"
+            )
+            return
+
+    def _note_timeout(self, reads_at_start: int) -> None:
+        """A call's deadline passed. When nothing at all arrived meanwhile, and this happens
+        ``suspect_after`` times in a row, the connection is dropped and the next call waits for
+        a fresh one (a server that stopped answering is not waited for until TCP gives up)."""
+        limit = self.keepalive.suspect_after
+        if not limit or self.reads != reads_at_start or self.closed:
+            return
+        if self.reads != self._silent_reads:
+            self._silent_reads, self._silent_timeouts = self.reads, 0
+        self._silent_timeouts += 1
+        if self._silent_timeouts >= limit:
+            self.graceful = True  # callers wait for the next connection instead of failing
+            self._fail_connection(f"the gRPC server did not answer {limit} calls in a row")
+
     async def _reader(self) -> None:
         while True:
             try:
@@ -433,6 +519,7 @@ class _Connection:
                 return
             if not data:
                 return
+            self.reads += 1
             try:
                 for received in self.parser.feed(data):
                     self._handle(received)
@@ -450,22 +537,36 @@ class _Connection:
         type_, flags, stream_id, payload, flow = received
         if type_ == FrameType.DATA:
             self.recv_unacked += flow
+            if self.recv_unacked > _CONNECTION_WINDOW:
+                # RFC 9113 §6.9.1: more than our connection window allowed.
+                raise h2codec.H2ProtocolError(
+                    ErrorCode.FLOW_CONTROL_ERROR, "DATA beyond the connection window"
+                )
             call = self.calls.get(stream_id)
             if call is None:
                 return  # a stream we already gave up: only the connection window counts it
+            call.unacked += flow
+            if call.unacked > _STREAM_WINDOW:
+                call.fail(GrpcError(StatusCode.INTERNAL, "server sent beyond the stream window"))
+                self._reset(call, ErrorCode.FLOW_CONTROL_ERROR)
+                return
             if not call.done.is_set():
+                # Bounded by recv_max: the prefix says how long the message is, and a reply
+                # that runs past it fails at once (nothing more is kept).
                 call.data += payload
-                if not call.size_checked and len(call.data) >= 5:
-                    self._check_size(call)
+                if not call.size_checked:
+                    if len(call.data) >= 5:
+                        self._check_size(call)
+                elif len(call.data) > call.expected:
+                    self._overrun(call)
             if flags & Flag.END_STREAM:
                 call.remote_closed = True
                 call.done.set()
                 call.window.set()
-            else:
-                call.unacked += flow
-                if call.unacked >= _STREAM_WINDOW // 2:
-                    self.out += h2codec.window_update_frame(stream_id, call.unacked)
-                    call.unacked = 0
+            elif call.unacked >= _STREAM_WINDOW // 2 and not call.done.is_set():
+                # Window given back only to a call still reading its reply.
+                self.out += h2codec.window_update_frame(stream_id, call.unacked)
+                call.unacked = 0
         elif type_ == FrameType.HEADERS:
             headers = self._decoded.get(payload)
             if headers is None:
@@ -494,10 +595,28 @@ class _Connection:
             increment = h2codec.parse_u32(payload, "WINDOW_UPDATE") & _MAX_STREAM_ID
             if stream_id:
                 call = self.calls.get(stream_id)
-                if call is not None:
-                    call.send_window += increment
-                    call.window.set()
+                if call is None:
+                    if stream_id >= self.next_stream_id:
+                        raise h2codec.H2ProtocolError(
+                            ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream"
+                        )
+                    return  # a stream already closed on our side
+                # RFC 9113 §6.9 / §6.9.1: stream errors.
+                if increment == 0:
+                    call.fail(GrpcError(StatusCode.INTERNAL, "WINDOW_UPDATE of 0 on the stream"))
+                    self._reset(call, ErrorCode.PROTOCOL_ERROR)
+                    return
+                call.send_window += increment
+                if call.send_window > _MAX_STREAM_ID:
+                    call.fail(GrpcError(StatusCode.INTERNAL, "stream window over 2^31-1"))
+                    self._reset(call, ErrorCode.FLOW_CONTROL_ERROR)
+                    return
+                call.window.set()
             else:
+                if increment == 0:
+                    raise h2codec.H2ProtocolError(
+                        ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0 on the connection"
+                    )
                 self.send_window += increment
                 if self.send_window > _MAX_STREAM_ID:
                     raise h2codec.H2ProtocolError(
@@ -514,11 +633,16 @@ class _Connection:
         elif type_ == FrameType.PING:
             if not flags & Flag.ACK:
                 self.out += h2codec.ping_ack_frame(payload)
+            elif payload == self._ping_payload:
+                self._ping_acked.set()
         elif type_ == FrameType.GOAWAY:
             # Streams above last_stream_id were never processed and may be retried elsewhere;
             # the others may still finish. No new streams here.
             last, code = h2codec.parse_goaway(payload)
             self.graceful = code == ErrorCode.NO_ERROR
+            # grpc servers say ENHANCE_YOUR_CALM ("too_many_pings") to pings they find too
+            # frequent: the channel then pings half as often.
+            self.calm_down = code == ErrorCode.ENHANCE_YOUR_CALM
             self.unusable.set()
             for call_id, call in list(self.calls.items()):
                 if call_id > last:
@@ -554,6 +678,11 @@ class _Connection:
                 self.peer_initial_window = value
                 for call in self.calls.values():
                     call.send_window += delta
+                    if call.send_window > _MAX_STREAM_ID:
+                        # RFC 9113 §6.9.2: a connection error.
+                        raise h2codec.H2ProtocolError(
+                            ErrorCode.FLOW_CONTROL_ERROR, "a stream window over 2^31-1"
+                        )
             elif key == Setting.MAX_FRAME_SIZE:
                 if not h2codec.DEFAULT_MAX_FRAME_SIZE <= value <= 2**24 - 1:
                     raise h2codec.H2ProtocolError(
@@ -587,12 +716,23 @@ class _Connection:
                     f"received message larger than max ({length} vs. {call.recv_max})"
                 )
             )
+            call.data = bytearray()
             self._reset(call)
+            return
+        call.expected = 5 + length
+        if len(call.data) > call.expected:
+            self._overrun(call)
 
-    def _reset(self, call: _Call) -> None:
+    def _overrun(self, call: _Call) -> None:
+        """More DATA than the one reply message announced: fail now rather than keep it."""
+        call.fail(GrpcError(StatusCode.INTERNAL, "reply is longer than its one message"))
+        call.data = bytearray()
+        self._reset(call)
+
+    def _reset(self, call: _Call, code: ErrorCode = ErrorCode.CANCEL) -> None:
         if not call.reset_sent and not (call.remote_closed and call.local_closed):
             call.reset_sent = True
-            self.out += h2codec.rst_stream_frame(call.stream_id, ErrorCode.CANCEL)
+            self.out += h2codec.rst_stream_frame(call.stream_id, code)
 
     async def unary(self, block: bytes, message: bytes, recv_max: int) -> bytes:
         """One call on this connection (``block``: its encoded request headers). Cancellation
@@ -619,11 +759,19 @@ class _Connection:
             stream_id, block, end_stream=False, max_frame_size=self.peer_max_frame
         )
         finished = False
+        reads_at_start = self.reads
         try:
-            await self._send_message(call, _HEADER.pack(0, len(message)) + message)
+            if len(message) < _JOIN_LIMIT:
+                await self._send_message(call, _HEADER.pack(0, len(message)) + message)
+            else:
+                await self._send_message(call, message, _HEADER.pack(0, len(message)))
             await call.done.wait()
             finished = True
             return call.result()
+        except trio.Cancelled:
+            if trio.current_time() >= trio.current_effective_deadline():
+                self._note_timeout(reads_at_start)
+            raise
         finally:
             del self.calls[stream_id]
             if not self.closed and not (finished and call.local_closed):
@@ -634,14 +782,20 @@ class _Connection:
                 await self.flush()  # shielded inside: the reset goes out even when cancelled
             self._slot_freed.set()
 
-    async def _send_message(self, call: _Call, framed: bytes) -> None:
-        """Queue the framed message within the peer's windows (the whole of a small one goes out
-        with the HEADERS in one write); stops early if the call ended first."""
-        offset, total = 0, len(framed)
+    async def _send_message(self, call: _Call, message: bytes, prefix: bytes = b"") -> None:
+        """Queue ``prefix`` + ``message`` within the peer's windows (the whole of a small one
+        goes out with the HEADERS in one write); stops early if the call ended first.
+
+        The two are not joined beforehand: for a large message that would copy it whole. The
+        prefix rides in the first DATA frame, and the message is copied a piece at a time.
+        """
+        view = memoryview(message)
+        offset, total = 0, len(message)
         while True:
             if call.done.is_set():
                 return  # the server answered (or failed) before reading everything
-            size = min(self.send_window, call.send_window, total - offset)
+            size = min(self.send_window, call.send_window, _SEND_PIECE) - len(prefix)
+            size = min(size, total - offset)
             if size <= 0:
                 # A fresh event before flushing: the window may open while the flush runs.
                 opened = call.window = trio.Event()
@@ -653,9 +807,11 @@ class _Connection:
                     self._senders_waiting -= 1
                 continue
             end = offset + size
-            chunk = framed if size == total else framed[offset:end]
-            self.send_window -= size
-            call.send_window -= size
+            chunk = message if size == total else bytes(view[offset:end])
+            if prefix:
+                chunk, prefix = prefix + chunk, b""
+            self.send_window -= len(chunk)
+            call.send_window -= len(chunk)
             self.out += h2codec.data_frames(
                 call.stream_id, chunk, end_stream=end == total, max_frame_size=self.peer_max_frame
             )
@@ -664,6 +820,8 @@ class _Connection:
                 call.local_closed = True
                 await self.flush()
                 return
+            if len(self.out) >= _SEND_PIECE:
+                await self.flush()  # what waits for the socket stays a piece, not the window
 
 
 # ------------------------------------------------------------------------------------------------
@@ -692,6 +850,7 @@ class GrpcChannel:
     connect_timeout: float = 2.0
     backoff_initial: float = 0.02
     backoff_max: float = 0.4
+    keepalive: Keepalive = attrs.field(factory=Keepalive)
     state: ChannelState = ChannelState.CONNECTING
     #: Why the last connection attempt failed (for messages).
     last_error: str = ""
@@ -819,6 +978,8 @@ class GrpcChannel:
             self._set_state(ChannelState.READY)
             await conn.unusable.wait()
             self._conn = None
+            if conn.calm_down and self.keepalive.interval:
+                self.keepalive = attrs.evolve(self.keepalive, interval=self.keepalive.interval * 2)
             if conn.graceful:
                 # GOAWAY (a server restarting or draining, usually closing the socket right after):
                 # connect again at once; calls wait for that attempt instead of failing.
@@ -860,7 +1021,9 @@ class GrpcChannel:
                     await trio.aclose_forcefully(tls)
                     raise OSError("gRPC server did not agree to HTTP/2 (ALPN)")
                 stream = tls
-        return _Connection.start(stream, b"https" if self.ssl_context is not None else b"http")
+        return _Connection.start(
+            stream, b"https" if self.ssl_context is not None else b"http", self.keepalive
+        )
 
 
 def _make_channel(
@@ -872,6 +1035,7 @@ def _make_channel(
     send_max: int,
     connect_timeout: float,
     backoff_max: float,
+    keepalive: Keepalive | None,
 ) -> GrpcChannel:
     parsed = parse_target(target)
     if ssl_context is not None:
@@ -884,6 +1048,7 @@ def _make_channel(
         send_max=max(send_max, 0),
         connect_timeout=connect_timeout,
         backoff_max=backoff_max,
+        keepalive=keepalive or Keepalive(),
     )
 
 
@@ -897,11 +1062,13 @@ async def start_grpc_channel(
     send_max: int = 0,
     connect_timeout: float = 2.0,
     backoff_max: float = 0.4,
+    keepalive: Keepalive | None = None,
 ) -> GrpcChannel:
     """Start a channel whose connection task lives in ``nursery``; stop it with ``aclose()``.
 
     ``recv_max``/``send_max`` follow Tyk's ``grpc_recv_max_size``/``grpc_send_max_size``: 0 means
     gRPC's default (4 MiB to receive, unlimited to send). ``authority`` overrides ``:authority``.
+    ``keepalive``: see :class:`Keepalive` (default: PING after 10 s of silence, 5 s for the ACK).
     """
     channel = _make_channel(
         target,
@@ -911,6 +1078,7 @@ async def start_grpc_channel(
         send_max=send_max,
         connect_timeout=connect_timeout,
         backoff_max=backoff_max,
+        keepalive=keepalive,
     )
     await nursery.start(channel._run)
     return channel
@@ -926,6 +1094,7 @@ async def open_grpc_channel(
     send_max: int = 0,
     connect_timeout: float = 2.0,
     backoff_max: float = 0.4,
+    keepalive: Keepalive | None = None,
 ) -> AsyncIterator[GrpcChannel]:
     """A channel for the duration of the ``async with`` block (see :func:`start_grpc_channel`)."""
     async with trio.open_nursery() as nursery:
@@ -938,6 +1107,7 @@ async def open_grpc_channel(
             send_max=send_max,
             connect_timeout=connect_timeout,
             backoff_max=backoff_max,
+            keepalive=keepalive,
         )
         try:
             yield channel

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -29,6 +30,7 @@ import google.protobuf.message
 import trio
 
 from trio_gateway._exchange import Response
+from trio_gateway._logsummary import FailureLog
 from trio_gateway.errors import HookError, HookTimeout, PluginDriverError
 from trio_gateway.hooks import (
     CONTINUE,
@@ -48,6 +50,7 @@ from .client import (
     GrpcDeadlineExceeded,
     GrpcError,
     GrpcUnavailable,
+    Keepalive,
     start_grpc_channel,
 )
 from .proto import coprocess_object_pb2 as object_pb
@@ -61,6 +64,10 @@ __all__ = [
     "open_shared_grpc_channel",
 ]
 
+#: Hook calls whose bodies (or replies) add up to this much encode their message (or parse the
+#: reply) in a worker thread.
+OFF_LOOP_ENCODE: Final = 1 << 20
+
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
 DISPATCH_EVENT_METHOD: Final = "/coprocess.Dispatcher/DispatchEvent"
 #: ``config_data`` key naming an API's own gRPC server (same syntax as coprocess_grpc_server).
@@ -69,6 +76,8 @@ SERVER_OVERRIDE_KEY: Final = "trio_gateway_grpc_server"
 EVENT_TIMEOUT: Final = 2.0
 
 log = logging.getLogger("trio_gateway.grpc")
+#: Event failures: one line per API, event and cause per interval (a server outage must not flood).
+_failure_log = FailureLog(log)
 
 
 @attrs.define(eq=False)
@@ -84,6 +93,7 @@ class GrpcChannels:
     ssl_context: ssl.SSLContext | None = None
     recv_max: int = DEFAULT_RECV_MAX
     send_max: int = 0
+    keepalive: Keepalive | None = None
     _by_target: dict[str, GrpcChannel] = attrs.field(factory=dict)
 
     async def channel_for(self, target: str) -> GrpcChannel:
@@ -98,6 +108,7 @@ class GrpcChannels:
                 ssl_context=self.ssl_context,
                 recv_max=self.recv_max,
                 send_max=self.send_max,
+                keepalive=self.keepalive,
             )
             self._by_target[target] = channel
         return channel
@@ -120,6 +131,7 @@ async def open_shared_grpc_channel(
     ssl_context: ssl.SSLContext | None = None,
     recv_max: int = DEFAULT_RECV_MAX,
     send_max: int = 0,
+    keepalive: Keepalive | None = None,
 ) -> AsyncIterator[GrpcChannels]:
     """Open the gateway's gRPC channels for the block; drivers created inside it use them.
 
@@ -134,6 +146,7 @@ async def open_shared_grpc_channel(
             ssl_context=ssl_context,
             recv_max=recv_max,
             send_max=send_max,
+            keepalive=keepalive,
         )
         try:
             if target:
@@ -144,6 +157,7 @@ async def open_shared_grpc_channel(
                     ssl_context=ssl_context,
                     recv_max=recv_max,
                     send_max=send_max,
+                    keepalive=keepalive,
                 )
             token = _shared_channels.set(channels)
             try:
@@ -219,7 +233,8 @@ class GrpcDriver:
         if spec is None or ctx.api is not self._spec_api:
             spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
             self._spec_api = ctx.api
-        message = object_encoder.encode_object(
+        encode = functools.partial(
+            object_encoder.encode_object,
             stage=stage,
             hook_name=hook.name,
             api=ctx.api,
@@ -231,6 +246,11 @@ class GrpcDriver:
             response_body=response_body,
             spec=spec,
         )
+        if len(body) + len(response_body) < OFF_LOOP_ENCODE:
+            message = encode()
+        else:
+            # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
+            message = await trio.to_thread.run_sync(encode)
         try:
             data = await channel.unary_unary(DISPATCH_METHOD, message)
         except GrpcUnavailable as exc:
@@ -240,7 +260,10 @@ class GrpcDriver:
         except GrpcError as exc:
             raise HookError(f"gRPC plugin {hook.label} failed: {exc}") from exc
         try:
-            reply = object_pb.Object.FromString(data)
+            if len(data) < OFF_LOOP_ENCODE:
+                reply = object_pb.Object.FromString(data)
+            else:
+                reply = await trio.to_thread.run_sync(object_pb.Object.FromString, data)
             if response is not None:
                 wire.apply_response_reply(reply, response, wire.first_values(response.headers))
                 return CONTINUE
@@ -278,10 +301,16 @@ class GrpcDriver:
             try:
                 await channel.unary_unary(DISPATCH_EVENT_METHOD, message)
             except GrpcError as exc:
-                log.warning("gRPC event %s for API %s failed: %s", name, self._api_id, exc)
+                _failure_log.warning(
+                    (self._api_id, name, type(exc)),
+                    f"gRPC event {name} for API {self._api_id} failed",
+                    exc,
+                )
                 return False
             return True
-        log.warning("gRPC event %s for API %s timed out", name, self._api_id)
+        _failure_log.warning(
+            (self._api_id, name, "timeout"), f"gRPC event {name} for API {self._api_id} timed out"
+        )
         return False
 
 

@@ -186,6 +186,11 @@ def rst_stream_frame(stream_id: int, code: ErrorCode) -> bytes:
     return frame(FrameType.RST_STREAM, 0, stream_id, _U32.pack(code))
 
 
+def ping_frame(payload: bytes) -> bytes:
+    """A PING (``payload``: 8 bytes) the peer must answer with an ACK carrying the same bytes."""
+    return frame(FrameType.PING, 0, 0, payload)
+
+
 def ping_ack_frame(payload: bytes) -> bytes:
     return frame(FrameType.PING, Flag.ACK, 0, payload)
 

@@ -13,6 +13,7 @@ parts simply follow each other.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 from collections.abc import Mapping
 from typing import Final
@@ -42,6 +43,24 @@ def _varint(value: int) -> bytes:
 
 def _delimited(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
+
+
+#: Bodies longer than this are checked for UTF-8 a slice at a time (no decoded copy of the whole).
+_WHOLE_DECODE_LIMIT: Final = 64 * 1024
+
+
+def _is_utf8(data: bytes) -> bool:
+    if len(data) <= _WHOLE_DECODE_LIMIT:
+        return wire.utf8_or_none(data) is not None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(data), _WHOLE_DECODE_LIMIT):
+            decoder.decode(view[start : start + _WHOLE_DECODE_LIMIT])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _text(tag: bytes, text: str) -> bytes:
@@ -98,17 +117,20 @@ def encode_object(
     bundle: str = "",
     spec: bytes | None = None,
 ) -> bytes:
-    """What :func:`wire.build_object` builds, as bytes; ``spec`` from :func:`encode_spec`."""
+    """What :func:`wire.build_object` builds, as bytes; ``spec`` from :func:`encode_spec`.
+
+    The body goes in as it is (the ``body`` string field holds the same bytes when they are
+    UTF-8): pieces are joined once at the end, so a large body is copied only into the message
+    (twice: Tyk's ``body`` and ``raw_body``), never into intermediate strings.
+    """
     headers = wire.first_values(request.headers)
     host = request.header(b"host") or request.header(b":authority")
     if host is not None:
         headers["Host"] = host.decode("latin-1")
     url = request.path + ("?" + request.query if request.query else "")
     req = [_map(_REQ_HEADERS, headers)]
-    if not raw_body_only:
-        text = wire.utf8_or_none(body)
-        if text:
-            req.append(_text(_REQ_BODY, text))
+    if not raw_body_only and body and _is_utf8(body):
+        req += (_REQ_BODY, _varint(len(body)), body)
     req.append(_text(_REQ_URL, url if response is None else wire.request_url(request, response)))
     if request.query:
         req.append(_map(_REQ_PARAMS, wire.query_first_values(request.query)))
@@ -117,11 +139,13 @@ def encode_object(
     req.append(_text(_REQ_REQUEST_URI, url))
     req.append(_text(_REQ_SCHEME, request.scheme or "http"))
     if body:
-        req.append(_delimited(_REQ_RAW_BODY, body))
+        req += (_REQ_RAW_BODY, _varint(len(body)), body)
     parts = [
         _HOOK_TYPES[stage],
         _text(_OBJECT_HOOK_NAME, hook_name),
-        _delimited(_OBJECT_REQUEST, b"".join(req)),
+        _OBJECT_REQUEST,
+        _varint(sum(map(len, req))),
+        *req,
         encode_spec(api, bundle) if spec is None else spec,
     ]
     if session is not None or response is not None or stage is Stage.RESPONSE:

@@ -564,6 +564,8 @@ def apply_response_reply(
     response.headers[:] = headers
     response.status = ret.status_code
     response.reason = b""
+    if body != response.body_bytes:
+        response.transfer_coding = b""  # a new body: not coded as the upstream's was
     response.body_bytes = body
     response.body_source = None
 

@@ -3,11 +3,14 @@
 * async hooks run inline in the request's task, under the pipeline's deadline scope. Each step of
   the coroutine (the code between two awaits) is timed with a wall clock; a step longer than
   ``blocking_threshold`` blocked the event loop and is reported (log + counter, with the hook name).
-* sync hooks run in a worker thread under a per-plugin ``trio.CapacityLimiter``. A thread cannot be
-  interrupted: at the deadline the request gets its policy answer and the thread is abandoned; its
-  token stays borrowed until it returns (Trio releases it then). When every token is borrowed the
-  call fails fast as *unavailable*. The thread works on a detached copy of the context, merged back
-  only when it finishes in time, so an abandoned thread never writes into a live request.
+* sync hooks run in a worker thread under a per-plugin ``trio.CapacityLimiter`` of
+  ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the gateway's
+  ``hooks.thread_limit``). When every token is borrowed a call waits for one within its hook's
+  deadline; a deadline passing in that wait is a *timeout* (504 by default), like one passing in
+  the thread. A thread cannot be interrupted: at the deadline the request gets its policy answer
+  and the thread is abandoned; its token stays borrowed until it returns (Trio releases it then).
+  The thread works on a detached copy of the context, merged back only when it finishes in time,
+  so an abandoned thread never writes into a live request.
 
 Tyk-style ``@Hook`` objects (``from tyk.decorators import *``) will be told apart by the object
 itself in :func:`_plugin_form`; until they are supported they are refused at load time.
@@ -59,6 +62,8 @@ class PythonDriverStatistics:
     threads_abandoned: int
     #: Worker threads currently alive (running or abandoned), over all plugins.
     threads_alive: int
+    #: Calls that found every thread of their plugin busy and waited for one.
+    thread_waits: int
 
 
 @attrs.define(eq=False)
@@ -73,8 +78,6 @@ class _Loaded:
 class PythonDriver:
     """Runs native Python hooks. One instance per API definition."""
 
-    #: Worker threads per plugin function for sync hooks.
-    thread_limit: int = 4
     #: Seconds one async step may hold the event loop before it is reported.
     blocking_threshold: float = 0.1
     #: The clock blocking is measured with (wall time; tests pass a fake).
@@ -85,6 +88,7 @@ class PythonDriver:
     _calls: int = attrs.field(init=False, default=0)
     _blocking: dict[str, int] = attrs.field(init=False, factory=dict)
     _abandoned: int = attrs.field(init=False, default=0)
+    _thread_waits: int = attrs.field(init=False, default=0)
     _api_id: str = attrs.field(init=False, default="")
 
     async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
@@ -94,7 +98,10 @@ class PythonDriver:
         by_function: dict[int, _Loaded] = {}
         for hook in hooks:
             try:
-                fn = await trio.to_thread.run_sync(self._find, api, hook, modules)
+                # Abandoned when the load's time bound passes (the import may hang).
+                fn = await trio.to_thread.run_sync(
+                    self._find, api, hook, modules, abandon_on_cancel=True
+                )
                 form = _plugin_form(fn)
                 if form != "native":
                     raise LoadFailure(f"{form} plugins are not supported yet by the python driver")
@@ -103,7 +110,7 @@ class PythonDriver:
                 raise PluginDriverError(f"API {api.api_id!r}: hook {hook.label}: {exc}") from exc
             loaded = by_function.get(id(fn))
             if loaded is None:
-                limiter = trio.CapacityLimiter(self.thread_limit)
+                limiter = trio.CapacityLimiter(hook.thread_limit)
                 self._limiters.append(limiter)
                 loaded = _Loaded(
                     fn=fn,
@@ -155,23 +162,33 @@ class PythonDriver:
         return _decision(result, hook)
 
     async def _call_in_thread(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Any:
-        limiter = loaded.limiter
-        if limiter.available_tokens < 1:
-            raise PluginDriverError(
-                f"hook {hook.label}: all {limiter.total_tokens} worker threads are busy"
-            )
         request = ctx.raw_request
         if ctx.stage is not Stage.RESPONSE and request.body_bytes is None:
             # A thread cannot await the client's body: give it the whole body up front.
             await request.read_body()
         fork = ctx._fork()
+        limiter = loaded.limiter
+        if limiter.available_tokens < 1:
+            self._thread_waits += 1
+        # The token is taken here, not inside to_thread, so that a deadline passing while we
+        # wait for it (nothing started, nothing to abandon) is told apart from one passing
+        # while the thread runs (the thread is abandoned and keeps its token).
+        held = _HeldToken(limiter)
+        await limiter.acquire_on_behalf_of(held)
         try:
             result = await trio.to_thread.run_sync(
-                loaded.fn, fork, limiter=limiter, abandon_on_cancel=True
+                loaded.fn,
+                fork,
+                # Trio documents "CapacityLimiter-like" limiters; its annotation is narrower.
+                limiter=held,  # type: ignore[arg-type]
+                abandon_on_cancel=True,
             )
         except trio.Cancelled:
-            self._abandoned += 1
+            if held.handed_over:
+                self._abandoned += 1
             raise
+        finally:
+            held.release_unless_handed_over()
         ctx._merge(fork)
         return result
 
@@ -192,11 +209,36 @@ class PythonDriver:
             blocking_reports=dict(self._blocking),
             threads_abandoned=self._abandoned,
             threads_alive=sum(lim.borrowed_tokens for lim in self._limiters),
+            thread_waits=self._thread_waits,
         )
 
     async def aclose(self) -> None:
         # Abandoned threads cannot be stopped; they end on their own and release their tokens.
         self._loaded.clear()
+
+
+@attrs.define(eq=False)
+class _HeldToken:
+    """A limiter token already acquired, handed to ``trio.to_thread.run_sync`` as its limiter.
+
+    Trio then "acquires" it without waiting and releases the real token when the thread
+    returns, abandoned or not (the rule that keeps abandoned threads counted). If ``run_sync``
+    gives up before taking it (cancelled at its first checkpoint), the caller releases it.
+    """
+
+    limiter: trio.CapacityLimiter
+    handed_over: bool = False
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        self.handed_over = True
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self.limiter.release_on_behalf_of(self)
+
+    def release_unless_handed_over(self) -> None:
+        if not self.handed_over:
+            self.handed_over = True
+            self.limiter.release_on_behalf_of(self)
 
 
 def _plugin_form(fn: Callable[..., Any]) -> str:

@@ -386,22 +386,13 @@ async def test_a_worker_that_keeps_dying_stops_the_supervisor(
     assert not supervisor.all_ready.is_set()
 
 
-def test_access_log_batches_reach_stdout_in_whole_lines_of_at_most_pipe_buf(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from trio_gateway import _workers
+def test_access_log_batches_reach_stdout_in_whole_lines_of_at_most_pipe_buf() -> None:
+    from trio_gateway._logwriter import whole_line_pieces
 
-    writes: list[bytes] = []
-
-    def record(fd: int, data: memoryview) -> int:
-        writes.append(bytes(data))
-        return len(data)
-
-    monkeypatch.setattr(os, "write", record)
     long_line = b"y" * (2 * select.PIPE_BUF) + b"\n"
     lines = [b"%d:%s\n" % (n, b"x" * (n * 37 % 300)) for n in range(100)]
     batch = b"".join(lines) + long_line + b"".join(lines)
-    assert _workers._WholeLinesWriter(1).write(batch) == len(batch)
+    writes = list(whole_line_pieces(batch))
     assert b"".join(writes) == batch
     assert long_line in writes  # too long to stay whole: it goes alone
     for write in writes:

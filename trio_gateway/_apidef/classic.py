@@ -214,6 +214,16 @@ def read_timeout(r: FieldReader, key: str) -> float | None:
     return value
 
 
+def read_thread_limit(r: FieldReader, key: str) -> int | None:
+    if not r.has(key):
+        return None
+    value = r.integer(key)
+    if value < 1:
+        r.error(key, f"must be a whole number of threads >= 1, got {value}")
+        return None
+    return value
+
+
 def read_hook(
     r: FieldReader, keys: HookKeys, warnings: list[str], *, is_auth: bool = False
 ) -> PluginRef | None:
@@ -315,6 +325,7 @@ def _read_middleware(
         id_extractor=_read_id_extractor(r.obj("id_extractor")),
         timeout=read_timeout(r, "timeout"),
         failure_mode=read_failure_mode(r, "failure_mode"),
+        thread_limit=read_thread_limit(r, "thread_limit"),
     )
 
 

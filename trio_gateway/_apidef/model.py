@@ -82,6 +82,8 @@ class MiddlewareConfig:
     #: Per-API defaults for the hooks' deadline and failure policy (our extension).
     timeout: float | None = None
     failure_mode: FailureMode | None = None
+    #: Per-API override of the gateway's ``hooks.thread_limit`` (our extension).
+    thread_limit: int | None = None
 
     def is_empty(self) -> bool:
         return not (

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import attrs
 
 from .._pipeline import Exchange
 from .._session.store import SessionStoreError
-from .services import AuthServices
+from .services import AuthServices, failure_log
 
 __all__ = ["MetaDataWriter"]
-
-log = logging.getLogger("trio_gateway.auth")
 
 
 @attrs.define(eq=False, slots=True)
@@ -33,5 +29,9 @@ class MetaDataWriter:
             await self.services.store.update_meta_data(exchange.session_key, session.meta_data)
         except SessionStoreError as exc:
             # The client's answer is already decided; losing this write is logged, not fatal.
-            log.warning("API %s: meta_data change not saved: %s", self.api_id, exc)
+            failure_log.warning(
+                (self.api_id, "meta_data", type(exc)),
+                f"API {self.api_id}: meta_data change not saved",
+                exc,
+            )
         exchange.meta_data_changed = False

@@ -10,11 +10,14 @@ import attrs
 
 from .._error_body import error_response
 from .._exchange import Response
+from .._logsummary import FailureLog
 from .._session.store import SessionStore, SessionStoreError
 
-__all__ = ["AuthServices", "store_unavailable"]
+__all__ = ["AuthServices", "failure_log", "store_unavailable"]
 
 log = logging.getLogger("trio_gateway.auth")
+#: Store failures: one line per API and cause per interval (a Redis outage must not flood).
+failure_log = FailureLog(log)
 
 
 @attrs.frozen(kw_only=True)
@@ -32,5 +35,7 @@ class AuthServices:
 def store_unavailable(api_id: str, exc: SessionStoreError) -> Response:
     """The answer when the store cannot be reached: 503 with Tyk's error body (keyless APIs
     without limits never touch the store, so they keep serving)."""
-    log.warning("session store unavailable for API %s: %s", api_id, exc)
+    failure_log.warning(
+        (api_id, "store", type(exc)), f"session store unavailable for API {api_id}", exc
+    )
     return error_response(SessionStoreError.status_hint, SessionStoreError.public_message)

@@ -38,6 +38,9 @@ DEMO_PORT: Final = 8091
 
 #: gRPC's own default for the largest message a client accepts (Tyk's `grpc_recv_max_size: 0`).
 GRPC_DEFAULT_RECV_MAX_SIZE: Final = 4 * 1024 * 1024
+#: Worker threads per plugin function (``hooks.thread_limit``); chosen by measurement
+#: (docs/reliability.md, "Sync hooks under concurrency").
+DEFAULT_THREAD_LIMIT: Final = 16
 
 
 class FieldValueError(ValueError):
@@ -124,6 +127,14 @@ class HooksConfig:
 
     timeout: float = attrs.field(default=1.0, validator=_positive)
     failure_mode: FailureMode = "closed"
+    #: Worker threads per plugin function for drivers that run plugin code in threads (sync
+    #: native hooks today). A call waits for a free thread within its hook's deadline; an
+    #: abandoned thread stays counted until it returns. See docs/reliability.md.
+    thread_limit: int = attrs.field(default=DEFAULT_THREAD_LIMIT, validator=_positive)
+    #: Largest request body a hook may read whole (a native hook's ``read_body()``, a sync hook,
+    #: a gRPC hook): beyond it the client gets 413, at once when its Content-Length says so.
+    #: 0 means unbounded. APIs without plugin hooks stream bodies of any size.
+    max_body_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)
@@ -142,6 +153,11 @@ class CoprocessConfig:
     #: plus ``grpc_ca_file`` (PEM), for the host in ``grpc_authority`` or the target.
     grpc_tls: bool = False
     grpc_ca_file: str | None = None
+    #: Dead-server detection (our extension): while calls wait and the server has sent nothing
+    #: for ``grpc_keepalive_interval`` seconds, an HTTP/2 PING; no ACK within
+    #: ``grpc_keepalive_timeout`` drops the connection (0 turns pings off).
+    grpc_keepalive_interval: float = attrs.field(default=10.0, validator=_non_negative)
+    grpc_keepalive_timeout: float = attrs.field(default=5.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -14,6 +14,11 @@ from .runner import CLOSE_TIMEOUT, ApiPipeline, Builtin, Finisher
 
 DriverFactory = Callable[[str], Driver]
 
+#: Bound on loading one API's plugins (imports run plugin code, which may hang): beyond it the
+#: API answers 503 like any plugin that fails to load, and a (re)load goes on with the others.
+#: A Python import still running in its thread is abandoned (a thread cannot be interrupted).
+PLUGIN_LOAD_TIMEOUT = 10.0
+
 
 async def build_pipeline(
     api: ApiDefinition,
@@ -49,7 +54,13 @@ async def build_pipeline(
     except PluginDriverError as exc:
         raise PluginDriverError(f"API {api.api_id!r}: {exc}") from exc
     try:
-        await driver.load(api, hooks)
+        try:
+            with trio.fail_after(PLUGIN_LOAD_TIMEOUT):
+                await driver.load(api, hooks)
+        except trio.TooSlowError:
+            raise PluginDriverError(
+                f"API {api.api_id!r}: plugins took longer than {PLUGIN_LOAD_TIMEOUT:g}s to load"
+            ) from None
     except BaseException as exc:
         with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
             await driver.aclose()

@@ -2,7 +2,8 @@
 
 Built once per API definition; the runner only walks the result. Disabled entries are left out,
 stages that cannot run are left out (no AUTH or POST_AUTH on keyless APIs, as in Tyk), and every
-hook carries its resolved ``timeout`` and ``failure_mode`` (hook, then API, then gateway default).
+hook carries its resolved ``timeout`` and ``failure_mode`` (hook, then API, then gateway default)
+and its API's ``thread_limit`` (API, then gateway default).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 import attrs
 
 from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
+from .._config.model import DEFAULT_THREAD_LIMIT
 from ..errors import PluginDriverError
 from ..hooks import HookRef
 
@@ -26,6 +28,7 @@ class HookDefaults:
 
     timeout: float = 1.0
     failure_mode: FailureMode = FailureMode.CLOSED
+    thread_limit: int = DEFAULT_THREAD_LIMIT
 
 
 @attrs.frozen(kw_only=True)
@@ -81,13 +84,14 @@ def build_chain(api: ApiDefinition, defaults: HookDefaults) -> Chain:
     mw = api.middleware
     api_timeout = mw.timeout if mw.timeout is not None else defaults.timeout
     api_mode = mw.failure_mode if mw.failure_mode is not None else defaults.failure_mode
+    threads = mw.thread_limit if mw.thread_limit is not None else defaults.thread_limit
 
     def refs(stage: Stage, plugins: Sequence[PluginRef]) -> tuple[HookRef, ...]:
         out = []
         for index, plugin in enumerate(plugins):
             if plugin.disabled:
                 continue
-            out.append(_resolve(api, stage, index, plugin, api_timeout, api_mode))
+            out.append(_resolve(api, stage, index, plugin, api_timeout, api_mode, threads))
         return tuple(out)
 
     protected = not api.use_keyless
@@ -98,7 +102,9 @@ def build_chain(api: ApiDefinition, defaults: HookDefaults) -> Chain:
     for index, ep in enumerate(mw.endpoints):
         if ep.plugin.disabled:
             continue
-        hook = _resolve(api, Stage.ENDPOINT, index, ep.plugin, api_timeout, api_mode)
+        hook = _resolve(
+            api, Stage.ENDPOINT, index, ep.plugin, api_timeout, api_mode, threads
+        )
         hook = attrs.evolve(hook, endpoint_path=ep.path, endpoint_method=ep.method.upper())
         endpoints.append(
             EndpointRoute(
@@ -124,10 +130,18 @@ def _resolve(
     plugin: PluginRef,
     api_timeout: float,
     api_mode: FailureMode,
+    thread_limit: int,
 ) -> HookRef:
     timeout = plugin.timeout if plugin.timeout is not None else api_timeout
     mode = plugin.failure_mode if plugin.failure_mode is not None else api_mode
-    hook = HookRef(stage=stage, plugin=plugin, index=index, timeout=timeout, failure_mode=mode)
+    hook = HookRef(
+        stage=stage,
+        plugin=plugin,
+        index=index,
+        timeout=timeout,
+        failure_mode=mode,
+        thread_limit=thread_limit,
+    )
     if not timeout > 0:
         raise _load_error(api, hook, f"timeout must be a positive number of seconds, not {timeout}")
     if stage is Stage.AUTH and mode is FailureMode.OPEN:

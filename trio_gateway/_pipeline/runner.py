@@ -28,6 +28,9 @@ import trio
 from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from .._error_body import error_response
 from .._exchange import Request, Response
+from .._logsummary import FailureLog
+from .._proto.writer import check_request, check_response
+from ..errors import ClientProtocolError
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
 from .chain import Chain
 from .exchange import Exchange
@@ -40,6 +43,8 @@ from .policy import (
 )
 
 log = logging.getLogger("trio_gateway.pipeline")
+#: Hook failures: one line per API, hook and cause per interval (an outage must not flood).
+_failure_log = FailureLog(log)
 
 T = TypeVar("T")
 
@@ -59,6 +64,7 @@ Continuation = Callable[[], Awaitable[Response]]
 
 class DeadlineExceeded(Exception):
     """The request's deadline passed while the continuation of ``run_request_then`` ran."""
+
 
 #: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
 #: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
@@ -295,6 +301,11 @@ class ApiPipeline:
                         decision = await _await_with_deadline(
                             driver.call(hook, ctx), scope, deadline
                         )
+                    except ClientProtocolError:
+                        # The client's body is over the hooks' limit (413) or broken: the
+                        # client's answer, not a hook failure (fail open would forward a body
+                        # already partly read).
+                        raise
                     except Exception as exc:  # Cancelled is a BaseException: it passes
                         failure, error = classify(exc), exc
                         break
@@ -306,9 +317,16 @@ class ApiPipeline:
                         break
                     if ctx._meta_data_changed:
                         exchange.meta_data_changed = True
-                    if isinstance(decision, Respond):
+                    # Nothing a hook set reaches a wire unchecked: a value that would split or
+                    # corrupt a head is this hook's error (500 Middleware error), never sent.
+                    try:
+                        answer = _checked_outcome(hook.stage, decision, request, response)
+                    except Exception as exc:
+                        failure, error = FailureKind.ERROR, exc
+                        break
+                    if answer is not None:
                         self._responded += 1
-                        return decision.to_response()
+                        return answer
                     if hook.stage is Stage.AUTH:
                         if ctx._session is None:
                             return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)
@@ -345,17 +363,32 @@ class ApiPipeline:
         answer = failure_response(kind, hook.stage, hook.failure_mode)
         if answer is None:
             self._failed_open += 1
-        # Logged once, here; the text of the exception stays in the log.
-        log.warning(
-            "hook failed (%s): api=%s stage=%s hook=%s policy=%s",
-            kind.value,
-            self.api.api_id,
-            hook.stage.value,
-            label,
-            "open" if answer is None else "closed",
-            exc_info=error,
+        # Logged here only: one line with the exception's type and message (its traceback at
+        # debug), repeats summarised per API, hook and cause.
+        policy = "open" if answer is None else "closed"
+        _failure_log.warning(
+            (self.api.api_id, label, kind, type(error)),
+            f"hook failed ({kind.value}): api={self.api.api_id} stage={hook.stage.value} "
+            f"hook={label} policy={policy}",
+            error,
         )
         return answer
+
+
+def _checked_outcome(
+    stage: Stage, decision: object, request: Request, response: Response | None
+) -> Response | None:
+    """The hook's answer, if it gave one; raises :class:`InvalidHead` if it set a value (on the
+    request, the response, or its answer) that the writer would refuse."""
+    if response is not None:
+        check_response(response.status, response.headers)
+    elif stage is not Stage.RESPONSE:
+        check_request(request.method, request.path, request.query, request.headers)
+    if isinstance(decision, Respond):
+        answer = decision.to_response()
+        check_response(answer.status, answer.headers)
+        return answer
+    return None
 
 
 @types.coroutine

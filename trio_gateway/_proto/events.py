@@ -33,6 +33,8 @@ class ResponseHead:
     keep_alive: bool
     content_length: int | None
     chunked: bool
+    #: Transfer codings other than chunked the body carries (``b"gzip"``), comma-joined, or b"".
+    transfer_coding: bytes = b""
 
 
 @attrs.define(slots=True, eq=False)

@@ -31,6 +31,10 @@ class _BodyTooLarge(Exception):
     """Raised inside a parser callback to stop parsing; turned into a 413."""
 
 
+class _BadHost(Exception):
+    """Raised inside a parser callback: no Host in an HTTP/1.1 request, or more than one."""
+
+
 class _UnsupportedVersion(Exception):
     """Raised inside a parser callback to stop parsing; turned into a 400."""
 
@@ -102,6 +106,8 @@ class H1ServerParser:
                 raise ClientProtocolError("Request header fields too large", 431) from None
             if isinstance(cause, _BodyTooLarge):
                 raise ClientProtocolError("Request body too large", 413) from None
+            if isinstance(cause, _BadHost):
+                raise ClientProtocolError("Missing or duplicate Host header") from None
             raise ClientProtocolError("Bad Request") from exc
         except httptools.HttpParserError as exc:
             # The message text is llhttp's; it goes to the log, never to the client.
@@ -147,9 +153,12 @@ class H1ServerParser:
         chunked = False
         expect_continue = False
         upgrade = False
+        hosts = 0
         for name, value in self._headers:
             lname = name.lower()
-            if lname == b"content-length":
+            if lname == b"host":
+                hosts += 1
+            elif lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
                 chunked = True  # llhttp has checked that chunked is the final coding
@@ -162,6 +171,10 @@ class H1ServerParser:
             # llhttp accepts "GET /" (HTTP/0.9) and "HTTP/2.0" heads; we speak neither over
             # HTTP/1 syntax, and answering them in HTTP/1.1 would be guessing.
             raise _UnsupportedVersion
+        # RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any
+        # request with more than one.
+        if hosts > 1 or (hosts == 0 and parser.get_http_version() == "1.1"):
+            raise _BadHost
         if self._max_body and content_length is not None and content_length > self._max_body:
             raise _BodyTooLarge
         self._events.append(
@@ -255,32 +268,41 @@ class H1ClientParser:
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        # As for requests: the trailing OWS llhttp keeps is not part of the value (RFC 9112 §5).
+        self._headers.append((name, value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         content_length: int | None = None
-        chunked = False
+        codings: list[bytes] = []
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
-                chunked = True
+                codings.extend(c.strip().lower() for c in value.split(b","))
+        # RFC 9112 §6.3: a Transfer-Encoding whose final coding is chunked is chunked (3); any
+        # other Transfer-Encoding is read until the close (3, llhttp does so), whatever coding
+        # it names: that coding is the client's to undo, so it is passed on.
+        chunked = bool(codings) and codings[-1] == b"chunked"
+        coding_list = [c for c in codings if c and c != b"chunked"]
+        status = parser.get_status_code()
         self._events.append(
             ResponseHead(
-                status=parser.get_status_code(),
+                status=status,
                 reason=self._reason,
                 headers=self._headers,
                 http_version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),
-                content_length=content_length,
+                content_length=None if codings else content_length,
                 chunked=chunked,
+                transfer_coding=b", ".join(coding_list),
             )
         )
-        status = parser.get_status_code()
         self._until_close = (
-            content_length is None and not chunked and status >= 200 and status not in (204, 304)
+            ((codings and not chunked) or (content_length is None and not chunked))
+            and status >= 200
+            and status not in (204, 304)
         )
 
     def on_body(self, body: bytes) -> None:
@@ -289,65 +311,3 @@ class H1ClientParser:
     def on_message_complete(self) -> None:
         self._in_message = False
         self._events.append(EndOfMessage(self._parser.should_keep_alive()))
-
-
-# -- serialisation --------------------------------------------------------------------------------
-
-_REASONS: dict[int, bytes] = {
-    100: b"Continue",
-    101: b"Switching Protocols",
-    200: b"OK",
-    201: b"Created",
-    202: b"Accepted",
-    204: b"No Content",
-    206: b"Partial Content",
-    301: b"Moved Permanently",
-    302: b"Found",
-    304: b"Not Modified",
-    307: b"Temporary Redirect",
-    308: b"Permanent Redirect",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    403: b"Forbidden",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    409: b"Conflict",
-    413: b"Content Too Large",
-    415: b"Unsupported Media Type",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
-
-_STATUS_LINES: dict[int, bytes] = {
-    code: b"HTTP/1.1 %d %s\r\n" % (code, reason) for code, reason in _REASONS.items()
-}
-
-
-def status_line(status: int, reason: bytes = b"") -> bytes:
-    if not reason:
-        cached = _STATUS_LINES.get(status)
-        if cached is not None:
-            return cached
-    return b"HTTP/1.1 %d %s\r\n" % (status, reason or _REASONS.get(status, b"Unknown"))
-
-
-def serialise_head(first_line: bytes, headers: Headers) -> bytes:
-    """A message head: the first line (with its CRLF), the headers, the blank line."""
-    parts = [first_line]
-    for name, value in headers:
-        parts.append(name + b": " + value + b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
-def encode_chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-LAST_CHUNK = b"0\r\n\r\n"

@@ -196,7 +196,7 @@ def blocking_hook(ctx: Any) -> None:
     ctx.request.set_header("x-late", "1")  # on a detached copy: must never reach the request
 
 
-async def test_abandoned_thread_stays_counted_and_limiter_fails_fast(
+async def test_abandoned_thread_stays_counted_and_a_waiting_call_times_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     module = type(sys)("blocking_hooks_for_test")
@@ -205,10 +205,11 @@ async def test_abandoned_thread_stays_counted_and_limiter_fails_fast(
     RELEASE.clear()
     STARTED.clear()
     plugin = PluginRef(name="blocking_hooks_for_test:hook", timeout=0.5)
-    api = api_with(
-        tmp_path, MiddlewareConfig(driver="python", pre=(plugin,), failure_mode=FailureMode.OPEN)
+    mw = MiddlewareConfig(
+        driver="python", pre=(plugin,), failure_mode=FailureMode.OPEN, thread_limit=1
     )
-    driver = PythonDriver(thread_limit=1)
+    api = api_with(tmp_path, mw)
+    driver = PythonDriver()
     pipeline = await build_pipeline(api, HookDefaults(), driver_factory=lambda n: driver)
 
     first = request()
@@ -218,12 +219,15 @@ async def test_abandoned_thread_stays_counted_and_limiter_fails_fast(
     assert driver.statistics().threads_alive == 1
     assert driver.statistics().threads_abandoned == 1
 
-    # The only thread is still busy: the next call fails fast as "unavailable".
+    # The only thread is still held by the abandoned call: the next call waits for it for its
+    # whole deadline, then gets the timeout answer; nothing was started, nothing abandoned.
     start = trio.current_time()
     assert await pipeline.run_request(request(), Exchange(api=api)) is None
-    assert trio.current_time() == start
+    assert trio.current_time() - start == pytest.approx(0.5)
     stats = pipeline.statistics()
-    assert (stats.timeouts, stats.unavailable, stats.failed_open) == (1, 1, 2)
+    assert (stats.timeouts, stats.unavailable, stats.failed_open) == (2, 0, 2)
+    assert driver.statistics().threads_abandoned == 1
+    assert driver.statistics().thread_waits == 1
 
     RELEASE.set()
     limiter = next(iter(driver._loaded.values())).limiter
@@ -237,6 +241,42 @@ async def test_abandoned_thread_stays_counted_and_limiter_fails_fast(
     assert first.header(b"x-late") is None
 
 
+async def test_a_call_waits_for_a_busy_thread_within_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = type(sys)("blocking_hooks_for_wait")
+    module.hook = blocking_hook  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "blocking_hooks_for_wait", module)
+    RELEASE.clear()
+    STARTED.clear()
+    # Real clock: the deadline (10 s) only bounds the test; the release comes from the test.
+    plugin = PluginRef(name="blocking_hooks_for_wait:hook", timeout=10)
+    api = api_with(tmp_path, MiddlewareConfig(driver="python", pre=(plugin,), thread_limit=1))
+    driver = PythonDriver()
+    pipeline = await build_pipeline(api, HookDefaults(), driver_factory=lambda n: driver)
+    answers: list[Response | None] = []
+
+    async def one() -> None:
+        answers.append(await pipeline.run_request(request(), Exchange(api=api)))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(one)
+                await trio.to_thread.run_sync(STARTED.wait, 10)  # the first call holds the thread
+                nursery.start_soon(one)
+                await trio.testing.wait_all_tasks_blocked()
+                assert driver.statistics().thread_waits == 1  # the second found it busy ...
+                assert answers == []
+                RELEASE.set()  # ... and gets it once the first returns
+    finally:
+        RELEASE.set()
+    assert answers == [None, None]
+    stats = pipeline.statistics()
+    assert (stats.timeouts, stats.unavailable, stats.errors) == (0, 0, 0)
+    assert driver.statistics().threads_abandoned == 0
+
+
 async def test_sync_hook_timeout_fails_closed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
@@ -247,10 +287,12 @@ async def test_sync_hook_timeout_fails_closed(
     api = api_with(
         tmp_path,
         MiddlewareConfig(
-            driver="python", post=(PluginRef(name="blocking_hooks_for_test2:hook", timeout=0.2),)
+            driver="python",
+            post=(PluginRef(name="blocking_hooks_for_test2:hook", timeout=0.2),),
+            thread_limit=1,
         ),
     )
-    driver = PythonDriver(thread_limit=1)
+    driver = PythonDriver()
     pipeline = await build_pipeline(api, HookDefaults(), driver_factory=lambda n: driver)
     try:
         answer = await pipeline.run_request(request(), Exchange(api=api))
@@ -339,3 +381,29 @@ async def test_response_hook_in_thread_rewrites_the_response(tmp_path: Path) -> 
     answer = await pipeline.run_response(request(), upstream, Exchange(api=api))
     assert answer.body_bytes == b'{"data": {"a": 1}, "status": 200, "api": "py-api"}'
     assert answer.header(b"content-length") == str(len(answer.body_bytes)).encode()
+
+
+async def test_a_plugin_whose_import_hangs_fails_its_api_within_the_load_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    from trio_gateway._pipeline import build
+
+    monkeypatch.setattr(build, "PLUGIN_LOAD_TIMEOUT", 5.0)
+    release = threading.Event()
+    # The plugin's import waits on an event the test holds (a hung import: a network call, a
+    # lock); the load is abandoned at the bound, and the import thread ends when released.
+    monkeypatch.setattr(sys.modules[__name__], "HANG", release, raising=False)
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "hangs.py").write_text(
+        f"import sys\nsys.modules[{__name__!r}].HANG.wait(30)\nasync def hook(ctx): pass\n"
+    )
+    mw = MiddlewareConfig(
+        driver="python", pre=(PluginRef(name="hook", path="../plugins/hangs.py"),)
+    )
+    try:
+        started = trio.current_time()
+        with pytest.raises(PluginDriverError, match="longer than 5s to load"):
+            await build_pipeline(api_with(tmp_path, mw), HookDefaults())
+        assert trio.current_time() - started == pytest.approx(5.0)
+    finally:
+        release.set()

@@ -117,6 +117,7 @@ def test_whole_middleware_section() -> None:
             "driver": "grpc",
             "timeout": 2.5,
             "failure_mode": "open",
+            "thread_limit": 32,
             "pre": [
                 {"name": "A", "path": "a.py", "timeout": 0.5, "failure_mode": "closed"},
                 {"name": "Off", "disabled": True},
@@ -140,6 +141,7 @@ def test_whole_middleware_section() -> None:
     assert mw.driver == "grpc"
     assert mw.timeout == 2.5
     assert mw.failure_mode is FailureMode.OPEN
+    assert mw.thread_limit == 32
     assert mw.pre == (
         PluginRef(name="A", path="a.py", timeout=0.5, failure_mode=FailureMode.CLOSED),
     )
@@ -239,6 +241,10 @@ def test_tyk_empty_auth_check_means_no_hook() -> None:
                 }
             },
             'custom_middleware.post[0].failure_mode: must be "closed" or "open"',
+        ),
+        (
+            {"custom_middleware": {"driver": "python", "thread_limit": 0}},
+            "custom_middleware.thread_limit: must be a whole number of threads >= 1, got 0",
         ),
         (
             {"custom_middleware": {"driver": "python", "post": [{"path": "a.py"}]}},

@@ -113,7 +113,12 @@ def test_global_plugins_and_per_api_defaults() -> None:
     doc = make_oas(
         {
             "x.middleware.global": {
-                "pluginConfig": {"driver": "grpc", "timeout": 3, "failureMode": "open"},
+                "pluginConfig": {
+                    "driver": "grpc",
+                    "timeout": 3,
+                    "failureMode": "open",
+                    "threadLimit": 8,
+                },
                 "prePlugins": [
                     {"enabled": True, "functionName": "Pre", "timeout": 0.1},
                     {"enabled": False, "functionName": "Off"},
@@ -130,6 +135,7 @@ def test_global_plugins_and_per_api_defaults() -> None:
     assert mw.driver == "grpc"
     assert mw.timeout == 3.0
     assert mw.failure_mode is FailureMode.OPEN
+    assert mw.thread_limit == 8
     assert mw.pre == (PluginRef(name="Pre", timeout=0.1),)
     assert mw.post_key_auth == (PluginRef(name="PA"),)
     assert mw.post == (PluginRef(name="Post", require_session=True),)

@@ -32,6 +32,7 @@ def test_variables_set_fields_of_every_type() -> None:
             "TRIO_GATEWAY_UPSTREAM_SSL_INSECURE_SKIP_VERIFY": "TRUE",
             "TRIO_GATEWAY_UPSTREAM_CA_FILE": "/ca.pem",
             "TRIO_GATEWAY_HOOKS_FAILURE_MODE": "open",
+            "TRIO_GATEWAY_HOOKS_THREAD_LIMIT": "48",
             "TRIO_GATEWAY_STORAGE_TYPE": "redis",
             "TRIO_GATEWAY_STORAGE_HASH_KEYS": "yes",
             "HOME": "/root",  # not ours: neither read nor warned about
@@ -49,6 +50,7 @@ def test_variables_set_fields_of_every_type() -> None:
     assert config.upstream.ssl_insecure_skip_verify is True
     assert config.upstream.ca_file == "/ca.pem"
     assert config.hooks.failure_mode == "open"
+    assert config.hooks.thread_limit == 48
     assert config.storage.type == "redis"
     assert config.storage.hash_keys is True
 

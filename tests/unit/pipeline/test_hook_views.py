@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pipeline_support import make_api, make_request
 
@@ -13,6 +15,7 @@ from trio_gateway.hooks import (
     HookContext,
     HookRef,
     ReadOnlyError,
+    RequestView,
     Respond,
     Session,
 )
@@ -169,6 +172,8 @@ def test_response_view_edits() -> None:
     assert resp.get_all_headers("x-a") == ["1"]
     with pytest.raises(ValueError, match="HTTP status"):
         resp.status = 99
+    with pytest.raises(ValueError, match="final response"):
+        resp.status = 101
 
 
 def test_query_helpers_keep_other_params_byte_for_byte() -> None:
@@ -201,3 +206,35 @@ def test_fork_isolates_until_merged() -> None:
     assert ctx.raw_request.header(b"x-fork") == b"1"
     assert ctx.raw_session.meta_data["f"] == 1
     assert ctx._meta_data_changed
+
+
+SPLITTING_CHANGES: dict[str, Callable[[RequestView], None]] = {
+    "header-value-crlf": lambda r: r.set_header("X-A", "a\r\nX-Injected: 1"),
+    "added-header-value-lf": lambda r: r.add_header("X-A", "a\nb"),
+    "header-name-colon": lambda r: r.set_header("X-A: b", "v"),
+    "method-with-space": lambda r: setattr(r, "method", "GET /admin"),
+    "method-non-ascii": lambda r: setattr(r, "method", "G\u00c9T"),
+    "path-with-space": lambda r: setattr(r, "path", "/a b"),
+    "path-non-ascii": lambda r: setattr(r, "path", "/caf\u00e9"),
+    "query-crlf": lambda r: setattr(r, "query", "a=1\r\n"),
+}
+
+
+@pytest.mark.parametrize("change", SPLITTING_CHANGES.values(), ids=SPLITTING_CHANGES.keys())
+def test_values_that_would_split_a_head_are_refused_where_they_are_set(
+    change: Callable[[RequestView], None],
+) -> None:
+    """The plugin author's own line raises (the pipeline would refuse the value anyway)."""
+    ctx = ctx_for(Stage.PRE)
+    raw = ctx.raw_request
+    before = list(raw.headers), raw.method, raw.path, raw.query
+    with pytest.raises(ValueError, match=r"invalid|unsupported|ASCII"):
+        change(ctx.request)
+    assert (list(raw.headers), raw.method, raw.path, raw.query) == before
+
+
+def test_response_header_values_are_checked_too() -> None:
+    response = ctx_for(Stage.RESPONSE).response
+    assert response is not None
+    with pytest.raises(ValueError, match="invalid header value"):
+        response.set_header("X-A", "a\r\n\r\nHTTP/1.1 200 OK")

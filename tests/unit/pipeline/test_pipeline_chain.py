@@ -70,6 +70,17 @@ def test_timeout_and_mode_resolution_hook_then_api_then_gateway() -> None:
     assert bare.pre[0].timeout == 9.0
 
 
+def test_thread_limit_comes_from_the_api_else_the_gateway() -> None:
+    own = attrs.evolve(
+        make_api(pre=["x"]),
+        middleware=MiddlewareConfig(driver="python", pre=(PluginRef(name="x"),), thread_limit=3),
+    )
+    assert build_chain(own, HookDefaults(thread_limit=40)).pre[0].thread_limit == 3
+    bare = build_chain(make_api(pre=["x"]), HookDefaults(thread_limit=40))
+    assert bare.pre[0].thread_limit == 40
+    assert build_chain(make_api(pre=["x"]), HookDefaults()).pre[0].thread_limit == 16
+
+
 def test_open_custom_auth_is_refused() -> None:
     mw = MiddlewareConfig(
         driver="python", auth_check=PluginRef(name="auth", failure_mode=FailureMode.OPEN)

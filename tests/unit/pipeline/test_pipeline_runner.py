@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -160,8 +161,9 @@ async def overstays(ctx: HookContext) -> None:
 FAILING = {
     "error": (raises, 500, "Middleware error"),
     "unavailable": (unavailable, 500, "Middleware error"),
-    "timeout": (overstays, 504, "Middleware error"),
-    "remote-timeout": (remote_timeout, 504, "Middleware error"),
+    # docs/tyk-differences.md: a hook timeout reads as Tyk's gateway timeout, at every stage.
+    "timeout": (overstays, 504, '"error": "Upstream service reached hard timeout."'),
+    "remote-timeout": (remote_timeout, 504, '"error": "Upstream service reached hard timeout."'),
 }
 
 
@@ -427,16 +429,51 @@ def _with_middleware(api: Any, mw: MiddlewareConfig) -> Any:
     return attrs.evolve(api, middleware=mw)
 
 
-async def test_failure_logged_once_with_exception_kept_in_the_log(
+async def test_failure_is_one_warning_line_with_type_and_message_traceback_at_debug(
     caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = make_api(post=["bad"])
+    pipeline, _ = await make_pipeline(api, {"bad": raises})
+    caplog.set_level(logging.WARNING)
+    await pipeline.run_request(make_request(), exchange_for(api))
+    (record,) = [r for r in caplog.records if r.name == "trio_gateway.pipeline"]
+    assert record.exc_info is None
+    assert "\n" not in record.getMessage()
+    assert record.getMessage().endswith("RuntimeError: secret internal detail")
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG)
+    other = make_api(post=["bad"])
+    other = _with_middleware(attrs.evolve(other, api_id="api-2"), other.middleware)
+    pipeline, _ = await make_pipeline(other, {"bad": raises})
+    await pipeline.run_request(make_request(), exchange_for(other))
+    debug, warning = [r for r in caplog.records if r.name == "trio_gateway.pipeline"]
+    assert debug.levelno == logging.DEBUG
+    assert debug.exc_info is not None  # the traceback, at debug only
+    assert warning.levelno == logging.WARNING
+    assert warning.exc_info is None
+
+
+async def test_repeated_failures_are_summarised_per_api_and_cause(
+    caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
 ) -> None:
     caplog.set_level(logging.WARNING)
     api = make_api(post=["bad"])
     pipeline, _ = await make_pipeline(api, {"bad": raises})
+    for _ in range(1000):  # an outage: every request fails the same way for 5 s
+        answer = await pipeline.run_request(make_request(), exchange_for(api))
+        assert answer is not None
+        assert answer.status == 500
+        await trio.sleep(0.005)
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_gateway.pipeline"]
+    assert len(lines) == 1
+    assert lines[0].endswith("RuntimeError: secret internal detail")
+    await trio.sleep(10)  # after the interval the next failure reports the count
     await pipeline.run_request(make_request(), exchange_for(api))
-    (record,) = [r for r in caplog.records if r.name == "trio_gateway.pipeline"]
-    assert record.exc_info is not None
-    assert "secret internal detail" in caplog.text
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_gateway.pipeline"]
+    assert len(lines) == 2
+    assert lines[1].endswith("RuntimeError: secret internal detail (1000 times in the last 15 s)")
+    assert pipeline.statistics().errors == 1001  # counted, every one
 
 
 async def test_builtins_alone_need_no_driver_and_are_bounded_by_the_request_deadline(

@@ -5,14 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trio_gateway._proto.events import Data, EndOfMessage, Event, ResponseHead, Upgraded
-from trio_gateway._proto.http1 import (
-    LAST_CHUNK,
-    H1ClientParser,
-    H1ServerParser,
-    encode_chunk,
-    serialise_head,
-    status_line,
-)
+from trio_gateway._proto.http1 import H1ClientParser, H1ServerParser
+from trio_gateway._proto.writer import LAST_CHUNK, encode_chunk, request_head, status_line
 from trio_gateway.errors import UpstreamProtocolError
 
 
@@ -105,8 +99,8 @@ def test_status_line_uses_known_reasons_and_custom_ones() -> None:
 
 
 def test_serialised_head_parses_back() -> None:
-    raw = serialise_head(
-        b"POST /x?q=1 HTTP/1.1\r\n", [(b"Host", b"h"), (b"Transfer-Encoding", b"chunked")]
+    raw, _ = request_head(
+        b"POST", b"/x?q=1", b"h", [], skip=frozenset(), extra=[], body_length=None, chunked=True
     )
     raw += encode_chunk(b"abc") + encode_chunk(b"x" * 300) + LAST_CHUNK
     parser = H1ServerParser()
@@ -153,3 +147,36 @@ def events_drain(parser: H1ClientParser) -> list[Event]:
     while (event := parser.next_event()) is not None:
         out.append(event)
     return out
+
+
+# -- RFC 9112 §6.3 ---------------------------------------------------------------------------------
+
+
+def test_transfer_coding_without_chunked_runs_to_the_close() -> None:
+    events = events_of(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", b"def", eof=True)
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert not head.chunked
+    assert head.transfer_coding == b"gzip"
+    assert b"".join(e.data for e in events if isinstance(e, Data)) == b"abcdef"
+    assert isinstance(events[-1], EndOfMessage)
+    assert not events[-1].keep_alive
+
+
+def test_chunked_only_when_it_is_the_final_coding() -> None:
+    events = events_of(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    head = events[0]
+    assert isinstance(head, ResponseHead)
+    assert head.chunked
+    assert head.transfer_coding == b"gzip"
+    assert isinstance(events[-1], EndOfMessage)
+    assert events[-1].keep_alive
+
+
+def test_trailing_whitespace_is_not_part_of_a_value() -> None:
+    head = events_of(b"HTTP/1.1 204 No Content\r\nX-A: b \t\r\n\r\n")[0]
+    assert isinstance(head, ResponseHead)
+    assert (b"X-A", b"b") in head.headers

@@ -194,6 +194,10 @@ MALFORMED = {
     "header-without-colon": b"GET / HTTP/1.1\r\nHost h\r\n\r\n",
     "control-char-in-value": b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n",
     "empty-header-name": b"GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n",
+    # RFC 9112 §3.2: an HTTP/1.1 request without Host, or any request with two.
+    "no-host": b"GET / HTTP/1.1\r\nX-A: v\r\n\r\n",
+    "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "two-hosts-http10": b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
     "http-0.9-with-headers": b"GET /\r\nHost: h\r\n\r\n",
     "http-0.9-named": b"GET / HTTP/0.9\r\n\r\n",
     "http-2.0-in-http1-syntax": b"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
@@ -306,12 +310,19 @@ def test_body_limit_is_per_request() -> None:
 
 def test_no_body_limit_by_default() -> None:
     body = b"x" * 1_000_000
-    events = events_of(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    events = events_of(
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
     assert body_of(events) == body
 
 
 def test_feed_after_upgrade_is_a_programming_error() -> None:
     parser = H1ServerParser()
-    parser.feed(b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+    parser.feed(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
     with pytest.raises(RuntimeError):
         parser.feed(b"more")
+
+
+def test_http10_request_without_host_is_accepted() -> None:
+    events = events_of(b"GET / HTTP/1.0\r\n\r\n")
+    assert isinstance(events[0], RequestHead)
