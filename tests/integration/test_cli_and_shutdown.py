@@ -135,18 +135,28 @@ class GatewayProcess:
 
 
 @asynccontextmanager
-async def gateway_process(*args: str) -> AsyncIterator[GatewayProcess]:
-    """Run `trio-gateway run --listen 127.0.0.1:0 ARGS...`; killed on exit if still running."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
-    command = [sys.executable, "-m", "trio_gateway", "run", "--listen", "127.0.0.1:0", *args]
+async def gateway_process(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, free_port: bool = True
+) -> AsyncIterator[GatewayProcess]:
+    """Run `trio-gateway run --listen 127.0.0.1:0 ARGS...`; killed on exit if still running.
+
+    ``env`` is added to this process's environment without its TRIO_GATEWAY_* and TYK_GW_*
+    variables; ``free_port=False`` leaves the address to the configuration.
+    """
+    child_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRIO_GATEWAY_", "TYK_GW_"))
+    }
+    child_env.update(env or {})
+    listen = ["--listen", "127.0.0.1:0"] if free_port else []
+    command = [sys.executable, "-m", "trio_gateway", "run", *listen, *args]
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
             partial(
                 trio.run_process,
                 command,
                 check=False,
-                cwd=str(ROOT),
-                env=env,
+                cwd=str(cwd),
+                env=child_env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # access-log lines
                 stderr=subprocess.PIPE,

@@ -10,12 +10,7 @@ upstream on loopback sockets.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +20,9 @@ from conftest import Server
 from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
 from tests.helpers.client import fetch
 from tests.helpers.upstream import RawUpstream, start_upstream
-from tests.integration.test_cli_and_shutdown import GatewayProcess
+from tests.integration.test_cli_and_shutdown import GatewayProcess, gateway_process
 from tests.redis_server import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parents[3]
 PRE, CUSTOM_KEY_CHECK, RESPONSE = 1, 4, 5
 
 #: A tyk.conf as Tyk's docker demos ship it (keys we do not use included).
@@ -167,34 +161,11 @@ def tyk_folder(tmp_path: Path, upstream: RawUpstream) -> Path:
     return folder
 
 
-@asynccontextmanager
-async def tyk_gateway(folder: Path, tyk_env: dict[str, str]) -> AsyncIterator[GatewayProcess]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRIO_GATEWAY_", "TYK_GW_"))}
-    env.update(tyk_env)
-    env["PYTHONPATH"] = str(ROOT)
-    command = [sys.executable, "-m", "trio_gateway", "run", "--config", "tyk.conf"]
-    async with trio.open_nursery() as nursery:
-        process: trio.Process = await nursery.start(
-            partial(
-                trio.run_process,
-                command,
-                check=False,
-                cwd=str(folder),  # app_path ./apps resolves here, as in Tyk
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-        )
-        gateway = GatewayProcess(process)
-        nursery.start_soon(gateway._drain_stderr)
-        line = await gateway.wait_for_log("trio-gateway listening on http://")
-        host, _, port = line.rpartition("http://")[2].rpartition(":")
-        gateway.address = (host, int(port))
-        try:
-            yield gateway
-        finally:
-            nursery.cancel_scope.cancel()
+def tyk_gateway(
+    folder: Path, tyk_env: dict[str, str]
+) -> AbstractAsyncContextManager[GatewayProcess]:
+    """`trio-gateway run --config tyk.conf` in the folder (app_path ./apps resolves there)."""
+    return gateway_process("--config", "tyk.conf", env=tyk_env, cwd=folder, free_port=False)
 
 
 def demo_env(redis_server: RedisServer, server: Server | None) -> dict[str, str]:
