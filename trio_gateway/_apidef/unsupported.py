@@ -215,8 +215,13 @@ FEATURES: tuple[Feature, ...] = (
         classic=("proxy.service_discovery.use_discovery_service",),
         oas=(f"{_OAS}.upstream.serviceDiscovery",),
     ),
-    Feature(name="a per-API listen port", classic=("listen_port",)),
-    Feature(name="TCP/TLS stream proxying", classic=("protocol",), when=_is_stream_protocol),
+    Feature(name="a per-API listen port", classic=("listen_port",), oas=(f"{_OAS}.server.port",)),
+    Feature(
+        name="TCP/TLS stream proxying",
+        classic=("protocol",),
+        oas=(f"{_OAS}.server.protocol",),
+        when=_is_stream_protocol,
+    ),
     Feature(name="GraphQL", classic=("graphql",)),
     Feature(
         name="batch requests",
@@ -276,7 +281,22 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         name="per-endpoint timeouts",
         classic=_ep("hard_timeouts"),
-        oas=_op("enforceTimeout"),
+        oas=(*_op("enforceTimeout"), f"{_OAS}.upstream.enforceTimeout"),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="case-insensitive endpoint matching",
+        oas=(f"{_OAS}.middleware.global.ignoreCase",),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="upstream TLS versions and ciphers",
+        oas=(f"{_OAS}.upstream.tlsTransport",),
+        action=Action.WARN,
+    ),
+    Feature(
+        name="keeping a trailing slash on the upstream path",
+        oas=(f"{_OAS}.upstream.preserveTrailingSlash",),
         action=Action.WARN,
     ),
     Feature(
@@ -419,6 +439,50 @@ CLASSIC_INERT_KEYS: dict[str, str] = {
             "jwt_source_uris",
         )
     },
+}
+
+#: The Tyk OAS counterpart for the sections of ``x-tyk-api-gateway`` that carry behaviour: every
+#: key Tyk's ``oas.Server``, ``oas.Upstream`` and ``oas.Global`` structs have (apidef/oas at
+#: commit 31e219be) is read by the parser, has a row above, or is listed here with the reason.
+OAS_READ_KEYS: dict[str, frozenset[str]] = {
+    "server": frozenset({"listenPath", "authentication", "customDomain"}),
+    "upstream": frozenset({"url", "rateLimit", "preserveHostHeader"}),
+    "middleware.global": frozenset(
+        {
+            "pluginConfig",
+            "prePlugin",
+            "prePlugins",
+            "postAuthenticationPlugin",
+            "postAuthenticationPlugins",
+            "postPlugin",
+            "postPlugins",
+            "responsePlugin",
+            "responsePlugins",
+        }
+    ),
+}
+OAS_INERT_KEYS: dict[str, str] = {
+    "server.gatewayTags": "node segmentation; every API in the folder is served",
+    "middleware.global.skipQuotaReset": "admin API behaviour on key updates",
+}
+#: The keys of those structs in Tyk (for the test that keeps the three lists complete).
+TYK_OAS_KEYS: dict[str, frozenset[str]] = {
+    "server": frozenset(
+        """listenPath authentication clientCertificates gatewayTags customDomain
+        detailedActivityLogs detailedTracing eventHandlers ipAccessControl batchProcessing
+        protocol port""".split()
+    ),
+    "upstream": frozenset(
+        """url serviceDiscovery uptimeTests mutualTLS certificatePinning rateLimit authentication
+        loadBalancing preserveHostHeader preserveTrailingSlash tlsTransport proxy
+        enforceTimeout""".split()
+    ),
+    "middleware.global": frozenset(
+        """pluginConfig cors prePlugin prePlugins postAuthenticationPlugin
+        postAuthenticationPlugins postPlugin postPlugins responsePlugin responsePlugins cache
+        transformRequestHeaders transformResponseHeaders contextVariables trafficLogs
+        requestSizeLimit ignoreCase skipRateLimit skipQuota skipQuotaReset""".split()
+    ),
 }
 
 

@@ -302,3 +302,26 @@ def test_features_that_change_who_gets_served_refuse_the_api(changes: dict[str, 
     with pytest.raises(ApiDefinitionError) as info:
         parse_classic(make_classic(**changes), SRC)
     assert any(next(iter(changes)) in m for m in info.value.messages)
+
+
+def test_every_oas_key_is_read_refused_warned_or_inert_for_a_reason() -> None:
+    from trio_gateway._apidef.unsupported import (
+        FEATURES,
+        OAS_INERT_KEYS,
+        OAS_READ_KEYS,
+        TYK_OAS_KEYS,
+    )
+
+    prefix = "x-tyk-api-gateway."
+    rows = {
+        pattern.removeprefix(prefix) for f in FEATURES for pattern in f.oas
+    }  # e.g. "server.ipAccessControl"
+    unaccounted = [
+        f"{section}.{key}"
+        for section, keys in TYK_OAS_KEYS.items()
+        for key in sorted(keys)
+        if key not in OAS_READ_KEYS[section]
+        and not any(row.startswith(f"{section}.{key}") for row in rows)
+        and f"{section}.{key}" not in OAS_INERT_KEYS
+    ]
+    assert unaccounted == []
