@@ -540,6 +540,11 @@ def _tyk_env_layer(tyk_env: TykEnv) -> _Layer:
                 our_value = _default_at(target)
             _set_in(raw, target, our_value)
             names[".".join(target)] = variable
+    storage = [path for path in tyk_env.values if path[0] == "storage"]
+    if storage and ("storage", "type") not in tyk_env.values:
+        # As for a tyk.conf storage section: Tyk's only store is Redis.
+        _set_in(raw, ("storage", "type"), "redis")
+        names["storage.type"] = tyk_env.names[storage[0]]
     return _Layer(source="environment", raw=raw, names=names)
 
 

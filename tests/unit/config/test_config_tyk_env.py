@@ -170,3 +170,8 @@ def test_the_configuration_reference_names_every_variable() -> None:
     missing = [name for name in env_variable_names() if f"`{name}`" not in reference]
     missing += [tyk_env_name(path) for path in GO_FIELDS if tyk_env_name(path) not in reference]
     assert missing == []
+
+
+def test_storage_variables_mean_redis_as_a_storage_section_does() -> None:
+    config, _ = load_config(None, {"TYK_GW_STORAGE_HOST": "tyk-redis"}, {})
+    assert (config.storage.type, config.storage.host) == ("redis", "tyk-redis")
