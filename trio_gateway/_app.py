@@ -115,8 +115,11 @@ async def serve_gateway(
             demo_address = await _start_demo(stack, config)
         if folder is None:
             folder = bundled_apps_dir(stack)
-            if demo_address is not None and demo_address != (DEMO_HOST, DEMO_PORT):
-                folder = _retarget_bundled_apps(stack, folder, demo_address)
+            # Workers other than the one running the demo follow its configured address (a
+            # port 0 there is known only to that worker).
+            target = demo_address or (config.demo_listen.host, config.demo_listen.port)
+            if target != (DEMO_HOST, DEMO_PORT) and target[1] != 0:
+                folder = _retarget_bundled_apps(stack, folder, target)
         report = load_api_definitions(folder)
         log_report(report)
         limits = config.limits
