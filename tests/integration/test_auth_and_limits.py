@@ -144,6 +144,14 @@ def write_apis(apps: Path, target: str) -> None:
         ),
         api_doc("open", "/open/", target, use_keyless=True),
         api_doc(
+            "unlimited",
+            "/unlimited/",
+            target,
+            disable_rate_limit=True,
+            disable_quota=True,
+            global_rate_limit={"rate": 1, "per": 60},
+        ),
+        api_doc(
             "limited",
             "/limited/",
             target,
@@ -387,6 +395,15 @@ async def test_headers_from_rate_limit_when_configured(
     assert status == 200
     assert (headers["x-ratelimit-limit"], headers["x-ratelimit-remaining"]) == ("5", "4")
     assert headers["x-ratelimit-reset"] == "10"
+
+
+async def test_disable_rate_limit_and_quota_switch_the_limits_off_as_in_tyk(gw: Setup) -> None:
+    limited = Session(rate=1, per=60, quota_max=1, quota_renewal_rate=3600)
+    await gw.store.put_session("k-limited", limited)
+    statuses = [(await gw.get("/unlimited/", Authorization="k-limited"))[0] for _ in range(3)]
+    assert statuses == [200, 200, 200]  # neither the key's limits nor global_rate_limit apply
+    statuses = [(await gw.get("/keyed/", Authorization="k-limited"))[0] for _ in range(2)]
+    assert statuses == [200, 429]  # the same key elsewhere is limited
 
 
 async def test_global_rate_limit_on_keyless_api(gw: Setup) -> None:

@@ -431,6 +431,8 @@ def parse_classic(data: Mapping[str, Any], source: str) -> ApiDefinition:
         config_data=config_data,
         middleware=_read_middleware(r, warnings, endpoints),
         global_rate_limit=RateLimit(rate=rate.number("rate") or 0, per=rate.number("per") or 0),
+        disable_rate_limit=r.boolean("disable_rate_limit"),
+        disable_quota=r.boolean("disable_quota"),
         source=source,
         format="classic",
     )
@@ -476,6 +478,7 @@ CLASSIC_READ_KEYS = frozenset(
     api_id name org_id active domain domain_disabled proxy use_keyless use_standard_auth
     custom_plugin_auth_enabled enable_coprocess_auth use_go_plugin_auth base_identity_provided_by
     auth auth_configs config_data config_data_disabled custom_middleware global_rate_limit
+    disable_rate_limit disable_quota
     version_data
     """.split()
 )

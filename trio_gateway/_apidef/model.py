@@ -140,6 +140,10 @@ class ApiDefinition:
     config_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False)
     middleware: MiddlewareConfig = attrs.field(factory=MiddlewareConfig)
     global_rate_limit: RateLimit = attrs.field(factory=RateLimit)
+    #: Tyk's ``disable_rate_limit`` / OAS ``skipRateLimit``: no key rate limit and no
+    #: ``global_rate_limit`` on this API. ``disable_quota`` / ``skipQuota``: no key quota.
+    disable_rate_limit: bool = False
+    disable_quota: bool = False
     #: Upstream/request deadline for this API (Tyk's ``proxy.transport``-less per-API timeout is
     #: ``enforced_timeout``; we keep one number). None means the gateway default.
     request_timeout: float | None = None

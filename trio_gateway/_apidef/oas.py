@@ -335,6 +335,8 @@ def parse_oas(
             thread_limit=read_thread_limit(plugin_config, "threadLimit"),
         ),
         global_rate_limit=rate_limit,
+        disable_rate_limit=g.boolean("skipRateLimit"),
+        disable_quota=g.boolean("skipQuota"),
         source=source,
         format="oas",
     )

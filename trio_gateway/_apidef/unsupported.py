@@ -112,8 +112,6 @@ class Feature:
     when: Callable[[object], bool] = is_enabled
     #: A Classic key (from the root) that, when true, switches the feature off again.
     unless_classic: str = ""
-    #: The feature only acts on keyed APIs (a keyless API has no key limits to switch off).
-    keyed_only: bool = False
 
 
 def _ep(*names: str) -> tuple[str, ...]:
@@ -326,13 +324,6 @@ FEATURES: tuple[Feature, ...] = (
         when=_has_events,
     ),
     Feature(
-        name="switching key rate limits or quotas off (the key's limits still apply)",
-        classic=("disable_rate_limit", "disable_quota"),
-        oas=(f"{_OAS}.middleware.global.skipRateLimit", f"{_OAS}.middleware.global.skipQuota"),
-        action=Action.WARN,
-        keyed_only=True,
-    ),
-    Feature(
         name="context variables",
         classic=("enable_context_vars",),
         oas=(f"{_OAS}.middleware.global.contextVariables",),
@@ -458,6 +449,8 @@ OAS_READ_KEYS: dict[str, frozenset[str]] = {
             "postPlugins",
             "responsePlugin",
             "responsePlugins",
+            "skipRateLimit",
+            "skipQuota",
         }
     ),
 }
@@ -504,24 +497,13 @@ def _walk(value: object, parts: list[str], prefix: str) -> Iterator[tuple[str, o
         yield from _walk(value[head], rest, f"{prefix}.{head}" if prefix else head)
 
 
-def _is_keyless(doc: Mapping[str, Any], fmt: str) -> bool:
-    if fmt == "classic":
-        return doc.get("use_keyless") is True
-    gateway = doc.get(_OAS)
-    server = gateway.get("server") if isinstance(gateway, Mapping) else None
-    auth = server.get("authentication") if isinstance(server, Mapping) else None
-    return not (isinstance(auth, Mapping) and auth.get("enabled") is True)
-
-
 def find_features(doc: Mapping[str, Any], fmt: str) -> Iterator[tuple[Feature, str]]:
     """Every (feature, concrete key path) that ``doc`` switches on; ``fmt`` is classic or oas."""
-    keyless = _is_keyless(doc, fmt)
     for feature in FEATURES:
         patterns = feature.classic if fmt == "classic" else feature.oas
         if fmt == "classic" and feature.unless_classic and doc.get(feature.unless_classic) is True:
             continue
-        if feature.keyed_only and keyless:
-            continue
+
         for pattern in patterns:
             for path, value in _walk(doc, pattern.split("."), ""):
                 if feature.when(value):

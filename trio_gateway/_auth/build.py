@@ -66,6 +66,8 @@ def build_api_auth(api: ApiDefinition, services: AuthServices, listen_prefix: st
             listen_prefix=listen_prefix,
             services=services,
             extractor=extractor,
+            rate_limit=not api.disable_rate_limit,
+            quota=not api.disable_quota,
         )
         cache = (
             ExtractorCache(
@@ -83,6 +85,8 @@ def build_api_auth(api: ApiDefinition, services: AuthServices, listen_prefix: st
         listen_prefix=listen_prefix,
         services=services,
         stable_sessions=hookless,
+        rate_limit=not api.disable_rate_limit,
+        quota=not api.disable_quota,
     )
     return ApiAuth(
         authenticate=TokenAuth(

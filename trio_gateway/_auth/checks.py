@@ -50,6 +50,9 @@ class KeyChecks:
     #: The store hands out its own session objects (token auth on an API without hooks): the
     #: limits derived from one are remembered until the store replaces it.
     stable_sessions: bool = False
+    #: The API's ``disable_rate_limit`` / ``disable_quota`` turned off (Tyk skips that limit).
+    rate_limit: bool = True
+    quota: bool = True
     #: session key -> (the session object the limits came from, its limits for this API).
     _limits: dict[str, tuple[Session, Limits]] = attrs.field(factory=dict, init=False)
 
@@ -99,11 +102,15 @@ class KeyChecks:
 
     def _limits_for(self, session: Session, key: str) -> Limits:
         if not self.stable_sessions:
-            return limits.limits_for(session, self.api_id)
+            return limits.limits_for(
+                session, self.api_id, rate_limit=self.rate_limit, quota=self.quota
+            )
         cached = self._limits.get(key)
         if cached is not None and cached[0] is session:  # `is`: a replaced session misses
             return cached[1]
-        wanted = limits.limits_for(session, self.api_id)
+        wanted = limits.limits_for(
+            session, self.api_id, rate_limit=self.rate_limit, quota=self.quota
+        )
         if len(self._limits) >= _LIMITS_CACHE_SIZE:
             self._limits.clear()  # crude bound; entries are cheap to derive again
         self._limits[key] = (session, wanted)

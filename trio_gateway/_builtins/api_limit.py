@@ -14,7 +14,7 @@ API_RATE_LIMITED = Respond(status=429, message="API Rate Limit Exceeded")
 def api_limits(api: ApiDefinition) -> Limits | None:
     """The limits to ``consume`` under :func:`api_limit_key`, or None when there is none."""
     limit = api.global_rate_limit
-    if limit.rate <= 0 or limit.per <= 0:
+    if limit.rate <= 0 or limit.per <= 0 or api.disable_rate_limit:  # Tyk: off with the key's
         return None
     return Limits(rate=limit.rate, per=limit.per)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import attrs
+
 from .._ratelimit import LimitOutcome, LimitResult, Limits
 from .._session.model import Session
 from .decision import Continue, Respond
@@ -25,9 +27,24 @@ RATE_LIMITED = Respond(status=429, message="Rate Limit Exceeded")
 QUOTA_EXCEEDED = Respond(status=403, message="Quota exceeded")
 
 
-def limits_for(session: Session, api_id: str) -> Limits:
+def limits_for(
+    session: Session, api_id: str, *, rate_limit: bool = True, quota: bool = True
+) -> Limits:
     """The session's limits for ``api_id``: a non-empty per-API ``limit`` wins, with its own
-    counters; otherwise the session-level numbers."""
+    counters; otherwise the session-level numbers. ``rate_limit``/``quota`` False leave that
+    limit out (the API's ``disable_rate_limit``/``disable_quota``)."""
+    limits = _session_limits(session, api_id)
+    if not (rate_limit and quota):
+        limits = attrs.evolve(
+            limits,
+            rate=limits.rate if rate_limit else 0,
+            per=limits.per if rate_limit else 0,
+            quota_max=limits.quota_max if quota else 0,
+        )
+    return limits
+
+
+def _session_limits(session: Session, api_id: str) -> Limits:
     rights = session.access_rights.get(api_id)
     if rights is not None and rights.limit is not None and not rights.limit.is_empty():
         limit = rights.limit

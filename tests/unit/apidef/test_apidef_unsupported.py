@@ -278,7 +278,6 @@ def test_every_classic_key_is_read_refused_warned_or_inert_for_a_reason() -> Non
             {"event_handlers": {"events": {"QuotaExceeded": [{"handler_name": "eh_log_handler"}]}}},
             "event_handlers: event handlers",
         ),
-        ({"disable_rate_limit": True, "use_keyless": False}, "disable_rate_limit"),
         ({"enable_context_vars": True}, "enable_context_vars"),
         ({"error_overrides": {"401": [{"response": {"body": "no"}}]}}, "error_overrides"),
         ({"uptime_tests": {"check_list": [{"url": "http://x/"}]}}, "uptime_tests"),
