@@ -23,7 +23,7 @@ from ._auth import AuthServices
 from ._config.model import DEMO_PORT, GatewayConfig
 from ._demo import DEMO_HOST, demo_handler
 from ._gateway import Gateway, build_snapshot, make_ssl_context
-from ._listen import start_listening
+from ._listen import GATEWAY_LISTENER, start_listening
 from ._logsummary import run_failure_log_sweeper
 from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
@@ -176,7 +176,7 @@ async def serve_gateway(
                     server.serve,
                     config.listen.host,
                     config.listen.port,
-                    "the gateway (listen_address/listen_port; --listen)",
+                    GATEWAY_LISTENER,
                 )
                 log.info("trio-gateway listening on http://%s:%d", *address)
                 if not config.secret:

@@ -11,7 +11,10 @@ from typing import Any
 
 import trio
 
-__all__ = ["ListenError", "start_listening"]
+__all__ = ["GATEWAY_LISTENER", "ListenError", "start_listening"]
+
+#: What the main listener is for, and where its address is set (for messages).
+GATEWAY_LISTENER = "the gateway (listen_address/listen_port; --listen)"
 
 
 class ListenError(OSError):

@@ -47,6 +47,7 @@ import trio
 
 from ._config.load import structure_config, unstructure_config
 from ._config.model import GatewayConfig
+from ._listen import GATEWAY_LISTENER, ListenError
 from ._memory import return_large_blocks_to_os
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ def run_workers(config: GatewayConfig, *, watch_interval: float | None = None) -
     try:
         reservation = reserve_port(config.listen.host, config.listen.port)
     except OSError as exc:
-        log.error("cannot serve on %s:%d: %s", config.listen.host, config.listen.port, exc)
+        log.error("%s", ListenError(GATEWAY_LISTENER, config.listen.host, config.listen.port, exc))
         return EXIT_ERRORS
     with reservation:
         port: int = reservation.getsockname()[1]
