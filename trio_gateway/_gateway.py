@@ -24,9 +24,11 @@ from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
+from ._metrics import current_metrics
 from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
+from ._tracecontext import trace_for
 from ._upstream.connection import Origin, UpstreamPool
 from ._upstream.proxy import UpstreamRequest, discard_body, forward
 from .errors import ClientProtocolError, GatewayError, PluginDriverError
@@ -99,6 +101,7 @@ async def build_snapshot(
         thread_limit=config.hooks.thread_limit,
     )
     runtimes: dict[str, ApiRuntime] = {}
+    metrics = current_metrics()
     for api in apis:
         target = Target.from_url(api.target_url)
         pipeline: ApiPipeline | None = None
@@ -119,6 +122,8 @@ async def build_snapshot(
                     authenticate=api_auth.authenticate,
                     finish=api_auth.finish,
                 )
+            if pipeline is not None:
+                pipeline.metrics = metrics
         except PluginDriverError as exc:
             broken = str(exc)
             log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
@@ -203,6 +208,8 @@ class Gateway:
         request.path = match.path
         runtime = snapshot.runtimes[match.api.api_id]
         request.api_id = runtime.api.api_id
+        # Kept, or started and added to the headers: the upstream and every hook see it.
+        request.trace = trace_for(request.headers)
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
         timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
@@ -265,10 +272,14 @@ class Gateway:
         Runs under the request's deadline (the caller's cancel scope)."""
         pipeline = runtime.pipeline
         up = self._upstream_request(request, runtime, host_header)
+        if exchange is not None:
+            request.api_key = exchange.session_key  # for analytics
+        started = trio.current_time()
         try:
             response = await forward(
                 request, up, self.pool, body_timeout=self.config.limits.body_read_timeout
             )
+            request.upstream_latency = trio.current_time() - started
         except ClientProtocolError:
             # The client's body broke mid-forward (413 over the limit, bad chunk): the server
             # answers it with the error's own status, not as an upstream failure.

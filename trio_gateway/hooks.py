@@ -54,6 +54,7 @@ from ._config.model import DEFAULT_THREAD_LIMIT
 from ._exchange import Request, Response
 from ._proto.writer import check_method, check_name, check_target, check_value
 from ._session.model import Session
+from ._tracecontext import TraceContext
 
 __all__ = [
     "CONTINUE",
@@ -610,6 +611,12 @@ class HookContext:
     @property
     def hook_name(self) -> str:
         return self.hook.plugin.name
+
+    @property
+    def trace(self) -> TraceContext | None:
+        """The request's W3C trace context (``trace.trace_id``, ``trace.header``): the client's
+        ``traceparent`` when valid, else one the gateway started. Read-only."""
+        return self._request.trace
 
     @property
     def request(self) -> RequestView:

@@ -117,6 +117,17 @@ class RateLimit:
 
 
 @attrs.frozen(kw_only=True)
+class AnalyticsPluginRef:
+    """Tyk's ``analytics_plugin`` (OAS ``middleware.global.trafficLogs.plugins[]``), enabled:
+    a function in a ``.py`` file that sees each analytics record (docs/observability.md)."""
+
+    path: str
+    function_name: str
+    #: Deadline for one batch of records (our extension); None: the gateway's default.
+    timeout: float | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ApiDefinition:
     """One API the gateway serves, whichever format it was written in."""
 
@@ -147,6 +158,13 @@ class ApiDefinition:
     #: Upstream/request deadline for this API (Tyk's ``proxy.transport``-less per-API timeout is
     #: ``enforced_timeout``; we keep one number). None means the gateway default.
     request_timeout: float | None = None
+    #: Analytics: Tyk's ``do_not_track`` (no records for this API), ``tags`` (copied into each
+    #: record), ``expire_analytics_after`` (seconds; the records' ``expireAt``) and
+    #: ``analytics_plugin``.
+    do_not_track: bool = False
+    tags: tuple[str, ...] = ()
+    expire_analytics_after: int = 0
+    analytics_plugin: AnalyticsPluginRef | None = None
     #: Where the definition came from (a file path, or "admin API"), for messages.
     source: str = ""
     #: Which format it was written in: "classic" or "oas".

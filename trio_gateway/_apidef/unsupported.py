@@ -304,12 +304,6 @@ FEATURES: tuple[Feature, ...] = (
         action=Action.WARN,
     ),
     Feature(
-        name="analytics plugins",
-        classic=("analytics_plugin",),
-        oas=(f"{_OAS}.middleware.global.trafficLogs.plugins",),
-        action=Action.WARN,
-    ),
-    Feature(
         name="upstream authentication",
         classic=("upstream_auth",),
         oas=(f"{_OAS}.upstream.authentication",),
@@ -349,9 +343,7 @@ FEATURES: tuple[Feature, ...] = (
         action=Action.WARN,
         when=lambda value: _has_checks(value) or value is True,
     ),
-    Feature(
-        name="response processors", classic=("response_processors",), action=Action.WARN
-    ),
+    Feature(name="response processors", classic=("response_processors",), action=Action.WARN),
     Feature(name="session lifetimes", classic=("session_lifetime",), action=Action.WARN),
     Feature(
         name="quota not set when a key is created",
@@ -364,11 +356,9 @@ FEATURES: tuple[Feature, ...] = (
         oas=(f"{_OAS}.server.customDomain.certificates",),
         action=Action.WARN,
     ),
+    Feature(name="the PROXY protocol", classic=("enable_proxy_protocol",), action=Action.WARN),
     Feature(
-        name="the PROXY protocol", classic=("enable_proxy_protocol",), action=Action.WARN
-    ),
-    Feature(
-        name="detailed analytics (no analytics are recorded yet)",
+        name="detailed analytics (raw requests and responses in analytics records)",
         classic=("enable_detailed_recording", "detailed_tracing", "tag_headers"),
         oas=(f"{_OAS}.server.detailedActivityLogs", f"{_OAS}.server.detailedTracing"),
         action=Action.WARN,
@@ -385,11 +375,7 @@ CLASSIC_INERT_KEYS: dict[str, str] = {
     "slug": "metadata",
     "is_oas": "format marker (the OAS half of a pair is loaded instead)",
     "definition": "versioning settings; versioned APIs are refused (version_data)",
-    "tags": "node segmentation; every API in the folder is served",
-    "tags_disabled": "node segmentation",
-    "do_not_track": "turns analytics off; none are recorded yet",
-    "expire_analytics_after": "analytics; none are recorded yet",
-    "disable_expire_analytics": "analytics; none are recorded yet",
+    "disable_expire_analytics": "analytics: records always carry expireAt",
     "expiration_ts": "derived from expiration",
     "error_overrides_disabled": "switch of custom error responses",
     "upstream_certificates_disabled": "switch of upstream client certificates",
@@ -451,6 +437,7 @@ OAS_READ_KEYS: dict[str, frozenset[str]] = {
             "responsePlugins",
             "skipRateLimit",
             "skipQuota",
+            "trafficLogs",
         }
     ),
 }

@@ -483,6 +483,10 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
     ("http_server_options", "write_timeout"): (("limits", "send_timeout"),),
     ("http_server_options", "max_request_body_size"): (("limits", "max_request_body_bytes"),),
     ("rate_limit_response_headers",): (("rate_limit_response_headers",),),
+    ("enable_analytics",): (("analytics", "enable"),),
+    ("analytics_config", "enable_multiple_analytics_keys"): (("analytics", "multiple_keys"),),
+    ("analytics_config", "storage_expiration_time"): (("analytics", "storage_expiration_time"),),
+    ("analytics_config", "records_buffer_size"): (("analytics", "buffer_size"),),
     # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.
     ("local_session_cache", "cached_session_timeout"): (("storage", "session_cache_ttl"),),
     ("local_session_cache", "disable_cached_session_state"): (),

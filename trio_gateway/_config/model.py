@@ -183,6 +183,53 @@ class StorageConfig:
     session_cache_ttl: float = attrs.field(default=1.0, validator=_non_negative)
 
 
+AnalyticsSink = Literal["redis", "jsonl"]
+MetricsPlace = Literal["auto", "main", "control"]
+
+
+@attrs.frozen(kw_only=True)
+class AnalyticsConfig:
+    """Analytics records (Tyk's ``enable_analytics``, ``analytics_config``).
+
+    See docs/observability.md.
+    """
+
+    enable: bool = False
+    #: ``redis``: Tyk Pump's list in the Redis of ``storage`` (host, port, database, password);
+    #: ``jsonl``: one JSON object per line to ``jsonl_path`` (empty: stdout).
+    sink: AnalyticsSink = "redis"
+    jsonl_path: str = ""
+    #: Tyk's ``enable_multiple_analytics_keys``: spread batches over ``..._0`` to ``..._9``.
+    multiple_keys: bool = False
+    #: Tyk's ``storage_expiration_time``: seconds the Redis list lives after a write (0: forever).
+    storage_expiration_time: int = attrs.field(default=0, validator=_non_negative)
+    #: Records waiting at most; beyond, new ones are dropped and counted.
+    buffer_size: int = attrs.field(default=10_000, validator=_positive)
+    #: Records per write; a full batch is written at once, a partial one every ``flush_interval``.
+    batch_size: int = attrs.field(default=1000, validator=_positive)
+    flush_interval: float = attrs.field(default=0.2, validator=_positive)
+    #: Bound on writing out what is buffered when the gateway stops.
+    shutdown_timeout: float = attrs.field(default=2.0, validator=_positive)
+    #: Analytics plugins: deadline per batch (an API's ``analytics_plugin.timeout`` overrides it)
+    #: and how many batches run at once.
+    plugin_timeout: float = attrs.field(default=1.0, validator=_positive)
+    plugin_concurrency: int = attrs.field(default=4, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus text format; docs/observability.md)."""
+
+    enable: bool = True
+    path: str = "/metrics"
+    #: ``auto``: the control API port when one is set, else the main port; or force either.
+    listener: MetricsPlace = "auto"
+    #: On the main port, answer clients other than loopback too.
+    allow_remote: bool = False
+    #: Require ``X-Tyk-Authorization: <secret>`` (as the admin API does).
+    require_secret: bool = False
+
+
 @attrs.frozen(kw_only=True)
 class GatewayConfig:
     """Every gateway setting, with the defaults of the embedded gateway."""
@@ -210,6 +257,8 @@ class GatewayConfig:
     hooks: HooksConfig = HooksConfig()
     coprocess: CoprocessConfig = CoprocessConfig()
     storage: StorageConfig = StorageConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     #: Tyk's ``rate_limit_response_headers``: ``X-RateLimit-*`` from the quota (Tyk's default)
     #: or from the rate limit.
     rate_limit_response_headers: RateLimitHeaders = "quotas"

@@ -85,6 +85,19 @@ GO_FIELDS: Final[Mapping[TykPath, tuple[tuple[str, ...], Kind]]] = {
         ("LocalSessionCache", "DisableCacheSessionState"),
         "bool",
     ),
+    ("enable_analytics",): (("EnableAnalytics",), "bool"),
+    ("analytics_config", "enable_multiple_analytics_keys"): (
+        ("AnalyticsConfig", "EnableMultipleAnalyticsKeys"),
+        "bool",
+    ),
+    ("analytics_config", "storage_expiration_time"): (
+        ("AnalyticsConfig", "StorageExpirationTime"),
+        "int",
+    ),
+    ("analytics_config", "records_buffer_size"): (
+        ("AnalyticsConfig", "RecordsBufferSize"),
+        "int",
+    ),
 }
 
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})

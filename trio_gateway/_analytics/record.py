@@ -1,0 +1,181 @@
+"""The analytics record, as Tyk Pump reads it.
+
+:class:`AnalyticsRecord` carries Tyk Pump's ``AnalyticsRecord`` fields under their JSON names
+(``api_key``, ``response_code``, ``expireAt`` ...): that is what analytics plugins see and what the
+JSON-lines sink writes. :func:`to_msgpack` writes the record the way Tyk's gateway does before it
+pushes it to Redis: a MessagePack map keyed by the *Go field names* (``APIKey``,
+``ResponseCode``; the Go encoder ignores ``json`` tags), with times as Go's
+``gopkg.in/vmihailenco/msgpack.v2`` writes ``time.Time``: a two-element array
+``[unix seconds, nanoseconds]``. Sources: docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import attrs
+import msgpack
+
+__all__ = ["AnalyticsRecord", "Latency", "NetworkStats", "to_go_map", "to_json", "to_msgpack"]
+
+
+@attrs.define(slots=True, eq=False)
+class Latency:
+    """Milliseconds: the whole request, the upstream's part, and the gateway's own."""
+
+    total: int = 0
+    upstream: int = 0
+    gateway: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class NetworkStats:
+    open_connections: int = 0
+    closed_connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+@attrs.define(slots=True, eq=False)
+class AnalyticsRecord:
+    """One request as Tyk Pump stores it. Attribute names are Pump's JSON names.
+
+    ``timestamp`` and ``expireAt`` are Unix times in seconds (floats); the encoders turn them into
+    what Pump expects.
+    """
+
+    method: str = ""
+    host: str = ""
+    path: str = ""
+    raw_path: str = ""
+    content_length: int = 0
+    user_agent: str = ""
+    day: int = 0
+    month: int = 0
+    year: int = 0
+    hour: int = 0
+    response_code: int = 0
+    api_key: str = ""
+    timestamp: float = 0.0
+    api_version: str = ""
+    api_name: str = ""
+    api_id: str = ""
+    org_id: str = ""
+    oauth_id: str = ""
+    request_time: int = 0
+    raw_request: str = ""
+    raw_response: str = ""
+    ip_address: str = ""
+    network: NetworkStats = attrs.field(factory=NetworkStats)
+    latency: Latency = attrs.field(factory=Latency)
+    tags: list[str] = attrs.field(factory=list)
+    alias: str = ""
+    track_path: bool = False
+    expireAt: float = 0.0
+    api_schema: str = ""
+    original_path: str = ""
+    listen_path: str = ""
+
+
+def _go_time(seconds: float) -> list[int]:
+    """``time.Time`` as vmihailenco/msgpack.v2 encodes it: ``[unix seconds, nanoseconds]``."""
+    whole = math.floor(seconds)
+    return [whole, round((seconds - whole) * 1e9) % 1_000_000_000]
+
+
+#: Go's zero ``GeoData`` (no GeoIP database here): nested structs keyed by Go field names.
+_EMPTY_GEO: dict[str, Any] = {
+    "Country": {"ISOCode": ""},
+    "City": {"GeoNameID": 0, "Names": None},
+    "Location": {"Latitude": 0.0, "Longitude": 0.0, "TimeZone": ""},
+}
+
+
+def _str(value: object) -> str:
+    # A plugin may have put anything in a field; what goes on the wire has the Go type.
+    return value if isinstance(value, str) else str(value)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return 0
+
+
+def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
+    """The record as Tyk's Go encoder lays it out (field order as in the Go struct)."""
+    latency, network = r.latency, r.network
+    return {
+        "Method": _str(r.method),
+        "Host": _str(r.host),
+        "Path": _str(r.path),
+        "RawPath": _str(r.raw_path),
+        "ContentLength": _int(r.content_length),
+        "UserAgent": _str(r.user_agent),
+        "Day": _int(r.day),
+        "Month": _int(r.month),
+        "Year": _int(r.year),
+        "Hour": _int(r.hour),
+        "ResponseCode": _int(r.response_code),
+        "APIKey": _str(r.api_key),
+        "TimeStamp": _go_time(float(r.timestamp)),
+        "APIVersion": _str(r.api_version),
+        "APIName": _str(r.api_name),
+        "APIID": _str(r.api_id),
+        "OrgID": _str(r.org_id),
+        "OauthID": _str(r.oauth_id),
+        "RequestTime": _int(r.request_time),
+        "RawRequest": _str(r.raw_request),
+        "RawResponse": _str(r.raw_response),
+        "IPAddress": _str(r.ip_address),
+        "Geo": _EMPTY_GEO,
+        "Network": {
+            "OpenConnections": _int(network.open_connections),
+            "ClosedConnection": _int(network.closed_connections),
+            "BytesIn": _int(network.bytes_in),
+            "BytesOut": _int(network.bytes_out),
+        },
+        "Latency": {
+            "Total": _int(latency.total),
+            "Upstream": _int(latency.upstream),
+            "Gateway": _int(latency.gateway),
+        },
+        "Tags": [_str(tag) for tag in r.tags] if r.tags else None,
+        "Alias": _str(r.alias),
+        "TrackPath": bool(r.track_path),
+        "ExpireAt": _go_time(float(r.expireAt)),
+        "ApiSchema": _str(r.api_schema),
+        "OriginalPath": _str(r.original_path),
+        "ListenPath": _str(r.listen_path),
+    }
+
+
+_packer = msgpack.Packer(use_bin_type=False)
+
+
+def to_msgpack(record: AnalyticsRecord) -> bytes:
+    """The bytes Tyk pushes to Redis for this record (Go strings are msgpack raw strings)."""
+    packed: bytes = _packer.pack(to_go_map(record))
+    return packed
+
+
+def _json_time(seconds: float) -> str:
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(float(seconds), tz=datetime.UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def to_json(record: AnalyticsRecord) -> str:
+    """One JSON line with Pump's JSON names (times as RFC 3339, as Go's ``json`` writes them)."""
+    data = attrs.asdict(record)
+    data["timestamp"] = _json_time(record.timestamp)
+    data["expireAt"] = _json_time(record.expireAt)
+    return json.dumps(data, separators=(",", ":"), default=str)

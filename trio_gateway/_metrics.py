@@ -1,0 +1,341 @@
+"""Prometheus metrics: what the gateway counts, and ``GET /metrics``.
+
+The exposition (text format, names, escaping) is prometheus_client's (``generate_latest`` on a
+registry of our own per gateway). What the request path pays is ours: plain integer and list
+updates on objects cached per API and per hook (a labelled prometheus_client child costs a lock,
+a dict lookup and a per-bucket scan per observation; ours costs one ``bisect``). The collector
+turns them into metric families when scraped. Gauges that other parts already keep (requests in
+flight, idle upstream connections, abandoned plugin threads, analytics counts) are read at scrape
+time, so they cost requests nothing.
+
+Label values are bounded: API ids, hook labels and drivers come from the loaded definitions;
+status codes are folded into classes (``2xx``); no path or client value is ever a label.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ._exchange import Request, Response
+
+if TYPE_CHECKING:
+    from ._analytics.recorder import AnalyticsRecorder
+    from ._gateway import Gateway
+    from ._reload import Reloader
+
+__all__ = [
+    "BUCKETS",
+    "HOOK_OUTCOMES",
+    "GatewayMetrics",
+    "HookSeries",
+    "current_metrics",
+    "serve_metrics",
+]
+
+#: Seconds. From half a millisecond (an in-process hook) to the default request deadline.
+BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+HOOK_OUTCOMES = ("ok", "error", "timeout", "unavailable", "cancelled", "failed_open")
+_STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+@attrs.define(slots=True, eq=False)
+class Histogram:
+    """Bucket counts (``le`` semantics; the last is +Inf) and the sum, filled by :meth:`observe`."""
+
+    counts: list[int] = attrs.field(factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip(BUCKETS, self.counts, strict=False):
+            running += count
+            out.append((repr(bound), running))
+        out.append(("+Inf", running + self.counts[-1]))
+        return out
+
+
+@attrs.define(slots=True, eq=False)
+class ApiSeries:
+    """One API's request counters and latency histograms."""
+
+    by_class: list[int] = attrs.field(factory=lambda: [0] * 5)
+    total: Histogram = attrs.field(factory=Histogram)
+    upstream: Histogram = attrs.field(factory=Histogram)
+    gateway: Histogram = attrs.field(factory=Histogram)
+
+
+@attrs.define(slots=True, eq=False)
+class HookSeries:
+    """One hook's latency histogram and outcome counts."""
+
+    labels: tuple[str, str, str, str]  # api, stage, hook, driver
+    latency: Histogram = attrs.field(factory=Histogram)
+    outcomes: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(HOOK_OUTCOMES, 0))
+
+    def ok(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+        self.outcomes["ok"] += 1
+
+    def failed(self, outcome: str, seconds: float | None, *, failed_open: bool) -> None:
+        """``outcome`` is the failure kind (error, timeout, unavailable, cancelled); a failure
+        the API's policy let through also counts as ``failed_open``."""
+        if seconds is not None:
+            self.latency.observe(seconds)
+        self.outcomes[outcome] += 1
+        if failed_open:
+            self.outcomes["failed_open"] += 1
+
+
+@attrs.define(eq=False)
+class GatewayMetrics:
+    """Everything one gateway counts; :meth:`render` is the /metrics body."""
+
+    gateway: Gateway | None = None
+    analytics: AnalyticsRecorder | None = None
+    reloader: Reloader | None = None
+    apis: dict[str, ApiSeries] = attrs.field(factory=dict)
+    hooks: dict[tuple[str, str, str, str], HookSeries] = attrs.field(factory=dict)
+    registry: CollectorRegistry = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+
+    # -- the request path ----------------------------------------------------------------------
+
+    def request_finished(self, request: Request, status: int, duration: float) -> None:
+        api_id = request.api_id
+        series = self.apis.get(api_id)
+        if series is None:
+            if not api_id:
+                return  # unrouted (404 before routing, admin paths): no API label to give
+            series = self.apis[api_id] = ApiSeries()
+        index = status // 100 - 1
+        if 0 <= index < 5:
+            series.by_class[index] += 1
+        series.total.observe(duration)
+        upstream = request.upstream_latency
+        if upstream >= 0:
+            series.upstream.observe(upstream)
+            series.gateway.observe(duration - upstream if duration > upstream else 0.0)
+        else:
+            series.gateway.observe(duration)
+
+    def hook_series(self, api: str, stage: str, hook: str, driver: str) -> HookSeries:
+        key = (api, stage, hook, driver)
+        series = self.hooks.get(key)
+        if series is None:
+            series = self.hooks[key] = HookSeries(key)
+        return series
+
+    # -- scraping ------------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "trio_gateway_requests",
+            "Requests answered, by API and status class",
+            labels=["api", "status_class"],
+        )
+        latency = HistogramMetricFamily(
+            "trio_gateway_request_duration_seconds",
+            "Request latency by API: total, upstream (until the upstream's answer) and gateway",
+            labels=["api", "part"],
+        )
+        for api_id, series in self.apis.items():
+            for name, count in zip(_STATUS_CLASSES, series.by_class, strict=True):
+                if count:
+                    requests.add_metric([api_id, name], count)
+            for part, histogram in (
+                ("total", series.total),
+                ("upstream", series.upstream),
+                ("gateway", series.gateway),
+            ):
+                latency.add_metric([api_id, part], histogram.buckets(), histogram.total)
+        yield requests
+        yield latency
+        hook_latency = HistogramMetricFamily(
+            "trio_gateway_hook_duration_seconds",
+            "Plugin hook latency",
+            labels=["api", "stage", "hook", "driver"],
+        )
+        hook_outcomes = CounterMetricFamily(
+            "trio_gateway_hook_outcomes",
+            "Plugin hook calls by outcome (failed_open: a failure the policy let through)",
+            labels=["api", "stage", "hook", "driver", "outcome"],
+        )
+        for hook in self.hooks.values():
+            hook_latency.add_metric(list(hook.labels), hook.latency.buckets(), hook.latency.total)
+            for outcome, count in hook.outcomes.items():
+                hook_outcomes.add_metric([*hook.labels, outcome], count)
+        yield hook_latency
+        yield hook_outcomes
+        yield from self._gauges()
+
+    def _gauges(self) -> Iterator[Metric]:
+        gateway = self.gateway
+        if gateway is not None:
+            snapshot = gateway.snapshot
+            yield GaugeMetricFamily(
+                "trio_gateway_requests_in_flight",
+                "Requests being handled",
+                value=snapshot.in_flight,
+            )
+            pool = gateway.pool
+            idle = sum(len(conns) for conns in pool._idle.values())
+            yield GaugeMetricFamily(
+                "trio_gateway_upstream_connections_idle",
+                "Idle keep-alive upstream connections",
+                value=idle,
+            )
+            yield CounterMetricFamily(
+                "trio_gateway_upstream_connections_opened",
+                "Upstream connections opened",
+                value=sum(pool.opened.values()),
+            )
+            threads = GaugeMetricFamily(
+                "trio_gateway_hook_threads_abandoned",
+                "Plugin threads abandoned at their deadline since the API loaded",
+                labels=["api"],
+            )
+            for api_id, runtime in snapshot.runtimes.items():
+                driver = runtime.pipeline.driver if runtime.pipeline is not None else None
+                stats = getattr(driver, "statistics", None)
+                if callable(stats):
+                    value = getattr(stats(), "threads_abandoned", None)
+                    if isinstance(value, int):
+                        threads.add_metric([api_id], value)
+            yield threads
+        analytics = self.analytics
+        if analytics is not None:
+            stats = analytics.statistics()
+            yield CounterMetricFamily(
+                "trio_gateway_analytics_records_written",
+                "Analytics records stored",
+                value=stats.written,
+            )
+            dropped = CounterMetricFamily(
+                "trio_gateway_analytics_records_dropped",
+                "Analytics records dropped (buffer full, or the sink failed)",
+                labels=["reason"],
+            )
+            dropped.add_metric(["buffer_full"], stats.dropped_full)
+            dropped.add_metric(["sink"], stats.dropped_sink)
+            dropped.add_metric(["plugin"], stats.plugin_dropped)
+            yield dropped
+            yield GaugeMetricFamily(
+                "trio_gateway_analytics_records_buffered",
+                "Analytics records waiting",
+                value=stats.buffered,
+            )
+            batches = CounterMetricFamily(
+                "trio_gateway_analytics_plugin_batches",
+                "Analytics plugin batches by outcome",
+                labels=["outcome"],
+            )
+            for outcome, count in stats.plugin_batches.items():
+                batches.add_metric([outcome], count)
+            yield batches
+        if self.reloader is not None:
+            yield CounterMetricFamily(
+                "trio_gateway_reloads",
+                "Reloads that swapped in new APIs",
+                value=self.reloader.generation,
+            )
+
+
+@attrs.define(eq=False)
+class _Collector:
+    metrics: GatewayMetrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics.collect()
+
+
+_CURRENT: trio.lowlevel.RunVar[GatewayMetrics | None] = trio.lowlevel.RunVar(
+    "trio_gateway_metrics", default=None
+)
+
+
+def current_metrics() -> GatewayMetrics | None:
+    """The metrics of the gateway running in this Trio run (None when metrics are off)."""
+    return _CURRENT.get()
+
+
+def set_current_metrics(metrics: GatewayMetrics | None) -> None:
+    _CURRENT.set(metrics)
+
+
+_LOOPBACK_V6 = frozenset({"::1", "::ffff:127.0.0.1"})
+
+
+def is_loopback(client: str) -> bool:
+    return client.startswith("127.") or client in _LOOPBACK_V6
+
+
+def serve_metrics(
+    metrics: GatewayMetrics,
+    handler: Callable[[Request], Any],
+    *,
+    path: str,
+    loopback_only: bool,
+    secret: str | None,
+) -> Callable[[Request], Any]:
+    """``handler`` with ``GET <path>`` answered from ``metrics`` in front of it."""
+    from ._admin.app import secret_matches
+
+    content_type = CONTENT_TYPE_LATEST.encode("ascii")
+
+    async def handle(request: Request) -> Response:
+        if request.path != path:
+            return await handler(request)  # type: ignore[no-any-return]
+        if loopback_only and not is_loopback(request.client_addr):
+            return await handler(request)  # type: ignore[no-any-return]
+        if secret is not None and not secret_matches(
+            secret, request.header(b"x-tyk-authorization")
+        ):
+            return Response(
+                status=403, headers=[(b"Content-Type", b"text/plain")], body_bytes=b"Forbidden\n"
+            )
+        if request.method not in ("GET", "HEAD"):
+            return Response(status=405, headers=[(b"Allow", b"GET, HEAD")], body_bytes=b"")
+        body = metrics.render()
+        return Response(status=200, headers=[(b"Content-Type", content_type)], body_bytes=body)
+
+    return handle

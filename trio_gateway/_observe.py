@@ -1,0 +1,165 @@
+"""Analytics, metrics and /metrics, wired into one gateway (``_app.serve_gateway``).
+
+The request path reaches this module in one place: each finished request passes through
+:class:`ObservedAccessLog` (the server's access-log call), which counts it for the metrics and
+queues it for analytics. Hook outcomes are counted by the pipeline runner itself
+(``ApiPipeline.metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from ._accesslog import AccessLog
+from ._analytics.recorder import AnalyticsRecorder
+from ._analytics.sinks import JsonLinesSink, RedisListSink, Sink
+from ._config.model import GatewayConfig
+from ._exchange import Request
+from ._logwriter import LogWriter
+from ._metrics import GatewayMetrics, serve_metrics, set_current_metrics
+from ._redis.client import RedisClient
+from ._server import Handler
+
+if TYPE_CHECKING:
+    from ._gateway import Gateway
+    from ._reload import Reloader
+
+__all__ = ["Observability", "ObservedAccessLog", "make_observability"]
+
+log = logging.getLogger("trio_gateway")
+
+
+@attrs.define(eq=False, slots=True)
+class ObservedAccessLog:
+    """The server's per-request call: the access log, then metrics and analytics."""
+
+    inner: AccessLog | None
+    gateway: Gateway
+    metrics: GatewayMetrics | None
+    recorder: AnalyticsRecorder | None
+
+    def record(self, request: Request, status: int, sent: int, duration: float) -> None:
+        if self.inner is not None:
+            self.inner.record(request, status, sent, duration)
+        if self.metrics is not None:
+            self.metrics.request_finished(request, status, duration)
+        recorder = self.recorder
+        if recorder is not None and request.api_id:
+            runtime = self.gateway.snapshot.runtimes.get(request.api_id)
+            if runtime is not None and not runtime.api.do_not_track:
+                recorder.record(runtime.api, request, status, duration)
+
+
+def _open_sink(config: GatewayConfig) -> Sink:
+    analytics = config.analytics
+    if analytics.sink == "jsonl":
+        if analytics.jsonl_path:
+            fd = os.open(analytics.jsonl_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        else:
+            fd = os.dup(1)  # the writer closes its own descriptor, never stdout itself
+        writer = LogWriter(fd, name="analytics")
+        writer.start()
+        return JsonLinesSink(writer)
+    storage = config.storage
+    client = RedisClient(
+        host=storage.host,
+        port=storage.port,
+        db=storage.database,
+        username=storage.username,
+        password=storage.password,
+        pool_size=2,
+    )
+    return RedisListSink(
+        client,
+        multiple_keys=analytics.multiple_keys,
+        key_ttl=analytics.storage_expiration_time,
+    )
+
+
+@attrs.define(eq=False)
+class Observability:
+    config: GatewayConfig
+    metrics: GatewayMetrics | None
+    recorder: AnalyticsRecorder | None
+
+    def access_log(self, inner: AccessLog | None, gateway: Gateway) -> AccessLog | None:
+        if self.metrics is not None:
+            self.metrics.gateway = gateway
+        if self.metrics is None and self.recorder is None:
+            return inner
+        return ObservedAccessLog(inner, gateway, self.metrics, self.recorder)
+
+    def _serves_on_control_port(self) -> bool:
+        config = self.config
+        has_control = config.control_api_port is not None and config.admin_enabled
+        where = config.metrics.listener
+        return has_control and where != "main"
+
+    def wrap_main(self, handler: Handler) -> Handler:
+        """The main listener's handler, with /metrics in front unless it is on the control port."""
+        if self.metrics is None or self._serves_on_control_port():
+            return handler
+        settings = self.config.metrics
+        return serve_metrics(
+            self.metrics,
+            handler,
+            path=settings.path,
+            loopback_only=not settings.allow_remote,
+            secret=self.config.secret if settings.require_secret else None,
+        )
+
+    def wrap_control(self, handler: Handler) -> Handler:
+        """The control API listener's handler, with /metrics in front when it lives there."""
+        if self.metrics is None or not self._serves_on_control_port():
+            return handler
+        settings = self.config.metrics
+        return serve_metrics(
+            self.metrics,
+            handler,
+            path=settings.path,
+            loopback_only=False,
+            secret=self.config.secret if settings.require_secret else None,
+        )
+
+    def attach_reloader(self, reloader: Reloader) -> None:
+        if self.metrics is not None:
+            self.metrics.reloader = reloader
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The analytics writer (until cancelled; then it flushes, bounded)."""
+        if self.recorder is None:
+            task_status.started()
+            return
+        await self.recorder.run(task_status=task_status)
+
+
+def make_observability(
+    config: GatewayConfig, *, wall_clock: Callable[[], float] | None = None
+) -> Observability:
+    """Build what ``config`` turns on; metrics become this Trio run's (pipelines find them)."""
+    metrics = GatewayMetrics() if config.metrics.enable else None
+    set_current_metrics(metrics)
+    recorder: AnalyticsRecorder | None = None
+    analytics = config.analytics
+    if analytics.enable:
+        recorder = AnalyticsRecorder(
+            sink=_open_sink(config),
+            hash_keys=config.storage.hash_keys,
+            max_buffered=analytics.buffer_size,
+            batch_size=analytics.batch_size,
+            flush_interval=analytics.flush_interval,
+            shutdown_timeout=analytics.shutdown_timeout,
+            plugin_timeout=analytics.plugin_timeout,
+            plugin_concurrency=analytics.plugin_concurrency,
+        )
+        if wall_clock is not None:
+            recorder.wall_clock = wall_clock
+        if metrics is not None:
+            metrics.analytics = recorder
+    return Observability(config=config, metrics=metrics, recorder=recorder)
