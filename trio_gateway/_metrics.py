@@ -242,6 +242,7 @@ class GatewayMetrics:
                     if isinstance(value, int):
                         threads.add_metric([api_id], value)
             yield threads
+            yield _grpc_channel_states(snapshot.runtimes.values())
         analytics = self.analytics
         if analytics is not None:
             stats = analytics.statistics()
@@ -273,11 +274,36 @@ class GatewayMetrics:
                 batches.add_metric([outcome], count)
             yield batches
         if self.reloader is not None:
-            yield CounterMetricFamily(
-                "trio_gateway_reloads",
-                "Reloads that swapped in new APIs",
-                value=self.reloader.generation,
+            reloads = CounterMetricFamily(
+                "trio_gateway_reloads", "Reloads, by result", labels=["result"]
             )
+            reloads.add_metric(["ok"], self.reloader.generation)
+            reloads.add_metric(["failed"], self.reloader.failures)
+            yield reloads
+
+
+def _grpc_channel_states(runtimes: Iterable[Any]) -> Metric:
+    """1 for each gRPC channel's current state (``connecting``, ``ready``, ``down``,
+    ``closed``), by target, read from the APIs' gRPC drivers."""
+    family = GaugeMetricFamily(
+        "trio_gateway_grpc_channel_state",
+        "gRPC plugin channel state (1 for the current one)",
+        labels=["target", "state"],
+    )
+    seen: set[int] = set()
+    for runtime in runtimes:
+        channel = getattr(getattr(runtime.pipeline, "driver", None), "channel", None)
+        state = getattr(channel, "state", None)
+        if channel is None or state is None or id(channel) in seen:
+            continue
+        seen.add(id(channel))
+        target = getattr(channel, "target", None)
+        where = getattr(target, "path", "") or (
+            f"{getattr(target, 'host', '')}:{getattr(target, 'port', '')}"
+        )
+        for candidate in type(state):
+            family.add_metric([where, str(candidate.value)], 1.0 if candidate is state else 0.0)
+    return family
 
 
 @attrs.define(eq=False)

@@ -18,7 +18,15 @@ from typing import Any
 import attrs
 import msgpack
 
-__all__ = ["AnalyticsRecord", "Latency", "NetworkStats", "to_go_map", "to_json", "to_msgpack"]
+__all__ = [
+    "AnalyticsRecord",
+    "Latency",
+    "NetworkStats",
+    "coerce_types",
+    "to_go_map",
+    "to_json",
+    "to_msgpack",
+]
 
 
 @attrs.define(slots=True, eq=False)
@@ -93,6 +101,42 @@ _EMPTY_GEO: dict[str, Any] = {
 }
 
 
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def coerce_types(record: AnalyticsRecord) -> None:
+    """Give every field the type Pump decodes it as, whatever a plugin put there (a string
+    for a string field, an int for an int field, a list of strings for tags...)."""
+    for field in attrs.fields(AnalyticsRecord):
+        value = getattr(record, field.name)
+        if field.type in ("str", str):
+            setattr(record, field.name, _str(value))
+        elif field.type in ("int", int):
+            setattr(record, field.name, _int(value))
+        elif field.type in ("float", float):
+            setattr(record, field.name, _float(value))
+        elif field.type in ("bool", bool):
+            setattr(record, field.name, bool(value))
+    tags = record.tags
+    record.tags = [_str(tag) for tag in tags] if isinstance(tags, list | tuple) else []
+    # A plugin may have replaced the nested objects too (the annotations do not bind it).
+    latency: object = record.latency
+    if not isinstance(latency, Latency):
+        latency = record.latency = Latency()
+    latency.total, latency.upstream = _int(latency.total), _int(latency.upstream)
+    latency.gateway = _int(latency.gateway)
+    network: object = record.network
+    if not isinstance(network, NetworkStats):
+        network = record.network = NetworkStats()
+    network.open_connections = _int(network.open_connections)
+    network.closed_connections = _int(network.closed_connections)
+    network.bytes_in, network.bytes_out = _int(network.bytes_in), _int(network.bytes_out)
+
+
 def _str(value: object) -> str:
     # A plugin may have put anything in a field; what goes on the wire has the Go type.
     return value if isinstance(value, str) else str(value)
@@ -110,50 +154,53 @@ def _int(value: object) -> int:
 
 
 def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
-    """The record as Tyk's Go encoder lays it out (field order as in the Go struct)."""
+    """The record as Tyk's Go encoder lays it out (field order as in the Go struct).
+
+    The values must have their Go types: records a plugin has seen go through
+    :func:`coerce_types` first."""
     latency, network = r.latency, r.network
     return {
-        "Method": _str(r.method),
-        "Host": _str(r.host),
-        "Path": _str(r.path),
-        "RawPath": _str(r.raw_path),
-        "ContentLength": _int(r.content_length),
-        "UserAgent": _str(r.user_agent),
-        "Day": _int(r.day),
-        "Month": _int(r.month),
-        "Year": _int(r.year),
-        "Hour": _int(r.hour),
-        "ResponseCode": _int(r.response_code),
-        "APIKey": _str(r.api_key),
-        "TimeStamp": _go_time(float(r.timestamp)),
-        "APIVersion": _str(r.api_version),
-        "APIName": _str(r.api_name),
-        "APIID": _str(r.api_id),
-        "OrgID": _str(r.org_id),
-        "OauthID": _str(r.oauth_id),
-        "RequestTime": _int(r.request_time),
-        "RawRequest": _str(r.raw_request),
-        "RawResponse": _str(r.raw_response),
-        "IPAddress": _str(r.ip_address),
+        "Method": r.method,
+        "Host": r.host,
+        "Path": r.path,
+        "RawPath": r.raw_path,
+        "ContentLength": r.content_length,
+        "UserAgent": r.user_agent,
+        "Day": r.day,
+        "Month": r.month,
+        "Year": r.year,
+        "Hour": r.hour,
+        "ResponseCode": r.response_code,
+        "APIKey": r.api_key,
+        "TimeStamp": _go_time(r.timestamp),
+        "APIVersion": r.api_version,
+        "APIName": r.api_name,
+        "APIID": r.api_id,
+        "OrgID": r.org_id,
+        "OauthID": r.oauth_id,
+        "RequestTime": r.request_time,
+        "RawRequest": r.raw_request,
+        "RawResponse": r.raw_response,
+        "IPAddress": r.ip_address,
         "Geo": _EMPTY_GEO,
         "Network": {
-            "OpenConnections": _int(network.open_connections),
-            "ClosedConnection": _int(network.closed_connections),
-            "BytesIn": _int(network.bytes_in),
-            "BytesOut": _int(network.bytes_out),
+            "OpenConnections": network.open_connections,
+            "ClosedConnection": network.closed_connections,
+            "BytesIn": network.bytes_in,
+            "BytesOut": network.bytes_out,
         },
         "Latency": {
-            "Total": _int(latency.total),
-            "Upstream": _int(latency.upstream),
-            "Gateway": _int(latency.gateway),
+            "Total": latency.total,
+            "Upstream": latency.upstream,
+            "Gateway": latency.gateway,
         },
-        "Tags": [_str(tag) for tag in r.tags] if r.tags else None,
-        "Alias": _str(r.alias),
-        "TrackPath": bool(r.track_path),
-        "ExpireAt": _go_time(float(r.expireAt)),
-        "ApiSchema": _str(r.api_schema),
-        "OriginalPath": _str(r.original_path),
-        "ListenPath": _str(r.listen_path),
+        "Tags": r.tags or None,
+        "Alias": r.alias,
+        "TrackPath": r.track_path,
+        "ExpireAt": _go_time(r.expireAt),
+        "ApiSchema": r.api_schema,
+        "OriginalPath": r.original_path,
+        "ListenPath": r.listen_path,
     }
 
 

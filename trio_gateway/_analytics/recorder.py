@@ -24,7 +24,7 @@ from .._exchange import Request
 from .._logsummary import FailureLog
 from .._session.store import hash_key
 from .plugins import AnalyticsPlugin, AnalyticsPluginError, load_analytics_plugin, run_plugin
-from .record import AnalyticsRecord, Latency
+from .record import AnalyticsRecord, Latency, coerce_types
 from .sinks import Sink, SinkError
 
 if TYPE_CHECKING:
@@ -87,6 +87,8 @@ class AnalyticsRecorder:
     #: Set (and replaced) after every batch the writer finished with (tests wait on it).
     _progress: trio.Event = attrs.field(init=False, factory=trio.Event)
     _plans: dict[str, _ApiPlan] = attrs.field(init=False, factory=dict)
+    _moment_second: int = attrs.field(init=False, default=-1)
+    _moment: time.struct_time = attrs.field(init=False, default=time.localtime(0))
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
     written: int = attrs.field(init=False, default=0)
     dropped_full: int = attrs.field(init=False, default=0)
@@ -200,6 +202,8 @@ class AnalyticsRecorder:
                     results.append([self._build(plan, hit) for hit in api_hits])
                 else:
                     self.plugin_dropped += len(records) - len(outcome.records)
+                    for record in outcome.records:
+                        coerce_types(record)
                     results.append(outcome.records)
 
             async with trio.open_nursery() as nursery:
@@ -237,7 +241,10 @@ class AnalyticsRecorder:
 
     def _build(self, plan: _ApiPlan, hit: Hit) -> AnalyticsRecord:
         api, request, status, duration, now = hit
-        moment = time.localtime(now)
+        second = int(now)
+        if second != self._moment_second:  # one localtime() per second, not per record
+            self._moment_second, self._moment = second, time.localtime(second)
+        moment = self._moment
         key = request.api_key
         if key and self.hash_keys:
             key = hash_key(key)

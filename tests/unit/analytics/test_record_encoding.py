@@ -7,7 +7,13 @@ import json
 
 import msgpack
 
-from trio_gateway._analytics.record import AnalyticsRecord, Latency, to_json, to_msgpack
+from trio_gateway._analytics.record import (
+    AnalyticsRecord,
+    Latency,
+    coerce_types,
+    to_json,
+    to_msgpack,
+)
 
 
 def test_msgpack_uses_go_field_names_and_go_times() -> None:
@@ -36,6 +42,7 @@ def test_msgpack_uses_go_field_names_and_go_times() -> None:
 
 def test_values_a_plugin_set_with_the_wrong_type_are_coerced() -> None:
     record = AnalyticsRecord(response_code="404", api_key=7, tags=["x", 3])  # type: ignore[arg-type]
+    coerce_types(record)
     decoded = msgpack.unpackb(to_msgpack(record), raw=False)
     assert decoded["ResponseCode"] == 404
     assert decoded["APIKey"] == "7"
