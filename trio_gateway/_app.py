@@ -132,13 +132,13 @@ async def serve_gateway(
         )
         if session_store is None:
             session_store = await stack.enter_async_context(open_session_store(config.storage))
+        # Before the snapshot: its pipelines count hook outcomes into these metrics.
+        observability = make_observability(config, wall_clock=wall_clock)
         auth = AuthServices(
-            store=session_store,
+            store=observability.time_store(session_store),
             clock=wall_clock,
             headers_from_rate_limit=config.rate_limit_response_headers == "rate_limits",
         )
-        # Before the snapshot: its pipelines count hook outcomes into these metrics.
-        observability = make_observability(config, wall_clock=wall_clock)
         snapshot = await build_snapshot(report.apis, config, auth=auth)
         gateway = Gateway(config=config, snapshot=snapshot, pool=pool, auth=auth)
         server_limits = ServerLimits(

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._analytics.recorder import AnalyticsRecorder
     from ._gateway import Gateway
     from ._reload import Reloader
+    from ._session.timed import StoreTimings
 
 __all__ = [
     "BUCKETS",
@@ -129,6 +130,8 @@ class GatewayMetrics:
     reloader: Reloader | None = None
     apis: dict[str, ApiSeries] = attrs.field(factory=dict)
     hooks: dict[tuple[str, str, str, str], HookSeries] = attrs.field(factory=dict)
+    #: Session store operations (``_session/timed.py``), when the gateway times its store.
+    store: StoreTimings | None = None
     registry: CollectorRegistry = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -243,6 +246,22 @@ class GatewayMetrics:
                         threads.add_metric([api_id], value)
             yield threads
             yield _grpc_channel_states(snapshot.runtimes.values())
+        if self.store is not None:
+            store_latency = HistogramMetricFamily(
+                "trio_gateway_session_store_duration_seconds",
+                "Session store operation latency",
+                labels=["operation"],
+            )
+            store_errors = CounterMetricFamily(
+                "trio_gateway_session_store_errors",
+                "Session store operations that failed (store unreachable)",
+                labels=["operation"],
+            )
+            for operation, histogram in self.store.latency.items():
+                store_latency.add_metric([operation], histogram.buckets(), histogram.total)
+                store_errors.add_metric([operation], self.store.errors[operation])
+            yield store_latency
+            yield store_errors
         analytics = self.analytics
         if analytics is not None:
             stats = analytics.statistics()

@@ -25,6 +25,8 @@ from ._logwriter import LogWriter
 from ._metrics import GatewayMetrics, serve_metrics, set_current_metrics
 from ._redis.client import RedisClient
 from ._server import Handler
+from ._session.store import SessionStore
+from ._session.timed import StoreTimings, timed_store
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -126,6 +128,13 @@ class Observability:
             loopback_only=False,
             secret=self.config.secret if settings.require_secret else None,
         )
+
+    def time_store(self, store: SessionStore) -> SessionStore:
+        """``store`` timed for /metrics (unchanged when metrics are off)."""
+        if self.metrics is None:
+            return store
+        self.metrics.store = StoreTimings()
+        return timed_store(store, self.metrics.store)
 
     def attach_reloader(self, reloader: Reloader) -> None:
         if self.metrics is not None:

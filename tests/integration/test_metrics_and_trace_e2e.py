@@ -71,6 +71,7 @@ async def start(
         api("hooked", upstream.url, pre=[hook("fine")]),
         api("failing", upstream.url, pre=[hook("boom", failure_mode="open")]),
         api("slow", upstream.url, pre=[hook("slow", timeout=0.2)]),
+        {**api("keyed", upstream.url), "use_keyless": False, "use_standard_auth": True},
     ]
     for doc in docs:
         (apps / f"{doc['api_id']}.json").write_text(json.dumps(doc))
@@ -123,6 +124,7 @@ async def test_metrics_count_requests_and_every_hook_outcome(
     assert (await get(address, "/failing/a"))[0] == 200  # fail open: the upstream answers
     slow_status, _ = await get(address, "/slow/a")
     assert slow_status >= 500
+    assert (await get(address, "/keyed/a", [("Authorization", "unknown-key")]))[0] == 403
     status, body = await get(address, "/metrics")
     assert status == 200
     scraped = samples(body.decode())
@@ -152,6 +154,13 @@ async def test_metrics_count_requests_and_every_hook_outcome(
     )
     assert scraped[("trio_gateway_hook_duration_seconds_count", labels)] == 1
     assert scraped[("trio_gateway_requests_in_flight", ())] == 0
+    store = (
+        "trio_gateway_session_store_duration_seconds_count",
+        (("operation", "get_session"),),
+    )
+    assert scraped[store] >= 1
+    errors = ("trio_gateway_session_store_errors_total", (("operation", "get_session"),))
+    assert scraped[errors] == 0
     # No raw path ever becomes a label value.
     assert not any("missing-api" in value for _, lbls in scraped for _, value in lbls)
 
