@@ -130,6 +130,8 @@ class Setup:
     redis: RedisClient
     recorder: AnalyticsRecorder
     upstream: RawUpstream
+    #: Set once the gateway has stopped (its analytics writer flushed and closed).
+    stopped: trio.Event
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> int:
         with trio.fail_after(10):
@@ -160,6 +162,7 @@ async def start(
     *,
     hash_keys: bool = False,
     flush_interval: float = 0.05,
+    jsonl_path: str = "",
 ) -> Setup:
     upstream = await start_upstream(nursery)
     apps = tmp_path / "apps"
@@ -167,24 +170,35 @@ async def start(
     config = GatewayConfig(
         listen=ListenConfig(host="127.0.0.1", port=0),
         storage=StorageConfig(host=redis.host, port=redis.port, hash_keys=hash_keys),
-        analytics=AnalyticsConfig(enable=True, flush_interval=flush_interval),
+        analytics=AnalyticsConfig(
+            enable=True,
+            flush_interval=flush_interval,
+            sink="jsonl" if jsonl_path else "redis",
+            jsonl_path=jsonl_path,
+        ),
     )
     store = MemorySessionStore(hash_keys=hash_keys)
-    gateway: RunningGateway = await nursery.start(
-        lambda task_status: serve_gateway(
-            config,
-            apps_dir=apps,
-            session_store=store,
-            wall_clock=WallClock(),
-            task_status=task_status,
-        )
-    )
+    stopped = trio.Event()
+
+    async def serve(task_status: trio.TaskStatus[RunningGateway]) -> None:
+        try:
+            await serve_gateway(
+                config,
+                apps_dir=apps,
+                session_store=store,
+                wall_clock=WallClock(),
+                task_status=task_status,
+            )
+        finally:
+            stopped.set()
+
+    gateway: RunningGateway = await nursery.start(serve)
     metrics = current_metrics()
     assert metrics is not None
     assert metrics.analytics is not None
     client = RedisClient(host=redis.host, port=redis.port)
     nursery.start_soon(_close_at_end, client)
-    return Setup(gateway, store, client, metrics.analytics, upstream)
+    return Setup(gateway, store, client, metrics.analytics, upstream, stopped)
 
 
 async def _close_at_end(client: RedisClient) -> None:
@@ -324,3 +338,22 @@ async def test_redis_outage_drops_and_counts_records_and_recovers(
 def s_total(gw: Setup) -> int:
     stats = gw.recorder.statistics()
     return stats.written + stats.dropped_sink
+
+
+async def test_json_lines_sink_writes_pumps_json_names(
+    nursery: trio.Nursery, tmp_path: Path, redis_db: RedisServer
+) -> None:
+    out = tmp_path / "analytics.jsonl"
+    gw = await start(nursery, tmp_path, redis_db, jsonl_path=str(out))
+    assert await gw.get("/open/one") == 200
+    assert await gw.get("/open/two") == 200
+    await gw.wait(lambda s: s.written >= 2)
+    gw.gateway.shutdown()  # stopping closes the sink, which writes out what its thread holds
+    with trio.fail_after(10):
+        await gw.stopped.wait()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["path"] for line in lines] == ["/one", "/two"]
+    assert lines[0]["api_id"] == "open"
+    assert lines[0]["timestamp"] == "2023-11-14T22:13:20.250000Z"
+    assert await gw.records() == []  # nothing went to Redis
+    assert gw.recorder.statistics().dropped_sink == 0

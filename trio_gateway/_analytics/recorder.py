@@ -24,7 +24,7 @@ from .._exchange import Request
 from .._logsummary import FailureLog
 from .._session.store import hash_key
 from .plugins import AnalyticsPlugin, AnalyticsPluginError, load_analytics_plugin, run_plugin
-from .record import AnalyticsRecord, Latency, coerce_types
+from .record import AnalyticsRecord, ApiEncoder, Latency, coerce_types
 from .sinks import Sink, SinkError
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ __all__ = ["AnalyticsRecorder", "AnalyticsStatistics", "Hit"]
 log = logging.getLogger("trio_gateway.analytics")
 _sink_failures = FailureLog(log)
 
+#: What Tyk records for an API without versions.
+_API_VERSION = "Non Versioned"
 #: Go's ``SetExpiry(0)``: records of APIs without ``expire_analytics_after`` live 100 years.
 _HUNDRED_YEARS = 100 * 365 * 24 * 3600
 
@@ -66,6 +68,8 @@ class _ApiPlan:
     expire_after: int
     plugin: AnalyticsPlugin | None
     plugin_timeout: float
+    #: Tyk's msgpack with this API's constant fields packed once.
+    encoder: ApiEncoder
 
 
 @attrs.define(eq=False)
@@ -170,16 +174,22 @@ class AnalyticsRecorder:
             self._progress.set()
             self._progress = trio.Event()
 
-    async def _build_batch(self, hits: Sequence[Hit]) -> list[AnalyticsRecord]:
+    async def _build_batch(self, hits: Sequence[Hit]) -> list[bytes]:
+        """The batch's records, built, run through the plugins and encoded for the sink."""
         by_api: dict[str, list[Hit]] = {}
         for hit in hits:
             by_api.setdefault(hit[0].api_id, []).append(hit)
-        out: list[AnalyticsRecord] = []
+        out: list[bytes] = []
         plugged: list[tuple[_ApiPlan, list[Hit]]] = []
+        encode = self.sink.encode
         for api_hits in by_api.values():
             plan = await self._plan_for(api_hits[-1][0])
             if plan.plugin is None:
-                out.extend(self._build(plan, hit) for hit in api_hits)
+                if self.sink.msgpack:
+                    encode_fast = plan.encoder.encode
+                    out.extend(encode_fast(self._build(plan, hit)) for hit in api_hits)
+                else:
+                    out.extend(encode(self._build(plan, hit)) for hit in api_hits)
             else:
                 plugged.append((plan, api_hits))
         if plugged:
@@ -210,7 +220,7 @@ class AnalyticsRecorder:
                 for plan, api_hits in plugged:
                     nursery.start_soon(one, plan, api_hits)
             for kept in results:
-                out.extend(kept)
+                out.extend(encode(record) for record in kept)
         return out
 
     async def _plan_for(self, api: ApiDefinition) -> _ApiPlan:
@@ -234,6 +244,15 @@ class AnalyticsRecorder:
             plugin=plugin,
             plugin_timeout=(
                 spec.timeout if spec is not None and spec.timeout else self.plugin_timeout
+            ),
+            encoder=ApiEncoder(
+                AnalyticsRecord(
+                    api_version=_API_VERSION,
+                    api_name=api.name,
+                    api_id=api.api_id,
+                    org_id=api.org_id,
+                    listen_path=api.listen_path,
+                )
             ),
         )
         self._plans[api.api_id] = plan
@@ -278,7 +297,7 @@ class AnalyticsRecorder:
             response_code=status,
             api_key=key,
             timestamp=now,
-            api_version="Non Versioned",
+            api_version=_API_VERSION,
             api_name=api.name,
             api_id=api.api_id,
             org_id=api.org_id,

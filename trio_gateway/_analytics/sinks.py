@@ -30,7 +30,12 @@ class SinkError(Exception):
 
 
 class Sink(Protocol):
-    async def write(self, records: Sequence[AnalyticsRecord]) -> None: ...
+    #: True when :meth:`encode` is Tyk's msgpack (the recorder may then use a per-API encoder).
+    msgpack: bool
+
+    def encode(self, record: AnalyticsRecord) -> bytes: ...
+
+    async def write(self, items: Sequence[bytes]) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -46,14 +51,18 @@ class RedisListSink:
     #: Seconds the key lives after each write (Tyk's ``analytics_config.storage_expiration_time``);
     #: 0 leaves it without expiry.
     key_ttl: int = 0
+    msgpack: bool = True
 
-    async def write(self, records: Sequence[AnalyticsRecord]) -> None:
-        if not records:
+    def encode(self, record: AnalyticsRecord) -> bytes:
+        return to_msgpack(record)
+
+    async def write(self, items: Sequence[bytes]) -> None:
+        if not items:
             return
         key = ANALYTICS_KEY
         if self.multiple_keys:
             key = f"{key}_{random.randrange(10)}"
-        encoded = [to_msgpack(record) for record in records]
+        encoded = list(items)
         commands: list[list[str | bytes | int]] = [
             ["RPUSH", key, *encoded[i : i + RPUSH_CHUNK]]
             for i in range(0, len(encoded), RPUSH_CHUNK)
@@ -78,12 +87,15 @@ class JsonLinesSink:
     the event loop; lines it cannot take are dropped and counted by it."""
 
     writer: LogWriter
+    msgpack: bool = False
 
-    async def write(self, records: Sequence[AnalyticsRecord]) -> None:
-        if not records:
+    def encode(self, record: AnalyticsRecord) -> bytes:
+        return (to_json(record) + "\n").encode("utf-8")
+
+    async def write(self, items: Sequence[bytes]) -> None:
+        if not items:
             return
-        data = ("\n".join(to_json(record) for record in records) + "\n").encode("utf-8")
-        if not self.writer.write_nowait(data, lines=len(records)):
+        if not self.writer.write_nowait(b"".join(items), lines=len(items)):
             raise SinkError("the JSON-lines writer is not keeping up")
 
     async def aclose(self) -> None:

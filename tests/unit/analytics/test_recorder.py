@@ -4,12 +4,14 @@ drops the batch, and stopping flushes what is buffered."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
+import msgpack
 import trio
 import trio.testing
 
-from trio_gateway._analytics.record import AnalyticsRecord
+from trio_gateway._analytics.record import AnalyticsRecord, to_msgpack
 from trio_gateway._analytics.recorder import AnalyticsRecorder
 from trio_gateway._analytics.sinks import SinkError
 from trio_gateway._apidef.model import ApiDefinition
@@ -20,15 +22,21 @@ API = ApiDefinition(api_id="a", listen_path="/a/", target_url="http://u/")
 
 @attrs.define
 class ListSink:
-    stored: list[AnalyticsRecord] = attrs.field(factory=list)
+    """Keeps what it is given, decoded (the recorder's fast msgpack encoder is used)."""
+
+    stored: list[dict[str, Any]] = attrs.field(factory=list)
     failing: bool = False
     closed: bool = False
+    msgpack: bool = True
 
-    async def write(self, records: Sequence[AnalyticsRecord]) -> None:
+    def encode(self, record: AnalyticsRecord) -> bytes:
+        return to_msgpack(record)
+
+    async def write(self, items: Sequence[bytes]) -> None:
         await trio.lowlevel.checkpoint()
         if self.failing:
             raise SinkError("down")
-        self.stored.extend(records)
+        self.stored.extend(msgpack.unpackb(item, raw=False) for item in items)
 
     async def aclose(self) -> None:
         self.closed = True
@@ -59,7 +67,7 @@ async def test_a_failing_sink_drops_the_batch_and_the_next_goes_through() -> Non
     sink.failing = False
     recorder.record(API, request("/a/y"), 200, 0.01)
     await recorder.flush()
-    assert [r.original_path for r in sink.stored] == ["/a/y"]
+    assert [r["OriginalPath"] for r in sink.stored] == ["/a/y"]
 
 
 async def test_the_writer_flushes_on_its_interval_and_on_stop(
@@ -73,5 +81,5 @@ async def test_the_writer_flushes_on_its_interval_and_on_stop(
         await recorder.wait_until(lambda s: s.written == 1)
         recorder.record(API, request("/a/last"), 200, 0.01)
         nursery.cancel_scope.cancel()
-    assert [r.original_path for r in sink.stored] == ["/a/x", "/a/last"]
+    assert [r["OriginalPath"] for r in sink.stored] == ["/a/x", "/a/last"]
     assert sink.closed
