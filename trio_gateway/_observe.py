@@ -23,8 +23,8 @@ from ._config.model import GatewayConfig
 from ._exchange import Request
 from ._logwriter import LogWriter
 from ._metrics import GatewayMetrics, serve_metrics, set_current_metrics
-from ._redis.client import RedisClient
 from ._server import Handler
+from ._session.open import redis_client_for
 from ._session.store import SessionStore
 from ._session.timed import StoreTimings, timed_store
 
@@ -68,17 +68,8 @@ def _open_sink(config: GatewayConfig) -> Sink:
         writer = LogWriter(fd, name="analytics")
         writer.start()
         return JsonLinesSink(writer)
-    storage = config.storage
-    client = RedisClient(
-        host=storage.host,
-        port=storage.port,
-        db=storage.database,
-        username=storage.username,
-        password=storage.password,
-        pool_size=2,
-    )
     return RedisListSink(
-        client,
+        redis_client_for(config.storage, pool_size=2),
         multiple_keys=analytics.multiple_keys,
         key_ttl=analytics.storage_expiration_time,
     )
@@ -104,28 +95,27 @@ class Observability:
         return has_control and where != "main"
 
     def wrap_main(self, handler: Handler) -> Handler:
-        """The main listener's handler, with /metrics in front unless it is on the control port."""
-        if self.metrics is None or self._serves_on_control_port():
+        """The main listener's handler, with /metrics in front unless it is on the control port
+        (there, loopback clients only unless ``metrics.allow_remote``)."""
+        if self._serves_on_control_port():
             return handler
-        settings = self.config.metrics
-        return serve_metrics(
-            self.metrics,
-            handler,
-            path=settings.path,
-            loopback_only=not settings.allow_remote,
-            secret=self.config.secret if settings.require_secret else None,
-        )
+        return self._with_metrics(handler, loopback_only=not self.config.metrics.allow_remote)
 
     def wrap_control(self, handler: Handler) -> Handler:
         """The control API listener's handler, with /metrics in front when it lives there."""
-        if self.metrics is None or not self._serves_on_control_port():
+        if not self._serves_on_control_port():
+            return handler
+        return self._with_metrics(handler, loopback_only=False)
+
+    def _with_metrics(self, handler: Handler, *, loopback_only: bool) -> Handler:
+        if self.metrics is None:
             return handler
         settings = self.config.metrics
         return serve_metrics(
             self.metrics,
             handler,
             path=settings.path,
-            loopback_only=False,
+            loopback_only=loopback_only,
             secret=self.config.secret if settings.require_secret else None,
         )
 

@@ -154,12 +154,9 @@ def _int(value: object) -> int:
         return 0
 
 
-def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
-    """The record as Tyk's Go encoder lays it out (field order as in the Go struct).
-
-    The values must have their Go types: records a plugin has seen go through
-    :func:`coerce_types` first."""
-    latency, network = r.latency, r.network
+def _per_record(r: AnalyticsRecord) -> dict[str, Any]:
+    """The Go-named fields that differ from one record of an API to the next."""
+    latency = r.latency
     return {
         "Method": r.method,
         "Host": r.host,
@@ -174,15 +171,30 @@ def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
         "ResponseCode": r.response_code,
         "APIKey": r.api_key,
         "TimeStamp": _go_time(r.timestamp),
+        "RequestTime": r.request_time,
+        "IPAddress": r.ip_address,
+        "Latency": {
+            "Total": latency.total,
+            "Upstream": latency.upstream,
+            "Gateway": latency.gateway,
+        },
+        "Tags": r.tags or None,
+        "ExpireAt": _go_time(r.expireAt),
+        "OriginalPath": r.original_path,
+    }
+
+
+def _per_api(r: AnalyticsRecord) -> dict[str, Any]:
+    """The Go-named fields every record of one API shares (unless a plugin changes them)."""
+    network = r.network
+    return {
         "APIVersion": r.api_version,
         "APIName": r.api_name,
         "APIID": r.api_id,
         "OrgID": r.org_id,
         "OauthID": r.oauth_id,
-        "RequestTime": r.request_time,
         "RawRequest": r.raw_request,
         "RawResponse": r.raw_response,
-        "IPAddress": r.ip_address,
         "Geo": _EMPTY_GEO,
         "Network": {
             "OpenConnections": network.open_connections,
@@ -190,41 +202,23 @@ def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
             "BytesIn": network.bytes_in,
             "BytesOut": network.bytes_out,
         },
-        "Latency": {
-            "Total": latency.total,
-            "Upstream": latency.upstream,
-            "Gateway": latency.gateway,
-        },
-        "Tags": r.tags or None,
         "Alias": r.alias,
         "TrackPath": r.track_path,
-        "ExpireAt": _go_time(r.expireAt),
         "ApiSchema": r.api_schema,
-        "OriginalPath": r.original_path,
         "ListenPath": r.listen_path,
     }
 
 
+def to_go_map(r: AnalyticsRecord) -> dict[str, Any]:
+    """The record as Tyk's Go encoder lays it out: a map keyed by the Go field names (Go's
+    decoder matches keys by name, so their order does not matter).
+
+    The values must have their Go types: records a plugin has seen go through
+    :func:`coerce_types` first."""
+    return {**_per_record(r), **_per_api(r)}
+
+
 _packer = msgpack.Packer(use_bin_type=False)
-
-
-#: Fields whose value is the same for every record of one API and not seen by a plugin: packed
-#: once per API by :class:`ApiEncoder` (Go's decoder does not care about key order).
-_PER_API_KEYS = (
-    "APIVersion",
-    "APIName",
-    "APIID",
-    "OrgID",
-    "OauthID",
-    "RawRequest",
-    "RawResponse",
-    "Geo",
-    "Network",
-    "Alias",
-    "TrackPath",
-    "ApiSchema",
-    "ListenPath",
-)
 
 
 def _map_header(size: int) -> bytes:
@@ -238,40 +232,15 @@ class ApiEncoder:
     cost, which the writer pays per record on the event loop's thread."""
 
     def __init__(self, sample: AnalyticsRecord) -> None:
-        full = to_go_map(sample)
-        self._constant = b"".join(_packer.pack(k) + _packer.pack(full[k]) for k in _PER_API_KEYS)
-        self._count = len(_PER_API_KEYS)
+        constant = _per_api(sample)
+        self._constant = b"".join(_packer.pack(k) + _packer.pack(v) for k, v in constant.items())
+        self._count = len(constant)
 
     def encode(self, r: AnalyticsRecord) -> bytes:
-        latency = r.latency
-        variable = {
-            "Method": r.method,
-            "Host": r.host,
-            "Path": r.path,
-            "RawPath": r.raw_path,
-            "ContentLength": r.content_length,
-            "UserAgent": r.user_agent,
-            "Day": r.day,
-            "Month": r.month,
-            "Year": r.year,
-            "Hour": r.hour,
-            "ResponseCode": r.response_code,
-            "APIKey": r.api_key,
-            "TimeStamp": _go_time(r.timestamp),
-            "RequestTime": r.request_time,
-            "IPAddress": r.ip_address,
-            "Latency": {
-                "Total": latency.total,
-                "Upstream": latency.upstream,
-                "Gateway": latency.gateway,
-            },
-            "Tags": r.tags or None,
-            "ExpireAt": _go_time(r.expireAt),
-            "OriginalPath": r.original_path,
-        }
+        variable = _per_record(r)
         body: bytes = _packer.pack(variable)
         size = len(variable)
-        skip = 1 if size < 16 else 3
+        skip = 1 if size < 16 else 3  # the map header msgpack wrote for ``variable`` alone
         return _map_header(size + self._count) + self._constant + body[skip:]
 
 
