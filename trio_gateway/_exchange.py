@@ -114,6 +114,7 @@ class Request:
     #: For analytics and metrics: the key the request was authenticated with, and the seconds
     #: the upstream took to answer (-1: not asked).
     api_key: str = ""
+    key_alias: str = ""
     upstream_latency: float = -1.0
     #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
     trace: TraceContext | None = None

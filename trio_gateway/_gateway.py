@@ -272,8 +272,10 @@ class Gateway:
         Runs under the request's deadline (the caller's cancel scope)."""
         pipeline = runtime.pipeline
         up = self._upstream_request(request, runtime, host_header)
-        if exchange is not None:
-            request.api_key = exchange.session_key  # for analytics
+        if exchange is not None:  # for analytics
+            request.api_key = exchange.session_key
+            if exchange.session is not None:
+                request.key_alias = exchange.session.alias
         started = trio.current_time()
         try:
             response = await forward(

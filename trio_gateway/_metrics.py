@@ -232,19 +232,30 @@ class GatewayMetrics:
                 "Upstream connections opened",
                 value=sum(pool.opened.values()),
             )
-            threads = GaugeMetricFamily(
+            abandoned = GaugeMetricFamily(
                 "trio_gateway_hook_threads_abandoned",
                 "Plugin threads abandoned at their deadline since the API loaded",
+                labels=["api"],
+            )
+            alive = GaugeMetricFamily(
+                "trio_gateway_hook_threads_alive",
+                "Plugin worker threads still running (working or abandoned)",
                 labels=["api"],
             )
             for api_id, runtime in snapshot.runtimes.items():
                 driver = runtime.pipeline.driver if runtime.pipeline is not None else None
                 stats = getattr(driver, "statistics", None)
                 if callable(stats):
-                    value = getattr(stats(), "threads_abandoned", None)
-                    if isinstance(value, int):
-                        threads.add_metric([api_id], value)
-            yield threads
+                    found = stats()
+                    for family, name in (
+                        (abandoned, "threads_abandoned"),
+                        (alive, "threads_alive"),
+                    ):
+                        value = getattr(found, name, None)
+                        if isinstance(value, int):
+                            family.add_metric([api_id], value)
+            yield abandoned
+            yield alive
             yield _grpc_channel_states(snapshot.runtimes.values())
         if self.store is not None:
             store_latency = HistogramMetricFamily(

@@ -214,7 +214,7 @@ async def test_records_in_redis_carry_tyk_pumps_fields(
     nursery: trio.Nursery, tmp_path: Path, redis_db: RedisServer, hash_keys: bool
 ) -> None:
     gw = await start(nursery, tmp_path, redis_db, hash_keys=hash_keys)
-    await gw.store.put_session("key-1234", Session(org_id=ORG))
+    await gw.store.put_session("key-1234", Session(org_id=ORG, alias="ann"))
     assert await gw.get("/keyed/items/7?x=1", {"Authorization": "key-1234"}) == 200
     await gw.wait(lambda s: s.written >= 1)
 
@@ -251,6 +251,7 @@ async def test_records_in_redis_carry_tyk_pumps_fields(
     assert record["RequestTime"] == latency["Total"]
     assert record["RawRequest"] == record["RawResponse"] == ""
     assert record["TrackPath"] is False
+    assert record["Alias"] == "ann"
     assert record["Geo"]["Country"] == {"ISOCode": ""}
     assert set(record["Network"]) == {"OpenConnections", "ClosedConnection", "BytesIn", "BytesOut"}
 

@@ -181,6 +181,7 @@ def _per_record(r: AnalyticsRecord) -> dict[str, Any]:
         "Tags": r.tags or None,
         "ExpireAt": _go_time(r.expireAt),
         "OriginalPath": r.original_path,
+        "Alias": r.alias,
     }
 
 
@@ -202,7 +203,6 @@ def _per_api(r: AnalyticsRecord) -> dict[str, Any]:
             "BytesIn": network.bytes_in,
             "BytesOut": network.bytes_out,
         },
-        "Alias": r.alias,
         "TrackPath": r.track_path,
         "ApiSchema": r.api_schema,
         "ListenPath": r.listen_path,

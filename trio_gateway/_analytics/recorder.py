@@ -302,6 +302,7 @@ class AnalyticsRecorder:
             api_id=api.api_id,
             org_id=api.org_id,
             request_time=total,
+            alias=request.key_alias,
             ip_address=request.client_addr,
             latency=Latency(total=total, upstream=upstream, gateway=max(total - upstream, 0)),
             tags=tags,

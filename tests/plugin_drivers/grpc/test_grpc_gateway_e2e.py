@@ -515,4 +515,17 @@ async def test_trace_context_reaches_the_plugin_as_metadata_and_the_channel_stat
         and sample.labels["target"] == server.target
     }
     assert states == {"connecting": 0.0, "ready": 1.0, "down": 0.0, "closed": 0.0}
+
+    # The plugin server goes away: the hook's outcome is "unavailable" (fail closed).
+    await trio.to_thread.run_sync(lambda: server.server.stop(0).wait(5))
+    assert (await fetch(gw.address, "GET", "/api/x")).status >= 500
+    scrape = (await fetch(gw.address, "GET", "/metrics")).body.decode()
+    outcomes = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "trio_gateway_hook_outcomes_total"
+    }
+    assert outcomes["ok"] == 1
+    assert outcomes["unavailable"] == 1
     gw.shutdown()
