@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,23 @@ async def slow(ctx):
     await trio.sleep(5)
 """
 
+#: In a file of its own: each API loads its plugin files anew, and the test must find the one
+#: module the "held" API runs.
+HELD = """
+import trio
+
+held_started = trio.Event()
+held_finished = trio.Event()
+
+
+async def held(ctx):
+    held_started.set()
+    try:
+        await trio.sleep(30)
+    finally:
+        held_finished.set()
+"""
+
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
@@ -66,11 +84,17 @@ async def start(
     apps.mkdir(parents=True)
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "hooks.py").write_text(HOOKS)
+    (tmp_path / "plugins" / "held.py").write_text(HELD)
     docs = [
         api("plain", upstream.url),
         api("hooked", upstream.url, pre=[hook("fine")]),
         api("failing", upstream.url, pre=[hook("boom", failure_mode="open")]),
         api("slow", upstream.url, pre=[hook("slow", timeout=0.2)]),
+        api(
+            "held",
+            upstream.url,
+            pre=[{"name": "held", "path": "../plugins/held.py", "timeout": 60}],
+        ),
         {**api("keyed", upstream.url), "use_keyless": False, "use_standard_auth": True},
     ]
     for doc in docs:
@@ -227,3 +251,23 @@ async def test_trace_context_is_kept_started_or_replaced(
     assert by_path["/hooked/kept"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert by_path["/plain/started"]["trace_id"] == context.trace_id
     assert by_path["/plain/started"]["upstream_ms"] >= 0
+
+
+async def test_a_hook_cut_short_by_the_client_leaving_counts_as_cancelled(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    gateway, _ = await start(nursery, tmp_path)
+    stream = await trio.open_tcp_stream(*gateway.address)
+    await stream.send_all(b"GET /held/x HTTP/1.1\r\nHost: t\r\n\r\n")
+    (module,) = [
+        m
+        for m in list(sys.modules.values())
+        if hasattr(m, "held_finished") and str(tmp_path) in str(getattr(m, "__file__", ""))
+    ]
+    with trio.fail_after(10):
+        await module.held_started.wait()
+        await stream.aclose()  # the client leaves while the hook runs
+        await module.held_finished.wait()
+    scraped = samples((await get(gateway.address, "/metrics"))[1].decode())
+    assert hook_outcome(scraped, "held", "cancelled") == 1
+    assert hook_outcome(scraped, "held", "timeout") == 0
