@@ -232,6 +232,11 @@ class GatewayMetrics:
                 "Upstream connections opened",
                 value=sum(pool.opened.values()),
             )
+            yield CounterMetricFamily(
+                "trio_gateway_upstream_connect_errors",
+                "Upstream connection attempts that failed or timed out",
+                value=pool.connect_errors,
+            )
             abandoned = GaugeMetricFamily(
                 "trio_gateway_hook_threads_abandoned",
                 "Plugin threads abandoned at their deadline since the API loaded",

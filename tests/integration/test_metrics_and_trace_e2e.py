@@ -90,6 +90,7 @@ async def start(
         api("hooked", upstream.url, pre=[hook("fine")]),
         api("failing", upstream.url, pre=[hook("boom", failure_mode="open")]),
         api("slow", upstream.url, pre=[hook("slow", timeout=0.2)]),
+        api("nowhere", f"http://127.0.0.1:{free_port()}/"),
         api(
             "held",
             upstream.url,
@@ -149,6 +150,7 @@ async def test_metrics_count_requests_and_every_hook_outcome(
     slow_status, _ = await get(address, "/slow/a")
     assert slow_status >= 500
     assert (await get(address, "/keyed/a", [("Authorization", "unknown-key")]))[0] == 403
+    assert (await get(address, "/nowhere/a"))[0] == 502  # nothing listens there
     status, body = await get(address, "/metrics")
     assert status == 200
     scraped = samples(body.decode())
@@ -178,6 +180,8 @@ async def test_metrics_count_requests_and_every_hook_outcome(
     )
     assert scraped[("trio_gateway_hook_duration_seconds_count", labels)] == 1
     assert scraped[("trio_gateway_requests_in_flight", ())] == 0
+    assert scraped[("trio_gateway_upstream_connect_errors_total", ())] == 1
+    assert scraped[("trio_gateway_upstream_connections_opened_total", ())] >= 1
     store = (
         "trio_gateway_session_store_duration_seconds_count",
         (("operation", "get_session"),),
