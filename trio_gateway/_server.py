@@ -5,12 +5,12 @@ by itself (malformed requests, limits, timeouts) is decided here; everything els
 (``_gateway.py``), which maps a request to a response.
 
 Per request, the cost we pay on top of parsing is kept small on purpose (docs/decisions.md): no
-cancel scope and no task of the server's own. Each connection runs in a nursery whose scope is the
-only thing the server cancels: its hang-up watcher (one task per connection) cancels it when the
-client goes away, taking the handler and everything it started with it; the listener's timeout
-sweeper cancels it when the connection's current deadline (keep-alive idle, header read, a stalled
-write) has passed, so a request pays for its deadlines with one float assignment instead of a
-cancel scope.
+cancel scope and no task of the server's own. Each connection runs in a cancel scope, the only
+thing the server cancels: the listener's hang-up watcher (one task and one epoll set for all its
+connections) cancels it when the client goes away, taking the handler and everything it started
+with it; the listener's timeout sweeper cancels it when the connection's current deadline
+(keep-alive idle, header read, a stalled write) has passed, so a request pays for its deadlines
+with one float assignment instead of a cancel scope of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import trio
 from ._accesslog import AccessLog, LoggingAccessLog
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._net import DisconnectGuard, RawSocketStream
+from ._net import HangupWatcher, RawSocketStream
 from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
 from ._proto.http1 import LAST_CHUNK, H1ServerParser, encode_chunk, serialise_head, status_line
 from ._upstream.proxy import discard_body
@@ -37,6 +37,15 @@ from .errors import ClientProtocolError, GatewayError
 log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+#: Connections the sweeper cuts off per scheduler batch. Each one cut wakes its task (a 408, a
+#: close); hundreds at once in one batch stalled every other connection for tens of ms.
+SWEEP_BATCH = 32
+#: Out of file descriptors (or kernel memory) at accept: how long to stop accepting, and how
+#: often to say so. The connections already open keep being served meanwhile.
+ACCEPT_PAUSE = 0.1
+ACCEPT_WARN_INTERVAL = 10.0
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @attrs.frozen(kw_only=True)
@@ -102,11 +111,13 @@ class HttpServer:
         listener = _open_listener(host, port)
         self._listeners.append(listener)
         bound = listener.getsockname()
+        hangups = HangupWatcher()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sweep_timeouts)
+                nursery.start_soon(hangups.run)
                 task_status.started((bound[0], bound[1]))
-                await self._accept_loop(listener, nursery)
+                await self._accept_loop(listener, nursery, hangups)
                 # Draining: the accept loop ended; wait for connections within the bound.
                 with trio.move_on_after(self.limits.shutdown_timeout):
                     while self.connections:
@@ -135,7 +146,11 @@ class HttpServer:
     def draining(self) -> bool:
         return self._draining
 
-    async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: socket.socket, nursery: trio.Nursery, hangups: HangupWatcher
+    ) -> None:
+        exhausted = 0  # accepts refused for lack of resources since the last warning
+        warned_at = -math.inf
         while not self._draining:
             try:
                 sock, addr = listener.accept()
@@ -148,14 +163,27 @@ class HttpServer:
             except OSError as exc:
                 if self._draining or exc.errno == errno.EBADF:
                     return
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept failed (%s); pausing accepts briefly", exc)
-                    await trio.sleep(0.1)  # resource exhaustion: back off, don't spin
+                if exc.errno in _ACCEPT_EXHAUSTED:
+                    # Out of descriptors: an operating condition, not a bug. Say so once per
+                    # interval (with a count), leave new clients waiting in the backlog for a
+                    # moment, and keep serving the connections already open.
+                    exhausted += 1
+                    now = trio.current_time()
+                    if now - warned_at >= ACCEPT_WARN_INTERVAL:
+                        log.warning(
+                            "cannot accept connections: %s (%d time(s) since the last warning);"
+                            " pausing accepts %.1f s at a time",
+                            exc.strerror or exc,
+                            exhausted,
+                            ACCEPT_PAUSE,
+                        )
+                        warned_at, exhausted = now, 0
+                    await trio.sleep(ACCEPT_PAUSE)
                     continue
                 continue  # e.g. ECONNABORTED: the peer gave up before we accepted
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = f"{addr[0]}" if isinstance(addr, tuple) else ""
-            conn = _ClientConnection(self, RawSocketStream(sock), client)
+            conn = _ClientConnection(self, RawSocketStream(sock), client, hangups)
             nursery.start_soon(conn.run)
 
     async def _sweep_timeouts(self) -> None:
@@ -169,8 +197,12 @@ class HttpServer:
         while True:
             await trio.sleep(interval)
             now = trio.current_time()
-            for conn in list(self.connections):
-                if conn.deadline <= now:
+            expired = [conn for conn in self.connections if conn.deadline <= now]
+            for done, conn in enumerate(expired):
+                if done and done % SWEEP_BATCH == 0:
+                    # Let the connections cut so far (and everyone else) run before the next.
+                    await trio.lowlevel.checkpoint()
+                if conn.deadline <= now:  # it may have moved on meanwhile
                     conn.time_out()
 
     def _connection_closed(self, conn: _ClientConnection) -> None:
@@ -209,6 +241,7 @@ class _ClientConnection:
     server: HttpServer
     stream: RawSocketStream
     client_addr: str
+    hangups: HangupWatcher
     parser: H1ServerParser = attrs.field(init=False)
     #: True between requests (waiting for the next head), when a drain may close us at once.
     idle: bool = True
@@ -219,8 +252,9 @@ class _ClientConnection:
     #: Why the connection's scope was cancelled, if it was: the client left, or a deadline passed.
     gone: bool = False
     timed_out: bool = False
-    guard: DisconnectGuard | None = None
-    _nursery: trio.Nursery | None = None
+    #: Registered with ``hangups`` (from the first request on).
+    watched: bool = False
+    _scope: trio.CancelScope | None = None
     _upgraded_tail: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -231,22 +265,21 @@ class _ClientConnection:
         )
 
     def close_if_idle(self) -> None:
-        if self.idle and self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self.idle and self._scope is not None:
+            self._scope.cancel()
 
     def time_out(self) -> None:
         """The sweeper's verdict: the current deadline passed (408 if a head was under way)."""
-        if self._nursery is not None and not self.timed_out:
+        if self._scope is not None and not self.timed_out:
             self.timed_out = True
-            self._nursery.cancel_scope.cancel()
+            self._scope.cancel()
 
     async def run(self) -> None:
         self.server.connections.add(self)
         try:
-            # The connection's nursery owns its hang-up watcher (started with the first request);
-            # its scope is what a hang-up, a timeout or a drain cancels.
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+            # The connection's scope is what a hang-up, a timeout or a drain cancels.
+            with trio.CancelScope() as scope:
+                self._scope = scope
                 try:
                     await self._serve_requests()
                 except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -254,23 +287,20 @@ class _ClientConnection:
                 except Exception:
                     # A bug must cost one connection, never the server.
                     log.exception("connection from %s failed", self.client_addr)
-                finally:
-                    nursery.cancel_scope.cancel()
             if self.timed_out and self.parser.in_head and not self.gone:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
         finally:
-            if self.guard is not None:
-                self.guard.close()
+            if self.watched:
+                self.hangups.unwatch(self.stream.sock)
             self.stream.close()
             self.server._connection_closed(self)
 
-    async def _watch_hangup(self, guard: DisconnectGuard) -> None:
-        """End the connection when the client hangs up (one task per connection): whatever
-        request is in progress is cancelled with it."""
-        await guard.wait_gone()
+    def _hung_up(self) -> None:
+        """The client hung up (called by the server's hang-up watcher): end the connection,
+        cancelling whatever request is in progress."""
         self.gone = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -378,9 +408,9 @@ class _ClientConnection:
             body_source=body,
             content_length=head.content_length,
         )
-        if self.guard is None and self._nursery is not None:
-            self.guard = DisconnectGuard(self.stream.sock)
-            self._nursery.start_soon(self._watch_hangup, self.guard)
+        if not self.watched:
+            self.hangups.watch(self.stream.sock, self._hung_up)
+            self.watched = True
         response: Response | None = None
         try:
             response = await self._run_handler(request)
@@ -418,9 +448,7 @@ class _ClientConnection:
         if self._upgraded_tail is not None:
             keep_alive = False
         try:
-            sent = await self._write_response(
-                request, response, keep_alive, head.method == b"HEAD"
-            )
+            sent = await self._write_response(request, response, keep_alive, head.method == b"HEAD")
         except (
             trio.BrokenResourceError,
             trio.ClosedResourceError,

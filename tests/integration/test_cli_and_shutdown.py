@@ -112,11 +112,25 @@ class GatewayProcess:
         return int(line.split()[1]) * 1024
 
 
+#: Runs `trio-gateway` under a lower limit of open files (argv[1]) than the test's.
+_UNDER_FILE_LIMIT = (
+    "import resource, sys; from trio_gateway._cli import main; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); sys.exit(main(sys.argv[2:]))"
+)
+
+
 @asynccontextmanager
-async def gateway_process(*args: str) -> AsyncIterator[GatewayProcess]:
-    """Run `trio-gateway run --listen 127.0.0.1:0 ARGS...`; killed on exit if still running."""
+async def gateway_process(
+    *args: str, file_limit: int | None = None
+) -> AsyncIterator[GatewayProcess]:
+    """Run `trio-gateway run --listen 127.0.0.1:0 ARGS...`; killed on exit if still running.
+
+    ``file_limit``: the process's RLIMIT_NOFILE (set in the child only)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_GATEWAY_")}
-    command = [sys.executable, "-m", "trio_gateway", "run", "--listen", "127.0.0.1:0", *args]
+    launcher = (
+        ["-m", "trio_gateway"] if file_limit is None else ["-c", _UNDER_FILE_LIMIT, str(file_limit)]
+    )
+    command = [sys.executable, *launcher, "run", "--listen", "127.0.0.1:0", *args]
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
             partial(
