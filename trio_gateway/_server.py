@@ -44,6 +44,12 @@ SWEEP_BATCH = 32
 #: Out of file descriptors (or kernel memory) at accept: how long to stop accepting, and how
 #: often to say so. The connections already open keep being served meanwhile.
 ACCEPT_PAUSE = 0.1
+#: After ``shutdown_timeout``: how long the connections still busy get to send their 503.
+CUT_GRACE = 1.0
+#: A connection closed by a drain sends its FIN, then reads (and drops) what the client still
+#: sends for up to this long before closing: a request that crossed our FIN would otherwise make
+#: the kernel answer with a reset, which can destroy a response the client has not read yet.
+LINGER_TIMEOUT = 2.0
 ACCEPT_WARN_INTERVAL = 10.0
 _ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
@@ -118,13 +124,7 @@ class HttpServer:
                 nursery.start_soon(hangups.run)
                 task_status.started((bound[0], bound[1]))
                 await self._accept_loop(listener, nursery, hangups)
-                # Draining: the accept loop ended; wait for connections within the bound.
-                with trio.move_on_after(self.limits.shutdown_timeout):
-                    while self.connections:
-                        for conn in list(self.connections):
-                            conn.close_if_idle()
-                        await self._drained.wait()
-                        self._drained = trio.Event()
+                await self._drain()
                 nursery.cancel_scope.cancel()
         finally:
             listener.close()
@@ -145,6 +145,31 @@ class HttpServer:
     @property
     def draining(self) -> bool:
         return self._draining
+
+    async def _drain(self) -> None:
+        """After the listener closed: let the connections finish within ``shutdown_timeout``,
+        then cut off the ones still busy (each request cut gets a 503, and is logged)."""
+        with trio.move_on_after(self.limits.shutdown_timeout):
+            await self._wait_connections_closed(close_idle=True)
+        if not self.connections:
+            return
+        log.warning(
+            "shutdown_timeout (%g s) passed: cutting off %d connection(s) still busy (503)",
+            self.limits.shutdown_timeout,
+            len(self.connections),
+        )
+        for conn in list(self.connections):
+            conn.cut_off()
+        with trio.move_on_after(CUT_GRACE):
+            await self._wait_connections_closed(close_idle=False)
+
+    async def _wait_connections_closed(self, *, close_idle: bool) -> None:
+        while self.connections:
+            if close_idle:
+                for conn in list(self.connections):
+                    conn.close_if_idle()
+            await self._drained.wait()
+            self._drained = trio.Event()
 
     async def _accept_loop(
         self, listener: socket.socket, nursery: trio.Nursery, hangups: HangupWatcher
@@ -249,9 +274,17 @@ class _ClientConnection:
     #: keep-alive bound while idle, the header-read bound once bytes arrive, and the send bound
     #: while a write to the client waits.
     deadline: float = math.inf
-    #: Why the connection's scope was cancelled, if it was: the client left, or a deadline passed.
+    #: Why the connection's scope was cancelled, if it was: the client left, a deadline passed,
+    #: or the drain's ``shutdown_timeout`` did.
     gone: bool = False
     timed_out: bool = False
+    cut: bool = False
+    #: Some of the current response has gone out (a cut request can no longer get its 503).
+    response_started: bool = False
+    #: The request a drain cut off before any of its response was sent, and when it started.
+    _cut_request: tuple[Request, float] | None = None
+    #: Closed by a drain: send a FIN and read what the client still sends before closing.
+    _lingering: bool = False
     #: Registered with ``hangups`` (from the first request on).
     watched: bool = False
     _scope: trio.CancelScope | None = None
@@ -265,8 +298,30 @@ class _ClientConnection:
         )
 
     def close_if_idle(self) -> None:
-        if self.idle and self._scope is not None:
+        """The drain's verdict on a connection between requests: close it unless a request has
+        begun to arrive (that one is served, with ``Connection: close``)."""
+        if self.idle and self._scope is not None and not self._lingering:
+            if self._request_pending():
+                return
+            self._lingering = True
             self._scope.cancel()
+
+    def cut_off(self) -> None:
+        """The drain's ``shutdown_timeout`` passed: stop now (503 if no answer went out yet)."""
+        if self._scope is not None and not self.cut:
+            self.cut = True
+            self._scope.cancel()
+
+    def _request_pending(self) -> bool:
+        """Has a byte of another request arrived (in the parser, or unread in the kernel)?"""
+        if self.parser.in_head:
+            return True
+        try:
+            return bool(self.stream.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False  # reset: nobody to answer
 
     def time_out(self) -> None:
         """The sweeper's verdict: the current deadline passed (408 if a head was under way)."""
@@ -287,13 +342,39 @@ class _ClientConnection:
                 except Exception:
                     # A bug must cost one connection, never the server.
                     log.exception("connection from %s failed", self.client_addr)
-            if self.timed_out and self.parser.in_head and not self.gone:
+            if self.gone:
+                pass
+            elif self.timed_out and self.parser.in_head:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
+            elif self.cut and (self._cut_request is not None or self.parser.in_head):
+                await self._answer_cut_request()
+            elif self._lingering:
+                await self._linger()
         finally:
             if self.watched:
                 self.hangups.unwatch(self.stream.sock)
             self.stream.close()
             self.server._connection_closed(self)
+
+    async def _answer_cut_request(self) -> None:
+        """A request cut off by the drain, before any of its response went out, gets a 503."""
+        sent = await self._send_error(503, "Service Unavailable")
+        if self._cut_request is not None:
+            request, started = self._cut_request
+            self._log_access(request, 503, sent, started)
+
+    async def _linger(self) -> None:
+        """Close gracefully: FIN first, then drop what the client still sends until it closes."""
+        try:
+            self.stream.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                while await self.stream.receive_some():
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     def _hung_up(self) -> None:
         """The client hung up (called by the server's hang-up watcher): end the connection,
@@ -320,7 +401,8 @@ class _ClientConnection:
         parser = self.parser
         event = parser.next_event()
         if event is None:
-            if self.server.draining:
+            if self.server.draining and not self._request_pending():
+                self._lingering = True
                 return None
             limits = self.server.limits
             self.idle = True
@@ -380,7 +462,10 @@ class _ClientConnection:
                 # way; all we can do safely is stop.
                 log.info("bad request body from %s: %s", self.client_addr, exc.message)
                 return
-            if not keep_alive or self.server.draining:
+            if not keep_alive:
+                return
+            if self.server.draining:
+                self._lingering = True  # the response said Connection: close
                 return
 
     async def _handle(self, head: RequestHead) -> bool:
@@ -412,6 +497,7 @@ class _ClientConnection:
             self.hangups.watch(self.stream.sock, self._hung_up)
             self.watched = True
         response: Response | None = None
+        self.response_started = False
         try:
             response = await self._run_handler(request)
             return await self._respond(head, request, body, response, end_keep_alive, started)
@@ -425,6 +511,12 @@ class _ClientConnection:
                 self._log_access(request, 499, -1, started)  # 499: client closed the request
             elif self.timed_out:
                 log.info("client %s stopped reading the response; closed", self.client_addr)
+            elif self.cut:
+                if self.response_started:
+                    status = response.status if response is not None else 503
+                    self._log_access(request, status, -1, started)
+                else:
+                    self._cut_request = (request, started)  # answered with a 503 by run()
             raise
 
     async def _respond(
@@ -549,7 +641,8 @@ class _ClientConnection:
                 await send(chunk)
         return sent
 
-    async def _send_error(self, status: int, message: str | None) -> None:
+    async def _send_error(self, status: int, message: str | None) -> int:
+        """Send a gateway-made error and close; returns its body's size (-1: not sent)."""
         response = error_response(status, message)
         assert response.body_bytes is not None
         response.headers.append((b"Content-Length", b"%d" % len(response.body_bytes)))
@@ -558,11 +651,14 @@ class _ClientConnection:
         try:
             with trio.move_on_after(1.0):
                 await self.stream.send_all(head + response.body_bytes)
+                return len(response.body_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        return -1
 
     async def send_continue(self) -> None:
         await self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.response_started = False  # an interim response: the final one can still be a 503
 
     async def _send(self, data: bytes) -> None:
         """Write to the client, bounded by ``send_timeout`` when the client is not reading.
@@ -570,6 +666,7 @@ class _ClientConnection:
         The usual write goes out at once and costs nothing more. One that has to wait sets the
         connection's deadline, which the sweeper enforces (cancelling the connection)."""
         stream = self.stream
+        self.response_started = True
         sent = stream.send_nowait(data)
         if sent == len(data):
             return
