@@ -28,7 +28,8 @@ async def test_an_idle_keep_alive_connection_holds_one_descriptor(tmp_path: Path
             # One request each, so every connection is watched for hang-ups like a busy one.
             assert (await client.request("GET", "/nothing")).status == 404
         per_connection = (open_descriptors(pid) - before) / count
-    assert per_connection == 1, per_connection
+    # 1.0 give or take a descriptor closing late (the warm-up's); 2.0 with one epoll set each.
+    assert abs(per_connection - 1) <= 0.02, per_connection
 
 
 async def test_running_out_of_descriptors_is_quiet_and_recovers(tmp_path: Path) -> None:
