@@ -38,8 +38,9 @@ log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-#: Connections the sweeper cuts off per scheduler batch. Each one cut wakes its task (a 408, a
-#: close); hundreds at once in one batch stalled every other connection for tens of ms.
+#: Connections the sweeper cuts off (or the listener accepts) per scheduler batch. Each one wakes
+#: or starts a task (a 408 and a close, or a first read); hundreds in one batch stalled every other
+#: connection for tens of ms.
 SWEEP_BATCH = 32
 #: Out of file descriptors (or kernel memory) at accept: how long to stop accepting, and how
 #: often to say so. The connections already open keep being served meanwhile.
@@ -176,10 +177,18 @@ class HttpServer:
     ) -> None:
         exhausted = 0  # accepts refused for lack of resources since the last warning
         warned_at = -math.inf
+        in_a_row = 0
         while not self._draining:
+            if in_a_row == SWEEP_BATCH:
+                # A burst of hundreds of connections (a reconnect storm) must not hold the loop:
+                # let the ones accepted so far, and everyone else, run first.
+                in_a_row = 0
+                await trio.lowlevel.checkpoint()
             try:
                 sock, addr = listener.accept()
+                in_a_row += 1
             except BlockingIOError:
+                in_a_row = 0
                 try:
                     await trio.lowlevel.wait_readable(listener)
                 except trio.ClosedResourceError:

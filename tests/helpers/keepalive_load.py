@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -42,12 +43,16 @@ class KeepAliveLoad:
     address: tuple[str, int]
     target: str
     connections: int = 32
+    #: Extra header lines, each ending in CRLF (e.g. ``"Authorization: k\r\n"``).
+    headers: str = ""
     answered: int = 0
     closed_unanswered: int = 0
     statuses: Counter[int] = attrs.field(factory=Counter)
     drops: list[Drop] = attrs.field(factory=list)
     #: ``time.perf_counter()`` when the shutdown signal was sent (inf: not yet).
     signal_sent_at: float = float("inf")
+    #: Called with each answer's status as it arrives.
+    on_answer: Callable[[int], None] | None = None
     _progress: trio.Event = attrs.field(factory=trio.Event)
 
     def mark_signal(self) -> None:
@@ -66,11 +71,13 @@ class KeepAliveLoad:
     def _answer(self, status: int) -> None:
         self.answered += 1
         self.statuses[status] += 1
+        if self.on_answer is not None:
+            self.on_answer(status)
         self._progress.set()
         self._progress = trio.Event()
 
     async def _worker(self) -> None:
-        request = f"GET {self.target} HTTP/1.1\r\nHost: load\r\n\r\n".encode()
+        request = f"GET {self.target} HTTP/1.1\r\nHost: load\r\n{self.headers}\r\n".encode()
         while True:
             try:
                 stream = await trio.open_tcp_stream(*self.address)
