@@ -1,5 +1,5 @@
 """Keep-alive load that tells every way a request can end apart (for shutdown tests and
-``bench/bench_shutdown.py``).
+``bench/reliability_shutdown.py``).
 
 Each worker keeps one connection busy: it sends a GET, reads the response (Content-Length framed),
 and sends the next one as soon as the last byte arrived; a ``Connection: close`` response or a

@@ -8,8 +8,8 @@ although it was sent before the signal. Closes without an answer for requests se
 signal are clean (a client retries them) and counted apart. wrk's own read errors are shown for
 reference only: wrk cannot tell a clean close from a reset.
 
-    .venv/bin/python bench/bench_shutdown.py --rounds 5
-    .venv/bin/python bench/bench_shutdown.py --rounds 5 --source /tmp/old   # another checkout
+    .venv/bin/python bench/reliability_shutdown.py --rounds 5
+    .venv/bin/python bench/reliability_shutdown.py --rounds 5 --src /tmp/old   # another checkout
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import _wrk
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _reliability import KeepAliveLoad, start_gateway, start_upstream, write_api
+from _under_load import KeepAliveLoad, start_gateway, start_upstream, write_api
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before SIGTERM")
     parser.add_argument("--probes", type=int, default=32, help="instrumented connections")
     parser.add_argument("--wrk-connections", type=int, default=64)
-    parser.add_argument("--source", type=Path, help="run the gateway from this source tree")
+    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 
@@ -44,7 +44,7 @@ def one_round(
     procs: Processes, workdir: Path, args: argparse.Namespace, n: int
 ) -> dict[str, object]:
     apps = workdir / "apps"
-    gateway, port = start_gateway(procs, f"gateway-{n}", apps, source=args.source)
+    gateway, port = start_gateway(procs, f"gateway-{n}", apps, source=args.src)
     wrk = shutil.which("wrk") or "wrk"
     script = _wrk.write_script(workdir)
     wrk_proc = subprocess.Popen(

@@ -6,7 +6,7 @@ previous reload is logged as done. A failure is any probe request that was not a
 (a reset, a truncated response, a close without an answer, another status) and any wrk error
 (connect, read, write, timeout, non-2xx/3xx status).
 
-    .venv/bin/python bench/bench_reload.py --reloads 100
+    .venv/bin/python bench/reliability_reload.py --reloads 100
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import _wrk
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _reliability import KeepAliveLoad, count_in_log, start_gateway, start_upstream, write_api
+from _under_load import KeepAliveLoad, count_in_log, start_gateway, start_upstream, write_api
 
 #: The gateway's log line for a finished reload.
 RELOADED = "reload: serving"
@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--probes", type=int, default=32, help="instrumented connections")
     parser.add_argument("--wrk-connections", type=int, default=32)
-    parser.add_argument("--source", type=Path, help="run the gateway from this source tree")
+    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 
@@ -47,7 +47,7 @@ def main() -> int:
         try:
             upstream = start_upstream(procs, workdir)
             write_api(workdir / "apps", upstream)
-            gateway, port = start_gateway(procs, "gateway", workdir / "apps", source=args.source)
+            gateway, port = start_gateway(procs, "gateway", workdir / "apps", source=args.src)
             wrk = shutil.which("wrk") or "wrk"
             wrk_proc = subprocess.Popen(
                 [

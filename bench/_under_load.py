@@ -1,9 +1,8 @@
-"""What the reliability benchmarks share (bench_shutdown, bench_slowloris, bench_reload,
-bench_redis_recovery): an nginx upstream, a `trio-gateway run` process built from any source
-tree, and the instrumented keep-alive load from ``tests/helpers/keepalive_load.py`` (it tells a
+"""What bench/reliability_{shutdown,slowloris,reload,redis}.py share: an nginx upstream, a
+`trio-gateway run` process built from any source tree, and the instrumented keep-alive load from ``tests/helpers/keepalive_load.py`` (it tells a
 clean close from a reset and a truncated response, which wrk cannot).
 
-``--source DIR`` runs the gateway from another checkout (for old-vs-new comparisons:
+``--src DIR`` runs the gateway from another checkout (for old-vs-new comparisons:
 ``git archive <commit> | tar -x -C DIR``); the interpreter stays this one.
 """
 

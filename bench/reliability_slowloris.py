@@ -6,8 +6,8 @@ request head and stall; the gateway cuts them all at about the same moment (408)
 at once, and so on, a wave every ``--header-timeout`` seconds. Reported: wrk's p50/p99 in both
 conditions (medians over rounds) and the p99 ratio (target < 3).
 
-    .venv/bin/python bench/bench_slowloris.py --rounds 3
-    .venv/bin/python bench/bench_slowloris.py --rounds 3 --source /tmp/old   # another checkout
+    .venv/bin/python bench/reliability_slowloris.py --rounds 3
+    .venv/bin/python bench/reliability_slowloris.py --rounds 3 --src /tmp/old   # another checkout
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import _wrk
 from _procs import Processes, terminate_on_sigterm
-from _reliability import LOOPBACK, start_gateway, start_upstream, write_api
+from _under_load import LOOPBACK, start_gateway, start_upstream, write_api
 
 PARTIAL_HEAD = b"GET /api/ HTTP/1.1\r\nHost: slow\r\nX-Slow: "
 
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--header-timeout", type=float, default=2.0)
-    parser.add_argument("--source", type=Path, help="run the gateway from this source tree")
+    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 
@@ -103,7 +103,7 @@ def main() -> int:
             upstream = start_upstream(procs, workdir)
             write_api(workdir / "apps", upstream)
             gateway, port = start_gateway(
-                procs, "gateway", workdir / "apps", source=args.source, config=config
+                procs, "gateway", workdir / "apps", source=args.src, config=config
             )
 
             def run_wrk() -> _wrk.WrkResult:

@@ -6,8 +6,8 @@ back. Each round kills redis-server, leaves it down ``--outage`` seconds (the cl
 starts it again on the same port, waits until it accepts connections, and measures the time from
 then to the first 200. Also reported: how many stderr lines the gateway wrote during the round.
 
-    .venv/bin/python bench/bench_redis_recovery.py --rounds 5
-    .venv/bin/python bench/bench_redis_recovery.py --rounds 5 --source /tmp/old   # another checkout
+    .venv/bin/python bench/reliability_redis.py --rounds 5
+    .venv/bin/python bench/reliability_redis.py --rounds 5 --src /tmp/old   # another checkout
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import attrs
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _reliability import LOOPBACK, KeepAliveLoad, start_gateway, start_upstream, write_api
+from _under_load import LOOPBACK, KeepAliveLoad, start_gateway, start_upstream, write_api
 
 from tests.redis_server import READY_LINE, RedisServer
 
@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--outage", type=float, default=2.0, help="seconds Redis stays down")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--source", type=Path, help="run the gateway from this source tree")
+    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 
@@ -125,7 +125,7 @@ def main() -> int:
                 procs,
                 "gateway",
                 workdir / "apps",
-                source=args.source,
+                source=args.src,
                 config=config,
                 probe="/hello",
             )
