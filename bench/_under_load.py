@@ -1,6 +1,7 @@
 """What bench/reliability_{shutdown,slowloris,reload,redis}.py share: an nginx upstream, a
-`trio-gateway run` process built from any source tree, and the instrumented keep-alive load from ``tests/helpers/keepalive_load.py`` (it tells a
-clean close from a reset and a truncated response, which wrk cannot).
+`trio-gateway run` process built from any source tree, and the instrumented keep-alive load from
+``tests/helpers/keepalive_load.py`` (it tells a clean close from a reset and a truncated
+response, which wrk cannot).
 
 ``--src DIR`` runs the gateway from another checkout (for old-vs-new comparisons:
 ``git archive <commit> | tar -x -C DIR``); the interpreter stays this one.
