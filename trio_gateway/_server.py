@@ -41,18 +41,18 @@ Handler = Callable[[Request], Awaitable[Response]]
 #: Connections the sweeper cuts off (or the listener accepts) per scheduler batch. Each one wakes
 #: or starts a task (a 408 and a close, or a first read); hundreds in one batch stalled every other
 #: connection for tens of ms.
-SWEEP_BATCH = 32
+SWEEP_BATCH = 8
 #: Out of file descriptors (or kernel memory) at accept: how long to stop accepting, and how
 #: often to say so. The connections already open keep being served meanwhile.
 ACCEPT_PAUSE = 0.1
+ACCEPT_WARN_INTERVAL = 10.0
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: After ``shutdown_timeout``: how long the connections still busy get to send their 503.
 CUT_GRACE = 1.0
 #: A connection closed by a drain sends its FIN, then reads (and drops) what the client still
 #: sends for up to this long before closing: a request that crossed our FIN would otherwise make
 #: the kernel answer with a reset, which can destroy a response the client has not read yet.
 LINGER_TIMEOUT = 2.0
-ACCEPT_WARN_INTERVAL = 10.0
-_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 @attrs.frozen(kw_only=True)
@@ -549,7 +549,9 @@ class _ClientConnection:
         if self._upgraded_tail is not None:
             keep_alive = False
         try:
-            sent = await self._write_response(request, response, keep_alive, head.method == b"HEAD")
+            sent = await self._write_response(
+                request, response, keep_alive, head.method == b"HEAD"
+            )
         except (
             trio.BrokenResourceError,
             trio.ClosedResourceError,
