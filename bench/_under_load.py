@@ -9,6 +9,7 @@ response, which wrk cannot).
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ __all__ = [
     "LOOPBACK",
     "REPO_ROOT",
     "KeepAliveLoad",
+    "argument_parser",
     "count_in_log",
     "free_port",
     "open_descriptors",
@@ -38,6 +40,13 @@ __all__ = [
     "wait_for_log",
     "write_api",
 ]
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the first line of ``doc``, with the shared ``--src`` option."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
+    return parser
 
 
 def start_upstream(procs: Processes, workdir: Path) -> int:

@@ -25,7 +25,14 @@ from pathlib import Path
 import attrs
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _under_load import LOOPBACK, KeepAliveLoad, start_gateway, start_upstream, write_api
+from _under_load import (
+    LOOPBACK,
+    KeepAliveLoad,
+    argument_parser,
+    start_gateway,
+    start_upstream,
+    write_api,
+)
 
 from tests.redis_server import READY_LINE, RedisServer
 
@@ -33,11 +40,10 @@ SECRET = "bench-secret"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--outage", type=float, default=2.0, help="seconds Redis stays down")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 

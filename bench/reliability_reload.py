@@ -24,18 +24,24 @@ from pathlib import Path
 import _wrk
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _under_load import KeepAliveLoad, count_in_log, start_gateway, start_upstream, write_api
+from _under_load import (
+    KeepAliveLoad,
+    argument_parser,
+    count_in_log,
+    start_gateway,
+    start_upstream,
+    write_api,
+)
 
 #: The gateway's log line for a finished reload.
 RELOADED = "reload: serving"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--reloads", type=int, default=100)
     parser.add_argument("--probes", type=int, default=32, help="instrumented connections")
     parser.add_argument("--wrk-connections", type=int, default=32)
-    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 

@@ -27,16 +27,15 @@ from pathlib import Path
 import _wrk
 import trio
 from _procs import Processes, terminate_on_sigterm
-from _under_load import KeepAliveLoad, start_gateway, start_upstream, write_api
+from _under_load import KeepAliveLoad, argument_parser, start_gateway, start_upstream, write_api
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before SIGTERM")
     parser.add_argument("--probes", type=int, default=32, help="instrumented connections")
     parser.add_argument("--wrk-connections", type=int, default=64)
-    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 

@@ -24,19 +24,18 @@ from pathlib import Path
 
 import _wrk
 from _procs import Processes, terminate_on_sigterm
-from _under_load import LOOPBACK, start_gateway, start_upstream, write_api
+from _under_load import LOOPBACK, argument_parser, start_gateway, start_upstream, write_api
 
 PARTIAL_HEAD = b"GET /api/ HTTP/1.1\r\nHost: slow\r\nX-Slow: "
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slow", type=int, default=1000, help="slowloris connections")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--header-timeout", type=float, default=2.0)
-    parser.add_argument("--src", type=Path, help="run the gateway from this source tree")
     return parser.parse_args()
 
 
