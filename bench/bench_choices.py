@@ -148,10 +148,8 @@ def main() -> None:
 
     h11_us = statistics.median(bench_h11(args.requests) for _ in range(5))
     ht_us = statistics.median(bench_httptools(args.requests) for _ in range(5))
-    print(
-        f"parse+events per request: h11 {h11_us:.1f} us, httptools {ht_us:.1f} us "
-        f"({h11_us / ht_us:.1f}x)"
-    )
+    print(f"parse+events per request: h11 {h11_us:.1f} us, httptools {ht_us:.1f} us "
+          f"({h11_us / ht_us:.1f}x)")
 
     proc = None
     workdir = Path(tempfile.mkdtemp(prefix="bench-choices-"))
