@@ -3,11 +3,13 @@ no request is dropped, and requests cut off at ``shutdown_timeout`` are answered
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import attrs
 import trio
 import trio.testing
 
@@ -16,6 +18,9 @@ from tests.helpers.client import RawHttpClient, open_client
 from tests.helpers.keepalive_load import KeepAliveLoad
 from tests.helpers.upstream import ReceivedRequest, Reply, start_upstream
 from tests.integration.test_cli_and_shutdown import PROCESS_BOUND, gateway_process
+from trio_gateway._app import RunningGateway, serve_gateway
+from trio_gateway._config.model import GatewayConfig, LimitsConfig, ListenConfig
+from trio_gateway._exchange import Request
 
 
 async def answer_ok(request: ReceivedRequest, reply: Reply) -> None:
@@ -109,3 +114,40 @@ async def test_request_cut_at_shutdown_timeout_gets_a_logged_503(
     log = gateway.stderr.decode()
     assert "cutting off 1 connection(s)" in log, log
     assert returncode == 0, log
+
+
+@attrs.define
+class RecordingAccessLog:
+    lines: list[tuple[str, int]] = attrs.field(factory=list)
+
+    def record(self, request: Request, status: int, sent: int, duration: float) -> None:
+        self.lines.append((request.path, status))
+
+
+async def test_request_cut_at_shutdown_timeout_is_access_logged(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    never = trio.Event()
+
+    async def hang(request: ReceivedRequest, reply: Reply) -> None:
+        await never.wait()
+
+    upstream = await start_upstream(nursery, hang)
+    write_keyless_api(tmp_path, api_id="slow", listen_path="/slow/", target_url=upstream.url)
+    access_log = RecordingAccessLog()
+    config = GatewayConfig(
+        listen=ListenConfig(host="127.0.0.1", port=0),
+        limits=LimitsConfig(shutdown_timeout=0.2),
+    )
+    running: RunningGateway = await nursery.start(
+        functools.partial(serve_gateway, config, apps_dir=tmp_path, access_log=access_log)
+    )
+    async with open_client(running.address) as busy:
+        await busy.send(b"GET /slow/x HTTP/1.1\r\nHost: x\r\n\r\n")
+        await upstream.wait_until(lambda: len(upstream.requests) == 1)
+        running.shutdown()
+        response = await busy.read_response()
+    with trio.fail_after(PROCESS_BOUND):
+        await running.server.stopped.wait()
+    assert (response.status, response.closes) == (503, True)
+    assert access_log.lines == [("/slow/x", 503)]
