@@ -510,6 +510,9 @@ class _ClientConnection:
         try:
             response = await self._run_handler(request)
             return await self._respond(head, request, body, response, end_keep_alive, started)
+        except _ClientGone:
+            self._log_access(request, 499, -1, started)  # 499: client closed the request
+            raise
         except trio.Cancelled:
             # The connection's scope was cancelled: the client hung up (or the server is shutting
             # down). The handler, the hooks, the upstream request and anything they started are
@@ -576,6 +579,10 @@ class _ClientConnection:
             return error_response(exc.status, None)
         except _BodyTimeout:
             return error_response(408, "Request Timeout")
+        except _ClientGone:
+            # The client ended its side while its body was being read: a hang-up (the hang-up
+            # watcher may not have run yet), never a handler failure.
+            raise
         except GatewayError as exc:
             log.warning("request failed: %s", exc)
             return error_response(exc.status_hint, exc.public_message)
