@@ -126,8 +126,8 @@ async def build_snapshot(
                     finish=api_auth.finish,
                 )
         except PluginDriverError as exc:
-            broken = str(exc)
-            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
+            broken = f"plugin bundle {api.bundle!r}: {exc}" if api.bundle else str(exc)
+            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, broken)
         runtimes[api.api_id] = ApiRuntime(
             api=api,
             target=target,

@@ -24,6 +24,7 @@ from .._apidef.model import ApiDefinition, MiddlewareConfig, PluginRef
 from .._apidef.unsupported import CLASSIC_KEYS, OAS_KEYS, check_middleware
 from .._config.model import GatewayConfig
 from ..errors import BundleError
+from .fetch import FetchPolicy
 from .store import BundleSettings, LoadedBundle, load_bundle
 
 __all__ = ["TOTAL_FETCH_DEADLINE", "apply_bundle", "resolve_bundles", "settings_from_config"]
@@ -34,6 +35,9 @@ log = logging.getLogger("trio_gateway.bundles")
 TOTAL_FETCH_DEADLINE = 60.0
 
 PYTHON_ENTRY = "middleware.py"
+
+#: Tyk's download schedule (a module global so that tests can shorten the backoff).
+FETCH_POLICY = FetchPolicy()
 
 
 def settings_from_config(config: GatewayConfig) -> BundleSettings:
@@ -46,6 +50,7 @@ def settings_from_config(config: GatewayConfig) -> BundleSettings:
         ca_file=b.ca_file,
         public_key_path=b.public_key_path,
         skip_verify_existing=b.skip_verify_existing,
+        fetch=FETCH_POLICY,
     )
 
 

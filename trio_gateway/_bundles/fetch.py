@@ -83,10 +83,20 @@ async def fetch_bundle(
             except trio.TooSlowError:
                 last = f"no answer within {policy.attempt_timeout:g}s"
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                last = _describe(exc)
             if not last:
                 return
     raise FetchError(f"download from {url} failed after {policy.attempts} attempts: {last}")
+
+
+def _describe(exc: BaseException) -> str:
+    """httpx's errors often carry their reason only in the exception they wrap (TLS, DNS)."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    while not text and cause is not None:
+        text = str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def _one_attempt(client: httpx.AsyncClient, url: str, dest: Path, max_bytes: int) -> str:
@@ -101,5 +111,6 @@ async def _one_attempt(client: httpx.AsyncClient, url: str, dest: Path, max_byte
             if size > max_bytes:
                 return f"bundle larger than {max_bytes} bytes"
             chunks.append(chunk)
-    await trio.Path(dest).write_bytes(b"".join(chunks))
+    with trio.CancelScope(shield=True):  # a local write, not a wait on the server
+        await trio.Path(dest).write_bytes(b"".join(chunks))
     return ""
