@@ -9,6 +9,7 @@ import io
 import json
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -16,15 +17,19 @@ import trio
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from .upstream import RawUpstream, ReceivedRequest, Reply
+from trio_gateway._app import RunningGateway
+from trio_gateway._config.model import BundlesConfig, GatewayConfig
 
-PLUGIN = b'''
+from . import start_gateway, write_keyless_api
+from .upstream import RawUpstream, ReceivedRequest, Reply, start_upstream
+
+PLUGIN = b"""
 from helpers import header_value
 
 
 async def tag(ctx):
     ctx.request.set_header("X-Bundle", header_value())
-'''
+"""
 HELPERS = b'def header_value():\n    return "from-bundle"\n'
 MIDDLEWARE = {"driver": "python", "pre": [{"name": "tag", "path": "middleware.py"}]}
 
@@ -107,3 +112,51 @@ async def start_bundle_server(nursery: trio.Nursery, *, tls: Any = None) -> Bund
     server.upstream.responder = respond
     await nursery.start(server.upstream.serve)
     return server
+
+
+@attrs.define
+class Setup:
+    tmp: Path
+    server: BundleServer
+    upstream_url: str
+    key_path: Path | None = None
+
+
+async def setup(nursery: trio.Nursery, tmp_path: Path, *, tls: Any = None) -> Setup:
+    server = await start_bundle_server(nursery, tls=tls)
+    upstream = await start_upstream(nursery)
+    return Setup(tmp=tmp_path, server=server, upstream_url=upstream.url)
+
+
+def bundles_config(s: Setup, **extra: Any) -> GatewayConfig:
+    settings: dict[str, Any] = {
+        "enable_downloader": True,
+        "base_url": s.server.url,
+        "middleware_path": str(s.tmp / "middleware"),
+    }
+    settings.update(extra)
+    return GatewayConfig(bundles=BundlesConfig(**settings))
+
+
+def write_apis(s: Setup, bundle: str) -> Path:
+    """API ``bundled`` names ``bundle``; API ``plain`` has none (it must keep serving)."""
+    apps = s.tmp / "apps"
+    write_keyless_api(
+        apps,
+        api_id="bundled",
+        listen_path="/bundled/",
+        target_url=s.upstream_url,
+        custom_middleware_bundle=bundle,
+    )
+    write_keyless_api(apps, api_id="plain", listen_path="/plain/", target_url=s.upstream_url)
+    return apps
+
+
+def sent_headers(body: bytes) -> dict[str, str]:
+    return {k.lower(): v for k, v in json.loads(body)["headers"]}
+
+
+async def serve(
+    nursery: trio.Nursery, s: Setup, bundle: str, config: GatewayConfig | None = None
+) -> RunningGateway:
+    return await start_gateway(nursery, write_apis(s, bundle), config=config or bundles_config(s))

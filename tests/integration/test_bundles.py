@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 import trio
 import trustme
@@ -21,16 +20,19 @@ from tests.helpers import start_gateway, write_keyless_api
 from tests.helpers.bundles import (
     HELPERS,
     PLUGIN,
-    BundleServer,
+    Setup,
+    bundles_config,
     make_bundle,
     public_pem,
     rsa_key,
-    start_bundle_server,
+    sent_headers,
+    serve,
+    setup,
+    write_apis,
 )
 from tests.helpers.client import fetch
-from tests.helpers.upstream import start_upstream, tls_server_context, write_ca_file
+from tests.helpers.upstream import tls_server_context, write_ca_file
 from trio_gateway._app import RunningGateway
-from trio_gateway._config.model import BundlesConfig, GatewayConfig
 
 
 @pytest.fixture(autouse=True)
@@ -40,54 +42,6 @@ def _short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
     fast = FetchPolicy(first_backoff=0.01, max_backoff=0.02)
     monkeypatch.setattr("trio_gateway._bundles.apply.FETCH_POLICY", fast)
-
-
-@attrs.define
-class Setup:
-    tmp: Path
-    server: BundleServer
-    upstream_url: str
-    key_path: Path | None = None
-
-
-async def setup(nursery: trio.Nursery, tmp_path: Path, *, tls: Any = None) -> Setup:
-    server = await start_bundle_server(nursery, tls=tls)
-    upstream = await start_upstream(nursery)
-    return Setup(tmp=tmp_path, server=server, upstream_url=upstream.url)
-
-
-def bundles_config(s: Setup, **extra: Any) -> GatewayConfig:
-    settings: dict[str, Any] = {
-        "enable_downloader": True,
-        "base_url": s.server.url,
-        "middleware_path": str(s.tmp / "middleware"),
-    }
-    settings.update(extra)
-    return GatewayConfig(bundles=BundlesConfig(**settings))
-
-
-def write_apis(s: Setup, bundle: str) -> Path:
-    """API ``bundled`` names ``bundle``; API ``plain`` has none (it must keep serving)."""
-    apps = s.tmp / "apps"
-    write_keyless_api(
-        apps,
-        api_id="bundled",
-        listen_path="/bundled/",
-        target_url=s.upstream_url,
-        custom_middleware_bundle=bundle,
-    )
-    write_keyless_api(apps, api_id="plain", listen_path="/plain/", target_url=s.upstream_url)
-    return apps
-
-
-def sent_headers(body: bytes) -> dict[str, str]:
-    return {k.lower(): v for k, v in json.loads(body)["headers"]}
-
-
-async def serve(
-    nursery: trio.Nursery, s: Setup, bundle: str, config: GatewayConfig | None = None
-) -> RunningGateway:
-    return await start_gateway(nursery, write_apis(s, bundle), config=config or bundles_config(s))
 
 
 async def assert_refused(gw: RunningGateway, caplog: pytest.LogCaptureFixture, reason: str) -> None:
@@ -236,7 +190,8 @@ async def test_two_bundles_with_the_same_module_names_never_share_modules(
     assert sent_headers(one.body)["x-bundle"] == "from-bundle"
     assert sent_headers(two.body)["x-bundle"] == "two"
     assert sys.path == path_before
-    assert "helpers" not in sys.modules and "middleware" not in sys.modules
+    assert "helpers" not in sys.modules
+    assert "middleware" not in sys.modules
 
 
 async def test_a_new_bundle_name_is_fetched_on_reload_and_an_existing_one_never_again(
@@ -515,6 +470,8 @@ async def test_the_total_deadline_bounds_every_download(
     apps = write_apis(s, "b.zip")
     apis = [parse_classic(json.loads(p.read_text()), str(p)) for p in sorted(apps.iterdir())]
     with trio.fail_after(10):
-        resolved = await resolve_bundles(apis, settings_from_config(bundles_config(s)), deadline=0.3)
+        resolved = await resolve_bundles(
+            apis, settings_from_config(bundles_config(s)), deadline=0.3
+        )
     assert resolved.failures == {"bundled": "plugin bundle 'b.zip': not fetched within 0.3s"}
     assert [a.api_id for a in resolved.apis] == ["bundled", "plain"]
