@@ -27,6 +27,9 @@ from tests.helpers.bundles import (
 )
 from tests.helpers.client import fetch
 from trio_gateway._cli import main
+from trio_gateway._config.model import BundlesConfig, GatewayConfig
+
+EXAMPLE_BUNDLES = Path(__file__).resolve().parents[2] / "examples" / "bundles"
 
 
 def openssl(*args: str, stdin: bytes = b"") -> bytes:
@@ -197,3 +200,42 @@ def test_check_reports_a_bundle_failure_like_the_server(
     assert "plugin bundle 'b.zip': Bundle downloader is disabled" in out
     assert "ok: " in out
     assert "plain" in out
+
+
+async def test_the_example_bundle_builds_and_runs(
+    nursery: trio.Nursery, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from tests.helpers import start_gateway, write_keyless_api
+    from tests.helpers.upstream import start_upstream
+
+    example = EXAMPLE_BUNDLES
+    source = tmp_path / "add-headers"
+    shutil.copytree(example / "add-headers", source)
+    served = tmp_path / "served"
+    served.mkdir()
+    manifest, output = source / "manifest.json", served / "add-headers-v1.zip"
+    assert main(["bundle", "build", "-y", "-m", str(manifest), "-o", str(output)]) == 0
+    upstream = await start_upstream(nursery)
+    doc = json.loads((example / "apps" / "add-headers-bundle.json").read_text())
+    write_keyless_api(
+        tmp_path / "apps",
+        api_id=doc["api_id"],
+        listen_path=doc["proxy"]["listen_path"],
+        target_url=upstream.url,
+        custom_middleware_bundle=doc["custom_middleware_bundle"],
+        config_data=doc["config_data"],
+    )
+    config = GatewayConfig(
+        bundles=BundlesConfig(
+            enable_downloader=True,
+            base_url=served.as_uri(),
+            middleware_path=str(tmp_path / "middleware"),
+        )
+    )
+    gw = await start_gateway(nursery, tmp_path / "apps", config=config)
+    response = await fetch(gw.address, "GET", "/bundle/headers/x", [("X-Internal-Debug", "1")])
+    headers = sent_headers(response.body)
+    assert headers["x-gateway"] == "bundle-gateway"
+    assert "x-internal-debug" not in headers
