@@ -194,7 +194,11 @@ def test_check_reports_a_bundle_failure_like_the_server(
     )
     write_keyless_api(apps, api_id="plain", listen_path="/p/", target_url="http://127.0.0.1:1")
     conf = tmp_path / "tyk.conf"
-    conf.write_text(json.dumps({"middleware_path": str(tmp_path / "mw")}))
+    conf.write_text(
+        json.dumps(
+            {"middleware_path": str(tmp_path / "mw"), "bundle_base_url": "http://b.invalid/"}
+        )
+    )
     assert main(["check", "--apps", str(apps), "--config", str(conf)]) == 1
     out = capsys.readouterr().out
     assert "plugin bundle 'b.zip': Bundle downloader is disabled" in out

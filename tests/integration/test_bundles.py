@@ -420,7 +420,7 @@ async def test_server_error_status(
     s.server.status["b.zip"] = status
     caplog.set_level(logging.ERROR, logger="trio_gateway")
     gw = await serve(nursery, s, "b.zip")
-    await assert_refused(gw, caplog, f"HTTP {status}")
+    await assert_refused(gw, caplog, f"HTTP Error, got status code {status}")
     assert s.server.requests_for("b.zip") == 5
 
 

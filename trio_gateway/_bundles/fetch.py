@@ -103,7 +103,7 @@ async def _one_attempt(client: httpx.AsyncClient, url: str, dest: Path, max_byte
     """One GET; returns "" on success, else why it failed."""
     async with client.stream("GET", url) as response:
         if response.status_code != 200:
-            return f"HTTP {response.status_code}"
+            return f"HTTP Error, got status code {response.status_code}"  # Tyk's words
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():

@@ -136,6 +136,9 @@ def _install_fresh(archive: Path, staging: Path, final: Path, settings: BundleSe
 async def load_bundle(name: str, settings: BundleSettings) -> LoadedBundle:
     """The bundle ``name`` ready to use: from the cache, or downloaded. Raises BundleError."""
     final = bundle_dir(settings.middleware_path, name)
+    if not settings.base_url:
+        # Tyk checks this first, even for a bundle already on disk (``loadSingleBundle``).
+        raise BundleError(name, "No bundle base URL set, skipping bundle")
     try:
         if await trio.to_thread.run_sync(final.is_dir):
             manifest = await trio.to_thread.run_sync(_check_existing, final, settings)

@@ -16,9 +16,12 @@ from trio_gateway._config.load import load_config
 from trio_gateway.errors import BundleError
 
 
+BASE = "http://bundles.invalid/"
+
+
 def install(tmp_path: Path, bundle: bytes, *, tamper: bool) -> BundleSettings:
     """Put ``bundle`` on disk where the cache keeps ``b.zip`` (optionally with a changed file)."""
-    settings = BundleSettings(middleware_path=str(tmp_path))
+    settings = BundleSettings(middleware_path=str(tmp_path), base_url=BASE)
     folder = bundle_dir(settings.middleware_path, "b.zip")
     folder.mkdir(parents=True)
     with zipfile.ZipFile(io.BytesIO(bundle)) as zf:
@@ -45,14 +48,18 @@ async def test_existing_signed_bundle_checks_its_signature_with_a_key(tmp_path: 
     settings = install(tmp_path, make_bundle(key=rsa_key()), tamper=False)
     other = tmp_path / "other.pem"
     other.write_bytes(public_pem(rsa_key()))
-    settings = BundleSettings(middleware_path=settings.middleware_path, public_key_path=str(other))
+    settings = BundleSettings(
+        middleware_path=settings.middleware_path, base_url=BASE, public_key_path=str(other)
+    )
     with pytest.raises(BundleError, match="crypto/rsa: verification error"):
         await load_bundle("b.zip", settings)
 
 
 async def test_skip_verify_existing_plugin_bundle_trusts_a_signed_bundle(tmp_path: Path) -> None:
     settings = install(tmp_path, make_bundle(key=rsa_key()), tamper=True)
-    settings = BundleSettings(middleware_path=settings.middleware_path, skip_verify_existing=True)
+    settings = BundleSettings(
+        middleware_path=settings.middleware_path, base_url=BASE, skip_verify_existing=True
+    )
     await load_bundle("b.zip", settings)
 
 
@@ -60,6 +67,12 @@ async def test_an_existing_folder_without_a_manifest_is_refused(tmp_path: Path) 
     folder = bundle_dir(str(tmp_path), "b.zip")
     folder.mkdir(parents=True)
     with pytest.raises(BundleError, match=r"manifest\.json is missing"):
+        await load_bundle("b.zip", BundleSettings(middleware_path=str(tmp_path), base_url=BASE))
+
+
+async def test_no_base_url_is_an_error_even_for_a_bundle_on_disk(tmp_path: Path) -> None:
+    install(tmp_path, make_bundle(), tamper=False)
+    with pytest.raises(BundleError, match="No bundle base URL set, skipping bundle"):
         await load_bundle("b.zip", BundleSettings(middleware_path=str(tmp_path)))
 
 
