@@ -15,7 +15,6 @@ from trio_gateway._bundles.store import BundleSettings, bundle_dir, load_bundle
 from trio_gateway._config.load import load_config
 from trio_gateway.errors import BundleError
 
-
 BASE = "http://bundles.invalid/"
 
 
