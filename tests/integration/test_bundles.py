@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 import trustme
 
 from tests.helpers import start_gateway, write_keyless_api
@@ -218,6 +219,22 @@ async def test_a_new_bundle_name_is_fetched_on_reload_and_an_existing_one_never_
     assert sent_headers(response.body)["x-bundle"] == "from-bundle"
     assert s.server.requests_for("v1.zip") == 1
     assert s.server.requests_for("v2.zip") == 1
+    # The replaced plugins were closed: only the serving bundle's modules are still imported.
+    await trio.testing.wait_all_tasks_blocked()
+    assert loaded_plugin_files(tmp_path) == {"v1.zip": ["helpers.py", "middleware.py"]}
+
+
+def loaded_plugin_files(root: Path) -> dict[str, list[str]]:
+    """Bundle name -> plugin files of it in sys.modules (bundles cached under ``root``)."""
+    import sys
+
+    names = {hashlib.md5(n.encode()).hexdigest(): n for n in ("v1.zip", "v2.zip")}
+    found: dict[str, list[str]] = {}
+    for module in list(sys.modules.values()):
+        file = Path(getattr(module, "__file__", None) or "/")
+        if file.is_relative_to(root) and file.parent.name in names:
+            found.setdefault(names[file.parent.name], []).append(file.name)
+    return {name: sorted(files) for name, files in found.items()}
 
 
 async def test_a_bundle_already_on_disk_loads_with_the_downloader_off(

@@ -134,3 +134,18 @@ def test_tyk_conf_and_tyk_variables_set_the_bundle_settings(tmp_path: Path) -> N
         True,
         "/mw",
     )
+
+
+def test_a_disabled_bundle_is_ignored_and_custom_auth_waits_for_the_manifest() -> None:
+    from tests.unit.apidef.apidef_builders import make_classic
+    from trio_gateway._apidef.classic import parse_classic
+
+    named = parse_classic(make_classic(custom_middleware_bundle="b.zip"), "x.json")
+    assert named.bundle == "b.zip"
+    off = make_classic(custom_middleware_bundle="b.zip", custom_middleware_bundle_disabled=True)
+    assert parse_classic(off, "x.json").bundle == ""
+    # Custom auth on, no auth_check in the API: fine with a bundle (its manifest brings it).
+    auth = make_classic(
+        use_keyless=False, custom_plugin_auth_enabled=True, custom_middleware_bundle="b.zip"
+    )
+    assert parse_classic(auth, "x.json").custom_plugin_auth
