@@ -19,7 +19,7 @@ import trio
 from ._accesslog import AccessLog, BufferedAccessLog
 from ._apidef.source import load_api_definitions
 from ._apidef.unsupported import coprocess_refusal
-from ._bundles.apply import resolve_bundles, settings_from_config
+from ._bundles.apply import resolve_bundles
 from ._bundles.cli import add_bundle_parser, run_bundle_command
 from ._config.load import load_config
 from ._config.model import GatewayConfig
@@ -123,7 +123,7 @@ def _check(config: GatewayConfig, warnings: list[str]) -> int:
         print(f"trio-gateway check: {folder}: not a folder", file=sys.stderr)
         return EXIT_USAGE
     report = load_api_definitions(folder)
-    resolved = trio.run(resolve_bundles, report.apis, settings_from_config(config))
+    resolved = trio.run(resolve_bundles, report.apis, config.bundles)
     report.apis[:] = resolved.apis
     for api in list(report.apis):
         refusal = resolved.failures.get(api.api_id) or coprocess_refusal(

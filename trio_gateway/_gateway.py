@@ -20,7 +20,7 @@ import trio
 from ._apidef.model import ApiDefinition, FailureMode
 from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
-from ._bundles.apply import resolve_bundles, settings_from_config
+from ._bundles.apply import resolve_bundles
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
@@ -100,7 +100,7 @@ async def build_snapshot(
         thread_limit=config.hooks.thread_limit,
     )
     # Plugin bundles first (fetched concurrently): their manifests replace the APIs' hooks.
-    resolved = await resolve_bundles(apis, settings_from_config(config))
+    resolved = await resolve_bundles(apis, config.bundles)
     apis = resolved.apis
     runtimes: dict[str, ApiRuntime] = {}
     for api in apis:

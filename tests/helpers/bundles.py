@@ -78,6 +78,12 @@ def make_bundle(
     return out.getvalue()
 
 
+def bundle_saying(value: str) -> bytes:
+    """The default bundle, its ``helpers.header_value()`` returning ``value``."""
+    helpers = f"def header_value():\n    return {value!r}\n".encode()
+    return make_bundle({"middleware.py": PLUGIN, "helpers.py": helpers})
+
+
 @attrs.define(eq=False)
 class BundleServer:
     """Serves ``files`` by path; ``status`` overrides per path; ``hang`` paths never answer."""

@@ -22,6 +22,7 @@ from tests.helpers.bundles import (
     HELPERS,
     PLUGIN,
     Setup,
+    bundle_saying,
     bundles_config,
     make_bundle,
     public_pem,
@@ -170,9 +171,7 @@ async def test_two_bundles_with_the_same_module_names_never_share_modules(
 ) -> None:
     s = await setup(nursery, tmp_path)
     s.server.files["one.zip"] = make_bundle()
-    s.server.files["two.zip"] = make_bundle(
-        {"middleware.py": PLUGIN, "helpers.py": b'def header_value():\n    return "two"\n'}
-    )
+    s.server.files["two.zip"] = bundle_saying("two")
     apps = tmp_path / "apps"
     for name in ("one", "two"):
         write_keyless_api(
@@ -200,9 +199,7 @@ async def test_a_new_bundle_name_is_fetched_on_reload_and_an_existing_one_never_
 ) -> None:
     s = await setup(nursery, tmp_path)
     s.server.files["v1.zip"] = make_bundle()
-    s.server.files["v2.zip"] = make_bundle(
-        {"middleware.py": PLUGIN, "helpers.py": b'def header_value():\n    return "v2"\n'}
-    )
+    s.server.files["v2.zip"] = bundle_saying("v2")
     apps = write_apis(s, "v1.zip")
     gw = await start_gateway(nursery, apps, config=bundles_config(s))
     assert gw.control is not None
@@ -480,15 +477,13 @@ async def test_the_total_deadline_bounds_every_download(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     from trio_gateway._apidef.classic import parse_classic
-    from trio_gateway._bundles.apply import resolve_bundles, settings_from_config
+    from trio_gateway._bundles.apply import resolve_bundles
 
     s = await setup(nursery, tmp_path)
     s.server.hang.add("b.zip")
     apps = write_apis(s, "b.zip")
     apis = [parse_classic(json.loads(p.read_text()), str(p)) for p in sorted(apps.iterdir())]
     with trio.fail_after(10):
-        resolved = await resolve_bundles(
-            apis, settings_from_config(bundles_config(s)), deadline=0.3
-        )
+        resolved = await resolve_bundles(apis, bundles_config(s).bundles, deadline=0.3)
     assert resolved.failures == {"bundled": "plugin bundle 'b.zip': not fetched within 0.3s"}
     assert [a.api_id for a in resolved.apis] == ["bundled", "plain"]

@@ -22,12 +22,12 @@ import trio
 
 from .._apidef.model import ApiDefinition, MiddlewareConfig, PluginRef
 from .._apidef.unsupported import CLASSIC_KEYS, OAS_KEYS, check_middleware
-from .._config.model import GatewayConfig
+from .._config.model import BundlesConfig
 from ..errors import BundleError
 from .fetch import FetchPolicy
-from .store import BundleSettings, LoadedBundle, load_bundle
+from .store import LoadedBundle, load_bundle
 
-__all__ = ["TOTAL_FETCH_DEADLINE", "apply_bundle", "resolve_bundles", "settings_from_config"]
+__all__ = ["TOTAL_FETCH_DEADLINE", "apply_bundle", "resolve_bundles"]
 
 log = logging.getLogger("trio_gateway.bundles")
 
@@ -38,20 +38,6 @@ PYTHON_ENTRY = "middleware.py"
 
 #: Tyk's download schedule (a module global so that tests can shorten the backoff).
 FETCH_POLICY = FetchPolicy()
-
-
-def settings_from_config(config: GatewayConfig) -> BundleSettings:
-    b = config.bundles
-    return BundleSettings(
-        middleware_path=b.middleware_path,
-        enable_downloader=b.enable_downloader,
-        base_url=b.base_url,
-        insecure_skip_verify=b.insecure_skip_verify,
-        ca_file=b.ca_file,
-        public_key_path=b.public_key_path,
-        skip_verify_existing=b.skip_verify_existing,
-        fetch=FETCH_POLICY,
-    )
 
 
 def _inside(directory: Path, ref: PluginRef, driver: str) -> PluginRef:
@@ -115,7 +101,7 @@ class ResolvedApis:
 
 async def resolve_bundles(
     apis: Sequence[ApiDefinition],
-    settings: BundleSettings,
+    settings: BundlesConfig,
     *,
     deadline: float = TOTAL_FETCH_DEADLINE,
 ) -> ResolvedApis:
@@ -125,7 +111,7 @@ async def resolve_bundles(
 
     async def one(name: str) -> None:
         try:
-            loaded[name] = await load_bundle(name, settings)
+            loaded[name] = await load_bundle(name, settings, fetch=FETCH_POLICY)
         except BundleError as exc:
             loaded[name] = exc.reason
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .manifest import (
     MANIFEST_NAME,
@@ -29,9 +31,21 @@ from .unpack import UnpackError, _safe_name
 
 __all__ = ["BuildError", "build_bundle", "verify_bundle"]
 
+_T = TypeVar("_T")
+
 
 class BuildError(Exception):
     """Why a bundle cannot be built or does not verify (Tyk's message where it has one)."""
+
+
+def _read(path: Path, parse: Callable[[bytes], _T]) -> _T:
+    """``parse`` over the file's bytes, every failure a BuildError naming the file."""
+    try:
+        return parse(path.read_bytes())
+    except OSError as exc:
+        raise BuildError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ManifestError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def _check_buildable(manifest: Manifest, base: Path) -> list[bytes]:
@@ -50,25 +64,14 @@ def _check_buildable(manifest: Manifest, base: Path) -> list[bytes]:
 
 def build_bundle(manifest_path: Path, output: Path, private_key: Path | None) -> Manifest:
     """Write the bundle zip; returns the manifest as written. Raises BuildError."""
-    try:
-        manifest = parse_manifest(manifest_path.read_bytes())
-    except OSError as exc:
-        raise BuildError(f"cannot read {manifest_path}: {exc.strerror or exc}") from None
-    except ManifestError as exc:
-        raise BuildError(str(exc)) from None
+    manifest = _read(manifest_path, parse_manifest)
     base = manifest_path.parent
     contents = _check_buildable(manifest, base)
     raw = dict(manifest.raw)
     raw["checksum"] = checksum_of(contents)
     raw["signature"] = ""
     if private_key is not None:
-        try:
-            key = load_private_key(private_key.read_bytes())
-        except OSError as exc:
-            raise BuildError(f"cannot read {private_key}: {exc.strerror or exc}") from None
-        except ManifestError as exc:
-            raise BuildError(str(exc)) from None
-        raw["signature"] = sign(contents, key)
+        raw["signature"] = sign(contents, _read(private_key, load_private_key))
     tmp = output.with_name(output.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, data in zip(manifest.file_list, contents, strict=True):

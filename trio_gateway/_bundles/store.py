@@ -22,6 +22,7 @@ import attrs
 import trio
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .._config.model import BundlesConfig
 from ..errors import BundleError
 from .fetch import FetchError, FetchPolicy, bundle_url, fetch_bundle
 from .manifest import (
@@ -34,24 +35,11 @@ from .manifest import (
 )
 from .unpack import UnpackError, UnpackLimits, unpack_zip
 
-__all__ = ["BundleSettings", "LoadedBundle", "bundle_dir", "load_bundle"]
+__all__ = ["LoadedBundle", "bundle_dir", "load_bundle"]
 
 DOWNLOADER_DISABLED = "Bundle downloader is disabled"
-
-
-@attrs.frozen(kw_only=True)
-class BundleSettings:
-    """What loading a bundle needs from the gateway config (``GatewayConfig.bundles``)."""
-
-    middleware_path: str = "middleware"
-    enable_downloader: bool = False
-    base_url: str = ""
-    insecure_skip_verify: bool = False
-    ca_file: str | None = None
-    public_key_path: str = ""
-    skip_verify_existing: bool = False
-    fetch: FetchPolicy = attrs.field(factory=FetchPolicy)
-    unpack: UnpackLimits = attrs.field(factory=UnpackLimits)
+DEFAULT_FETCH_POLICY = FetchPolicy()
+DEFAULT_UNPACK_LIMITS = UnpackLimits()
 
 
 @attrs.frozen(kw_only=True)
@@ -85,7 +73,7 @@ def _read_manifest(directory: Path) -> Manifest:
     return parse_manifest(path.read_bytes())
 
 
-def _public_key(settings: BundleSettings) -> rsa.RSAPublicKey | None:
+def _public_key(settings: BundlesConfig) -> rsa.RSAPublicKey | None:
     if not settings.public_key_path:
         return None
     try:
@@ -97,7 +85,7 @@ def _public_key(settings: BundleSettings) -> rsa.RSAPublicKey | None:
     return load_public_key(pem)
 
 
-def _check_existing(directory: Path, settings: BundleSettings) -> Manifest:
+def _check_existing(directory: Path, settings: BundlesConfig) -> Manifest:
     manifest = _read_manifest(directory)
     if manifest.signed and not settings.skip_verify_existing:
         verify(
@@ -110,11 +98,13 @@ def _check_existing(directory: Path, settings: BundleSettings) -> Manifest:
     return manifest
 
 
-def _install_fresh(archive: Path, staging: Path, final: Path, settings: BundleSettings) -> Manifest:
+def _install_fresh(
+    archive: Path, staging: Path, final: Path, settings: BundlesConfig, limits: UnpackLimits
+) -> Manifest:
     """Unpack, verify, then rename into place (blocking)."""
     unpacked = staging / "unpacked"
     unpacked.mkdir(mode=0o700)
-    unpack_zip(archive, unpacked, settings.unpack)
+    unpack_zip(archive, unpacked, limits)
     manifest = _read_manifest(unpacked)
     verify(
         manifest,
@@ -133,7 +123,13 @@ def _install_fresh(archive: Path, staging: Path, final: Path, settings: BundleSe
     return manifest
 
 
-async def load_bundle(name: str, settings: BundleSettings) -> LoadedBundle:
+async def load_bundle(
+    name: str,
+    settings: BundlesConfig,
+    *,
+    fetch: FetchPolicy = DEFAULT_FETCH_POLICY,
+    limits: UnpackLimits = DEFAULT_UNPACK_LIMITS,
+) -> LoadedBundle:
     """The bundle ``name`` ready to use: from the cache, or downloaded. Raises BundleError."""
     final = bundle_dir(settings.middleware_path, name)
     if not settings.base_url:
@@ -156,10 +152,10 @@ async def load_bundle(name: str, settings: BundleSettings) -> LoadedBundle:
                 archive,
                 insecure_skip_verify=settings.insecure_skip_verify,
                 ca_file=settings.ca_file,
-                policy=settings.fetch,
+                policy=fetch,
             )
             manifest = await trio.to_thread.run_sync(
-                _install_fresh, archive, staging, final, settings
+                _install_fresh, archive, staging, final, settings, limits
             )
         finally:
             with trio.CancelScope(shield=True):

@@ -11,16 +11,17 @@ import pytest
 
 from tests.helpers.bundles import PLUGIN, make_bundle, public_pem, rsa_key
 from trio_gateway._bundles.fetch import bundle_url
-from trio_gateway._bundles.store import BundleSettings, bundle_dir, load_bundle
+from trio_gateway._bundles.store import bundle_dir, load_bundle
 from trio_gateway._config.load import load_config
+from trio_gateway._config.model import BundlesConfig
 from trio_gateway.errors import BundleError
 
 BASE = "http://bundles.invalid/"
 
 
-def install(tmp_path: Path, bundle: bytes, *, tamper: bool) -> BundleSettings:
+def install(tmp_path: Path, bundle: bytes, *, tamper: bool) -> BundlesConfig:
     """Put ``bundle`` on disk where the cache keeps ``b.zip`` (optionally with a changed file)."""
-    settings = BundleSettings(middleware_path=str(tmp_path), base_url=BASE)
+    settings = BundlesConfig(middleware_path=str(tmp_path), base_url=BASE)
     folder = bundle_dir(settings.middleware_path, "b.zip")
     folder.mkdir(parents=True)
     with zipfile.ZipFile(io.BytesIO(bundle)) as zf:
@@ -47,7 +48,7 @@ async def test_existing_signed_bundle_checks_its_signature_with_a_key(tmp_path: 
     settings = install(tmp_path, make_bundle(key=rsa_key()), tamper=False)
     other = tmp_path / "other.pem"
     other.write_bytes(public_pem(rsa_key()))
-    settings = BundleSettings(
+    settings = BundlesConfig(
         middleware_path=settings.middleware_path, base_url=BASE, public_key_path=str(other)
     )
     with pytest.raises(BundleError, match="crypto/rsa: verification error"):
@@ -56,7 +57,7 @@ async def test_existing_signed_bundle_checks_its_signature_with_a_key(tmp_path: 
 
 async def test_skip_verify_existing_plugin_bundle_trusts_a_signed_bundle(tmp_path: Path) -> None:
     settings = install(tmp_path, make_bundle(key=rsa_key()), tamper=True)
-    settings = BundleSettings(
+    settings = BundlesConfig(
         middleware_path=settings.middleware_path, base_url=BASE, skip_verify_existing=True
     )
     await load_bundle("b.zip", settings)
@@ -66,17 +67,17 @@ async def test_an_existing_folder_without_a_manifest_is_refused(tmp_path: Path) 
     folder = bundle_dir(str(tmp_path), "b.zip")
     folder.mkdir(parents=True)
     with pytest.raises(BundleError, match=r"manifest\.json is missing"):
-        await load_bundle("b.zip", BundleSettings(middleware_path=str(tmp_path), base_url=BASE))
+        await load_bundle("b.zip", BundlesConfig(middleware_path=str(tmp_path), base_url=BASE))
 
 
 async def test_no_base_url_is_an_error_even_for_a_bundle_on_disk(tmp_path: Path) -> None:
     install(tmp_path, make_bundle(), tamper=False)
     with pytest.raises(BundleError, match="No bundle base URL set, skipping bundle"):
-        await load_bundle("b.zip", BundleSettings(middleware_path=str(tmp_path)))
+        await load_bundle("b.zip", BundlesConfig(middleware_path=str(tmp_path)))
 
 
 async def test_unknown_url_scheme(tmp_path: Path) -> None:
-    settings = BundleSettings(
+    settings = BundlesConfig(
         middleware_path=str(tmp_path), enable_downloader=True, base_url="ftp://h/"
     )
     with pytest.raises(BundleError, match="Unknown URL scheme"):
@@ -86,7 +87,7 @@ async def test_unknown_url_scheme(tmp_path: Path) -> None:
 async def test_file_urls_are_read_directly(tmp_path: Path) -> None:
     (tmp_path / "served").mkdir()
     (tmp_path / "served" / "b.zip").write_bytes(make_bundle())
-    settings = BundleSettings(
+    settings = BundlesConfig(
         middleware_path=str(tmp_path / "mw"),
         enable_downloader=True,
         base_url=(tmp_path / "served").as_uri(),
