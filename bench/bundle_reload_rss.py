@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import sys
 import tempfile
-import zipfile
-from hashlib import md5
 from pathlib import Path
 
 import trio
@@ -30,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.helpers import write_keyless_api  # noqa: E402
+from tests.helpers.bundles import make_bundle  # noqa: E402
 from tests.helpers.client import fetch  # noqa: E402
 from tests.helpers.upstream import start_upstream  # noqa: E402
 from trio_gateway._app import serve_gateway  # noqa: E402
@@ -45,19 +43,7 @@ async def tag(ctx):
 
 def bundle(value: str) -> bytes:
     helpers = f"VALUE = {value!r}\nBALLAST = [bytes(1024) for _ in range(4096)]\n".encode()
-    files = {"middleware.py": PLUGIN, "helpers.py": helpers}
-    manifest = {
-        "file_list": list(files),
-        "custom_middleware": {"driver": "python", "pre": [{"name": "tag"}]},
-        "checksum": md5(b"".join(files.values())).hexdigest(),
-        "signature": "",
-    }
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr("manifest.json", json.dumps(manifest))
-    return out.getvalue()
+    return make_bundle({"middleware.py": PLUGIN, "helpers.py": helpers})
 
 
 def rss_kib() -> int:
