@@ -57,6 +57,8 @@ async def fetch_bundle(
     if scheme == "file":
         source = Path(unquote(urlsplit(url).path))
         try:
+            if (await trio.Path(source).stat()).st_size > policy.max_bytes:
+                raise FetchError(f"bundle larger than {policy.max_bytes} bytes")
             data = await trio.Path(source).read_bytes()
         except OSError as exc:
             raise FetchError(f"cannot read {source}: {exc.strerror or exc}") from None
