@@ -92,6 +92,11 @@ class BundleServer:
     files: dict[str, bytes] = attrs.field(factory=dict)
     status: dict[str, int] = attrs.field(factory=dict)
     hang: set[str] = attrs.field(factory=set)
+    #: Requests for these names are answered only once all of them have arrived (so they are
+    #: served only if the gateway fetches them at the same time).
+    together: set[str] = attrs.field(factory=set)
+    _arrived: set[str] = attrs.field(factory=set)
+    _all_arrived: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def url(self) -> str:
@@ -108,6 +113,11 @@ async def start_bundle_server(nursery: trio.Nursery, *, tls: Any = None) -> Bund
         name = request.target.decode().removeprefix("/bundles/")
         if name in server.hang:
             await trio.sleep_forever()
+        if name in server.together:
+            server._arrived.add(name)
+            if server._arrived >= server.together:
+                server._all_arrived.set()
+            await server._all_arrived.wait()
         if name in server.status:
             await reply.respond(server.status[name], body=b"no")
         elif name in server.files:

@@ -487,3 +487,32 @@ async def test_the_total_deadline_bounds_every_download(
         resolved = await resolve_bundles(apis, bundles_config(s).bundles, deadline=0.3)
     assert resolved.failures == {"bundled": "plugin bundle 'b.zip': not fetched within 0.3s"}
     assert [a.api_id for a in resolved.apis] == ["bundled", "plain"]
+
+
+async def test_bundles_of_different_apis_download_at_the_same_time(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_gateway._bundles.fetch import FetchPolicy
+
+    # One attempt each: fetched one after the other, the first would wait for the second forever.
+    monkeypatch.setattr(
+        "trio_gateway._bundles.apply.FETCH_POLICY", FetchPolicy(attempt_timeout=5, attempts=1)
+    )
+    s = await setup(nursery, tmp_path)
+    s.server.files["one.zip"] = make_bundle()
+    s.server.files["two.zip"] = bundle_saying("two")
+    s.server.together = {"one.zip", "two.zip"}
+    apps = tmp_path / "apps"
+    for name in ("one", "two"):
+        write_keyless_api(
+            apps,
+            api_id=name,
+            listen_path=f"/{name}/",
+            target_url=s.upstream_url,
+            custom_middleware_bundle=f"{name}.zip",
+        )
+    gw = await start_gateway(nursery, apps, config=bundles_config(s))
+    assert (
+        sent_headers((await fetch(gw.address, "GET", "/one/x")).body)["x-bundle"] == "from-bundle"
+    )
+    assert sent_headers((await fetch(gw.address, "GET", "/two/x")).body)["x-bundle"] == "two"
