@@ -166,13 +166,11 @@ async def test_oas_plugin_config_bundle_is_read(nursery: trio.Nursery, tmp_path:
     assert sent_headers(response.body)["x-bundle"] == "from-bundle"
 
 
-async def test_two_bundles_with_the_same_module_names_never_share_modules(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
-    s = await setup(nursery, tmp_path)
+def serve_two_bundles(s: Setup) -> Path:
+    """APIs ``one`` and ``two`` name bundles whose ``helpers.py`` answer differently."""
     s.server.files["one.zip"] = make_bundle()
     s.server.files["two.zip"] = bundle_saying("two")
-    apps = tmp_path / "apps"
+    apps = s.tmp / "apps"
     for name in ("one", "two"):
         write_keyless_api(
             apps,
@@ -181,6 +179,14 @@ async def test_two_bundles_with_the_same_module_names_never_share_modules(
             target_url=s.upstream_url,
             custom_middleware_bundle=f"{name}.zip",
         )
+    return apps
+
+
+async def test_two_bundles_with_the_same_module_names_never_share_modules(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    s = await setup(nursery, tmp_path)
+    apps = serve_two_bundles(s)
     import sys
 
     path_before = list(sys.path)
@@ -499,18 +505,8 @@ async def test_bundles_of_different_apis_download_at_the_same_time(
         "trio_gateway._bundles.apply.FETCH_POLICY", FetchPolicy(attempt_timeout=5, attempts=1)
     )
     s = await setup(nursery, tmp_path)
-    s.server.files["one.zip"] = make_bundle()
-    s.server.files["two.zip"] = bundle_saying("two")
+    apps = serve_two_bundles(s)
     s.server.together = {"one.zip", "two.zip"}
-    apps = tmp_path / "apps"
-    for name in ("one", "two"):
-        write_keyless_api(
-            apps,
-            api_id=name,
-            listen_path=f"/{name}/",
-            target_url=s.upstream_url,
-            custom_middleware_bundle=f"{name}.zip",
-        )
     gw = await start_gateway(nursery, apps, config=bundles_config(s))
     assert (
         sent_headers((await fetch(gw.address, "GET", "/one/x")).body)["x-bundle"] == "from-bundle"
