@@ -301,6 +301,7 @@ def parse_oas(
     plugin_config = g.obj("pluginConfig")
     data = plugin_config.obj("data")
     config_data = data.raw_object("value") if data.boolean("enabled") else None
+    bundle = plugin_config.obj("bundle")
     paths = root.raw_object("paths") or {}
 
     apply_feature_table(doc, "oas", errors, warnings)
@@ -334,6 +335,7 @@ def parse_oas(
             failure_mode=read_failure_mode(plugin_config, "failureMode"),
             thread_limit=read_thread_limit(plugin_config, "threadLimit"),
         ),
+        bundle=bundle.string("path").strip() if bundle.boolean("enabled") else "",
         global_rate_limit=rate_limit,
         disable_rate_limit=g.boolean("skipRateLimit"),
         disable_quota=g.boolean("skipQuota"),
