@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from trio_gateway._exchange import Request, Response
-from trio_gateway._net import RawSocketStream
+from trio_gateway._net import HangupWatcher, RawSocketStream
 from trio_gateway._proto.events import Data, Event, Upgraded
 from trio_gateway._proto.http1 import H1ServerParser
 from trio_gateway._server import HttpServer, ServerLimits, _ClientConnection
@@ -205,7 +205,8 @@ async def test_any_bytes_in_any_chunks_get_responses_or_a_clean_close(
         log_requests=False,
     )
     client_sock, server_sock = socket.socketpair()
-    conn = _ClientConnection(server, RawSocketStream(server_sock), "fuzz")
+    hangups = HangupWatcher()
+    conn = _ClientConnection(server, RawSocketStream(server_sock), "fuzz", hangups)
     client = trio.SocketStream(trio.socket.from_stdlib_socket(client_sock))
     received = bytearray()
 
@@ -221,17 +222,20 @@ async def test_any_bytes_in_any_chunks_get_responses_or_a_clean_close(
     # Never a hang: the server must answer and close well within this bound, although its own
     # timeouts are longer (the client's end of stream must end the connection).
     with trio.fail_after(4):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(conn.run)  # a crash in the server fails the test from here
-            nursery.start_soon(send_all_pieces)
-            while True:
-                try:
-                    data = await client.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not data:
-                    break
-                received += data
+        async with trio.open_nursery() as watching:
+            watching.start_soon(hangups.run)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(conn.run)  # a crash in the server fails the test from here
+                nursery.start_soon(send_all_pieces)
+                while True:
+                    try:
+                        data = await client.receive_some(65536)
+                    except trio.BrokenResourceError:
+                        break
+                    if not data:
+                        break
+                    received += data
+            watching.cancel_scope.cancel()
     await client.aclose()
 
     assert not server.connections

@@ -20,6 +20,7 @@ import trio
 from ._apidef.model import ApiDefinition, FailureMode
 from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
+from ._bundles.apply import resolve_bundles
 from ._config.model import GatewayConfig
 from ._error_body import error_response
 from ._exchange import Request, Response
@@ -100,6 +101,9 @@ async def build_snapshot(
         failure_mode=FailureMode(config.hooks.failure_mode),
         thread_limit=config.hooks.thread_limit,
     )
+    # Plugin bundles first (fetched concurrently): their manifests replace the APIs' hooks.
+    resolved = await resolve_bundles(apis, config.bundles)
+    apis = resolved.apis
     runtimes: dict[str, ApiRuntime] = {}
     metrics = current_metrics()
     for api in apis:
@@ -107,7 +111,9 @@ async def build_snapshot(
         pipeline: ApiPipeline | None = None
         broken: str | None = None
         listen_prefix = listen_path_key(api.listen_path)
-        refusal = coprocess_refusal(api, coprocess_enabled=config.coprocess.enable)
+        refusal = resolved.failures.get(api.api_id) or coprocess_refusal(
+            api, coprocess_enabled=config.coprocess.enable
+        )
         if refusal is not None:
             broken = refusal
             log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, refusal)
@@ -125,8 +131,8 @@ async def build_snapshot(
             if pipeline is not None:
                 pipeline.metrics = metrics
         except PluginDriverError as exc:
-            broken = str(exc)
-            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
+            broken = f"plugin bundle {api.bundle!r}: {exc}" if api.bundle else str(exc)
+            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, broken)
         runtimes[api.api_id] = ApiRuntime(
             api=api,
             target=target,

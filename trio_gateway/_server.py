@@ -5,12 +5,12 @@ by itself (malformed requests, limits, timeouts) is decided here; everything els
 (``_gateway.py``), which maps a request to a response.
 
 Per request, the cost we pay on top of parsing is kept small on purpose (docs/decisions.md): no
-cancel scope and no task of the server's own. Each connection runs in a nursery whose scope is the
-only thing the server cancels: its hang-up watcher (one task per connection) cancels it when the
-client goes away, taking the handler and everything it started with it; the listener's timeout
-sweeper cancels it when the connection's current deadline (keep-alive idle, header read, a stalled
-write) has passed, so a request pays for its deadlines with one float assignment instead of a
-cancel scope.
+cancel scope and no task of the server's own. Each connection runs in a cancel scope, the only
+thing the server cancels: the listener's hang-up watcher (one task and one epoll set for all its
+connections) cancels it when the client goes away, taking the handler and everything it started
+with it; the listener's timeout sweeper cancels it when the connection's current deadline
+(keep-alive idle, header read, a stalled write) has passed, so a request pays for its deadlines
+with one float assignment instead of a cancel scope of its own.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import trio
 from ._accesslog import AccessLog, LoggingAccessLog
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._net import DisconnectGuard, RawSocketStream
+from ._net import HangupWatcher, RawSocketStream
 from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
 from ._proto.http1 import H1ServerParser
 from ._proto.writer import (
@@ -46,8 +46,22 @@ log = logging.getLogger("trio_gateway.server")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-#: How long a connection closed on an unread request body keeps reading (and dropping) it, so
-#: that the client can read the answer before the close (see ``_drain_before_close``).
+#: Connections the sweeper cuts off (or the listener accepts) per scheduler batch. Each one wakes
+#: or starts a task (a 408 and a close, or a first read); hundreds in one batch stalled every other
+#: connection for tens of ms.
+SWEEP_BATCH = 8
+#: Out of file descriptors (or kernel memory) at accept: how long to stop accepting, and how
+#: often to say so. The connections already open keep being served meanwhile.
+ACCEPT_PAUSE = 0.1
+ACCEPT_WARN_INTERVAL = 10.0
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: After ``shutdown_timeout``: how long the connections still busy get to send their 503.
+CUT_GRACE = 1.0
+#: A connection we close while the client may still be sending (a drain, or an answer that left
+#: the request body unread, e.g. an early 413) sends its FIN, then reads (and drops) what the
+#: client still sends for up to this long before closing: closing with unread bytes makes the
+#: kernel answer with a reset, which can destroy a response the client has not read yet
+#: (RFC 9112 §9.6).
 LINGER_TIMEOUT = 2.0
 
 
@@ -114,18 +128,14 @@ class HttpServer:
         listener = _open_listener(host, port)
         self._listeners.append(listener)
         bound = listener.getsockname()
+        hangups = HangupWatcher()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sweep_timeouts)
+                nursery.start_soon(hangups.run)
                 task_status.started((bound[0], bound[1]))
-                await self._accept_loop(listener, nursery)
-                # Draining: the accept loop ended; wait for connections within the bound.
-                with trio.move_on_after(self.limits.shutdown_timeout):
-                    while self.connections:
-                        for conn in list(self.connections):
-                            conn.close_if_idle()
-                        await self._drained.wait()
-                        self._drained = trio.Event()
+                await self._accept_loop(listener, nursery, hangups)
+                await self._drain()
                 nursery.cancel_scope.cancel()
         finally:
             listener.close()
@@ -147,11 +157,48 @@ class HttpServer:
     def draining(self) -> bool:
         return self._draining
 
-    async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+    async def _drain(self) -> None:
+        """After the listener closed: let the connections finish within ``shutdown_timeout``,
+        then cut off the ones still busy (each request cut gets a 503, and is logged)."""
+        with trio.move_on_after(self.limits.shutdown_timeout):
+            await self._wait_connections_closed(close_idle=True)
+        if not self.connections:
+            return
+        log.warning(
+            "shutdown_timeout (%g s) passed: cutting off %d connection(s) still busy (503)",
+            self.limits.shutdown_timeout,
+            len(self.connections),
+        )
+        for conn in list(self.connections):
+            conn.cut_off()
+        with trio.move_on_after(CUT_GRACE):
+            await self._wait_connections_closed(close_idle=False)
+
+    async def _wait_connections_closed(self, *, close_idle: bool) -> None:
+        while self.connections:
+            if close_idle:
+                for conn in list(self.connections):
+                    conn.close_if_idle()
+            await self._drained.wait()
+            self._drained = trio.Event()
+
+    async def _accept_loop(
+        self, listener: socket.socket, nursery: trio.Nursery, hangups: HangupWatcher
+    ) -> None:
+        exhausted = 0  # accepts refused for lack of resources since the last warning
+        warned_at = -math.inf
+        in_a_row = 0
         while not self._draining:
+            if in_a_row == SWEEP_BATCH:
+                # A burst of hundreds of connections (a reconnect storm) must not hold the loop:
+                # let the ones accepted so far, and everyone else, run first.
+                in_a_row = 0
+                await trio.lowlevel.checkpoint()
             try:
                 sock, addr = listener.accept()
+                in_a_row += 1
             except BlockingIOError:
+                in_a_row = 0
                 try:
                     await trio.lowlevel.wait_readable(listener)
                 except trio.ClosedResourceError:
@@ -160,14 +207,27 @@ class HttpServer:
             except OSError as exc:
                 if self._draining or exc.errno == errno.EBADF:
                     return
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.error("accept failed (%s); pausing accepts briefly", exc)
-                    await trio.sleep(0.1)  # resource exhaustion: back off, don't spin
+                if exc.errno in _ACCEPT_EXHAUSTED:
+                    # Out of descriptors: an operating condition, not a bug. Say so once per
+                    # interval (with a count), leave new clients waiting in the backlog for a
+                    # moment, and keep serving the connections already open.
+                    exhausted += 1
+                    now = trio.current_time()
+                    if now - warned_at >= ACCEPT_WARN_INTERVAL:
+                        log.warning(
+                            "cannot accept connections: %s (%d time(s) since the last warning);"
+                            " pausing accepts %.1f s at a time",
+                            exc.strerror or exc,
+                            exhausted,
+                            ACCEPT_PAUSE,
+                        )
+                        warned_at, exhausted = now, 0
+                    await trio.sleep(ACCEPT_PAUSE)
                     continue
                 continue  # e.g. ECONNABORTED: the peer gave up before we accepted
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = f"{addr[0]}" if isinstance(addr, tuple) else ""
-            conn = _ClientConnection(self, RawSocketStream(sock), client)
+            conn = _ClientConnection(self, RawSocketStream(sock), client, hangups)
             nursery.start_soon(conn.run)
 
     async def _sweep_timeouts(self) -> None:
@@ -181,8 +241,12 @@ class HttpServer:
         while True:
             await trio.sleep(interval)
             now = trio.current_time()
-            for conn in list(self.connections):
-                if conn.deadline <= now:
+            expired = [conn for conn in self.connections if conn.deadline <= now]
+            for done, conn in enumerate(expired):
+                if done and done % SWEEP_BATCH == 0:
+                    # Let the connections cut so far (and everyone else) run before the next.
+                    await trio.lowlevel.checkpoint()
+                if conn.deadline <= now:  # it may have moved on meanwhile
                     conn.time_out()
 
     def _connection_closed(self, conn: _ClientConnection) -> None:
@@ -221,6 +285,7 @@ class _ClientConnection:
     server: HttpServer
     stream: RawSocketStream
     client_addr: str
+    hangups: HangupWatcher
     parser: H1ServerParser = attrs.field(init=False)
     #: True between requests (waiting for the next head), when a drain may close us at once.
     idle: bool = True
@@ -228,14 +293,22 @@ class _ClientConnection:
     #: keep-alive bound while idle, the header-read bound once bytes arrive, and the send bound
     #: while a write to the client waits.
     deadline: float = math.inf
-    #: Why the connection's scope was cancelled, if it was: the client left, or a deadline passed.
+    #: Why the connection's scope was cancelled, if it was: the client left, a deadline passed,
+    #: or the drain's ``shutdown_timeout`` did.
     gone: bool = False
     timed_out: bool = False
-    guard: DisconnectGuard | None = None
-    _nursery: trio.Nursery | None = None
+    cut: bool = False
+    #: Some of the current response has gone out (a cut request can no longer get its 503).
+    response_started: bool = False
+    #: The request a drain cut off before any of its response was sent, and when it started.
+    _cut_request: tuple[Request, float] | None = None
+    #: Closed by a drain, or after an answer that left the request body unread: send a FIN and
+    #: read what the client still sends before closing (LINGER_TIMEOUT).
+    _lingering: bool = False
+    #: Registered with ``hangups`` (from the first request on).
+    watched: bool = False
+    _scope: trio.CancelScope | None = None
     _upgraded_tail: bytes | None = None
-    #: The last answer left the client's body unread: close in stages (_drain_before_close).
-    drain_before_close: bool = False
 
     def __attrs_post_init__(self) -> None:
         limits = self.server.limits
@@ -245,22 +318,43 @@ class _ClientConnection:
         )
 
     def close_if_idle(self) -> None:
-        if self.idle and self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        """The drain's verdict on a connection between requests: close it unless a request has
+        begun to arrive (that one is served, with ``Connection: close``)."""
+        if self.idle and self._scope is not None and not self._lingering:
+            if self._request_pending():
+                return
+            self._lingering = True
+            self._scope.cancel()
+
+    def cut_off(self) -> None:
+        """The drain's ``shutdown_timeout`` passed: stop now (503 if no answer went out yet)."""
+        if self._scope is not None and not self.cut:
+            self.cut = True
+            self._scope.cancel()
+
+    def _request_pending(self) -> bool:
+        """Has a byte of another request arrived (in the parser, or unread in the kernel)?"""
+        if self.parser.in_head:
+            return True
+        try:
+            return bool(self.stream.sock.recv(1, socket.MSG_PEEK))
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False  # reset: nobody to answer
 
     def time_out(self) -> None:
         """The sweeper's verdict: the current deadline passed (408 if a head was under way)."""
-        if self._nursery is not None and not self.timed_out:
+        if self._scope is not None and not self.timed_out:
             self.timed_out = True
-            self._nursery.cancel_scope.cancel()
+            self._scope.cancel()
 
     async def run(self) -> None:
         self.server.connections.add(self)
         try:
-            # The connection's nursery owns its hang-up watcher (started with the first request);
-            # its scope is what a hang-up, a timeout or a drain cancels.
-            async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+            # The connection's scope is what a hang-up, a timeout or a drain cancels.
+            with trio.CancelScope() as scope:
+                self._scope = scope
                 try:
                     await self._serve_requests()
                 except (_ClientGone, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -268,27 +362,46 @@ class _ClientConnection:
                 except Exception:
                     # A bug must cost one connection, never the server.
                     log.exception("connection from %s failed", self.client_addr)
-                finally:
-                    nursery.cancel_scope.cancel()
-            if self.timed_out and self.parser.in_head and not self.gone:
+            if self.gone:
+                pass
+            elif self.timed_out and self.parser.in_head:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
-            elif self.drain_before_close and not self.gone:
-                # Outside the nursery: the hang-up watcher is gone, and the client closing its
-                # side (what we wait for) ends the drain instead of cancelling a request.
-                await self._drain_before_close()
+            elif self.cut and (self._cut_request is not None or self.parser.in_head):
+                await self._answer_cut_request()
+            elif self._lingering:
+                await self._linger()
         finally:
-            if self.guard is not None:
-                self.guard.close()
+            if self.watched:
+                self.hangups.unwatch(self.stream.sock)
             self.stream.close()
             self.server._connection_closed(self)
 
-    async def _watch_hangup(self, guard: DisconnectGuard) -> None:
-        """End the connection when the client hangs up (one task per connection): whatever
-        request is in progress is cancelled with it."""
-        await guard.wait_gone()
+    async def _answer_cut_request(self) -> None:
+        """A request cut off by the drain, before any of its response went out, gets a 503."""
+        sent = await self._send_error(503, "Service Unavailable")
+        if self._cut_request is not None:
+            request, started = self._cut_request
+            self._log_access(request, 503, sent, started)
+
+    async def _linger(self) -> None:
+        """Close gracefully: FIN first, then drop what the client still sends until it closes."""
+        try:
+            self.stream.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        with trio.move_on_after(LINGER_TIMEOUT):
+            try:
+                while await self.stream.receive_some():
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _hung_up(self) -> None:
+        """The client hung up (called by the server's hang-up watcher): end the connection,
+        cancelling whatever request is in progress."""
         self.gone = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -312,7 +425,8 @@ class _ClientConnection:
             # client pipelining thousands would hold the event loop (_net.FAIR_STREAK).
             await self.stream.count_step()
         else:
-            if self.server.draining:
+            if self.server.draining and not self._request_pending():
+                self._lingering = True
                 return None
             limits = self.server.limits
             self.idle = True
@@ -366,10 +480,10 @@ class _ClientConnection:
         """
         log.debug("client %s closed its side mid-body; closing", self.client_addr)
         self.gone = True
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
         await trio.lowlevel.checkpoint()  # raises Cancelled: our scope is cancelled
-        raise _ClientGone  # not reached while serving (a connection always has its nursery)
+        raise _ClientGone  # not reached while serving (a connection always has its scope)
 
     # -- the request loop ----------------------------------------------------------------------
 
@@ -390,7 +504,10 @@ class _ClientConnection:
                 # way; all we can do safely is stop.
                 log.info("bad request body from %s: %s", self.client_addr, exc.message)
                 return
-            if not keep_alive or self.server.draining:
+            if not keep_alive:
+                return
+            if self.server.draining:
+                self._lingering = True  # the response said Connection: close
                 return
 
     async def _handle(self, head: RequestHead) -> bool:
@@ -418,13 +535,17 @@ class _ClientConnection:
             body_source=body,
             content_length=head.content_length,
         )
-        if self.guard is None and self._nursery is not None:
-            self.guard = DisconnectGuard(self.stream.sock)
-            self._nursery.start_soon(self._watch_hangup, self.guard)
+        if not self.watched:
+            self.hangups.watch(self.stream.sock, self._hung_up)
+            self.watched = True
         response: Response | None = None
+        self.response_started = False
         try:
             response = await self._run_handler(request)
             return await self._respond(head, request, body, response, end_keep_alive, started)
+        except _ClientGone:
+            self._log_access(request, 499, -1, started)  # 499: client closed the request
+            raise
         except trio.Cancelled:
             # The connection's scope was cancelled: the client hung up (or the server is shutting
             # down). The handler, the hooks, the upstream request and anything they started are
@@ -435,6 +556,12 @@ class _ClientConnection:
                 self._log_access(request, 499, -1, started)  # 499: client closed the request
             elif self.timed_out:
                 log.info("client %s stopped reading the response; closed", self.client_addr)
+            elif self.cut:
+                if self.response_started:
+                    status = response.status if response is not None else 503
+                    self._log_access(request, status, -1, started)
+                else:
+                    self._cut_request = (request, started)  # answered with a 503 by run()
             raise
 
     async def _respond(
@@ -474,22 +601,9 @@ class _ClientConnection:
             return False
         self._log_access(request, response.status, sent, started)
         if body is not None and not body.done:
-            self.drain_before_close = True
+            self._lingering = True  # close in stages: see LINGER_TIMEOUT
             return False
         return keep_alive
-
-    async def _drain_before_close(self) -> None:
-        """Close in stages when the client's body is left unread (an early 413): closing a
-        socket with unread bytes makes the kernel reset the connection, and a client that reads
-        only after sending loses the answer already on its way (RFC 9112 §9.6). Half-close, then
-        read and drop what still comes, for at most ``LINGER_TIMEOUT``."""
-        try:
-            self.stream.sock.shutdown(socket.SHUT_WR)
-            with trio.move_on_after(LINGER_TIMEOUT):
-                while await self.stream.receive_some():
-                    pass
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
 
     async def _run_handler(self, request: Request) -> Response:
         """The handler's response, or the error response for what it raised."""
@@ -499,6 +613,10 @@ class _ClientConnection:
             return error_response(exc.status, None)
         except _BodyTimeout:
             return error_response(408, "Request Timeout")
+        except _ClientGone:
+            # The client ended its side while its body was being read: a hang-up (the hang-up
+            # watcher may not have run yet), never a handler failure.
+            raise
         except GatewayError as exc:
             log.warning("request failed: %s", exc)
             return error_response(exc.status_hint, exc.public_message)
@@ -579,7 +697,8 @@ class _ClientConnection:
             await send(LAST_CHUNK)
         return sent, keep_alive
 
-    async def _send_error(self, status: int, message: str | None) -> None:
+    async def _send_error(self, status: int, message: str | None) -> int:
+        """Send a gateway-made error and close; returns its body's size (-1: not sent)."""
         response = error_response(status, message)
         assert response.body_bytes is not None
         head, _, _ = response_head(
@@ -588,11 +707,14 @@ class _ClientConnection:
         try:
             with trio.move_on_after(1.0):
                 await self.stream.send_all(head + response.body_bytes)
+                return len(response.body_bytes)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        return -1
 
     async def send_continue(self) -> None:
         await self._send(CONTINUE_HEAD)
+        self.response_started = False  # an interim response: the final one can still be a 503
 
     async def _send(self, data: bytes) -> None:
         """Write to the client, bounded by ``send_timeout`` when the client is not reading.
@@ -600,6 +722,7 @@ class _ClientConnection:
         The usual write goes out at once and costs nothing more. One that has to wait sets the
         connection's deadline, which the sweeper enforces (cancelling the connection)."""
         stream = self.stream
+        self.response_started = True
         sent = stream.send_nowait(data)
         if sent == len(data):
             return

@@ -134,21 +134,36 @@ class GatewayProcess:
         return int(line.split()[1]) * 1024
 
 
+#: Runs `trio-gateway` under a lower limit of open files (argv[1]) than the test's.
+_UNDER_FILE_LIMIT = (
+    "import resource, sys; from trio_gateway._cli import main; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); sys.exit(main(sys.argv[2:]))"
+)
+
+
 @asynccontextmanager
 async def gateway_process(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, free_port: bool = True
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    free_port: bool = True,
+    file_limit: int | None = None,
 ) -> AsyncIterator[GatewayProcess]:
     """Run `trio-gateway run --listen 127.0.0.1:0 ARGS...`; killed on exit if still running.
 
     ``env`` is added to this process's environment without its TRIO_GATEWAY_* and TYK_GW_*
-    variables; ``free_port=False`` leaves the address to the configuration.
+    variables; ``free_port=False`` leaves the address to the configuration; ``file_limit`` is
+    the process's RLIMIT_NOFILE (set in the child only).
     """
     child_env = {
         k: v for k, v in os.environ.items() if not k.startswith(("TRIO_GATEWAY_", "TYK_GW_"))
     }
     child_env.update(env or {})
     listen = ["--listen", "127.0.0.1:0"] if free_port else []
-    command = [sys.executable, "-m", "trio_gateway", "run", *listen, *args]
+    launcher = (
+        ["-m", "trio_gateway"] if file_limit is None else ["-c", _UNDER_FILE_LIMIT, str(file_limit)]
+    )
+    command = [sys.executable, *launcher, "run", *listen, *args]
     async with trio.open_nursery() as nursery:
         process: trio.Process = await nursery.start(
             partial(

@@ -13,13 +13,16 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from .._logsummary import FailureLog
 from .record import AnalyticsRecord
+
+if TYPE_CHECKING:
+    from plugin_drivers.python.namespace import ModuleNamespace
 
 __all__ = ["AnalyticsPlugin", "AnalyticsPluginError", "PluginOutcome", "load_analytics_plugin"]
 
@@ -40,9 +43,12 @@ class AnalyticsPlugin:
     is_async: bool
 
 
-def load_analytics_plugin(path: str, function_name: str, api_source: str) -> AnalyticsPlugin:
+def load_analytics_plugin(
+    path: str, function_name: str, api_source: str, namespaces: dict[str, ModuleNamespace]
+) -> AnalyticsPlugin:
     """Import ``function_name`` from the Python file ``path`` (relative paths are relative to the
-    API definition's folder, as for hooks). Blocking: run it in a thread."""
+    API definition's folder, as for hooks), in its folder's own module namespace, recorded in
+    ``namespaces`` (the caller releases them). Blocking: run it in a thread."""
     from plugin_drivers.python.loader import LoadFailure, load_file_module, resolve_path
 
     if path.endswith(".so"):
@@ -51,7 +57,7 @@ def load_analytics_plugin(path: str, function_name: str, api_source: str) -> Ana
             "here; give a .py file"
         )
     try:
-        module = load_file_module(resolve_path(path, api_source))
+        module = load_file_module(resolve_path(path, api_source), namespaces)
     except LoadFailure as exc:
         raise AnalyticsPluginError(f"analytics plugin {path!r}: {exc}") from exc
     except Exception as exc:

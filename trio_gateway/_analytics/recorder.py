@@ -28,6 +28,8 @@ from .record import AnalyticsRecord, ApiEncoder, Latency, coerce_types
 from .sinks import Sink, SinkError
 
 if TYPE_CHECKING:
+    from plugin_drivers.python.namespace import ModuleNamespace
+
     from .._apidef.model import ApiDefinition
 
 __all__ = ["AnalyticsRecorder", "AnalyticsStatistics", "Hit"]
@@ -43,6 +45,12 @@ _HUNDRED_YEARS = 100 * 365 * 24 * 3600
 #: What the request path hands over: the API, the request, its status, its duration (seconds)
 #: and the wall-clock time it finished. A tuple: the cheapest thing to build per request.
 Hit = tuple["ApiDefinition", Request, int, float, float]
+
+
+def release_namespaces(namespaces: dict[str, ModuleNamespace]) -> None:
+    for namespace in namespaces.values():
+        namespace.release()
+    namespaces.clear()
 
 
 @attrs.frozen
@@ -70,6 +78,8 @@ class _ApiPlan:
     plugin_timeout: float
     #: Tyk's msgpack with this API's constant fields packed once.
     encoder: ApiEncoder
+    #: The module namespaces the plugin was imported in (released when the plan is replaced).
+    namespaces: dict[str, ModuleNamespace]
 
 
 @attrs.define(eq=False)
@@ -154,6 +164,8 @@ class AnalyticsRecorder:
                 self.dropped_sink += lost
                 log.warning("analytics: shutdown flush timed out; %d record(s) dropped", lost)
             await self.sink.aclose()
+            for plan in self._plans.values():
+                release_namespaces(plan.namespaces)
 
     async def flush(self) -> None:
         """Build, filter and store everything buffered now."""
@@ -227,12 +239,15 @@ class AnalyticsRecorder:
         plan = self._plans.get(api.api_id)
         if plan is not None and plan.api is api:
             return plan
+        if plan is not None:
+            release_namespaces(plan.namespaces)  # the API was reloaded: drop the old modules
         plugin: AnalyticsPlugin | None = None
+        namespaces: dict[str, ModuleNamespace] = {}
         spec = api.analytics_plugin
         if spec is not None:
             try:
                 plugin = await trio.to_thread.run_sync(
-                    load_analytics_plugin, spec.path, spec.function_name, api.source
+                    load_analytics_plugin, spec.path, spec.function_name, api.source, namespaces
                 )
             except AnalyticsPluginError as exc:
                 log.error("API %s: %s; its records are stored without it", api.api_id, exc)
@@ -254,6 +269,7 @@ class AnalyticsRecorder:
                     listen_path=api.listen_path,
                 )
             ),
+            namespaces=namespaces,
         )
         self._plans[api.api_id] = plan
         return plan

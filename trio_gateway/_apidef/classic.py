@@ -452,6 +452,11 @@ def parse_classic(data: Mapping[str, Any], source: str) -> ApiDefinition:
         custom_auth=read_auth_location(auth_configs.obj("coprocess")),
         config_data=config_data,
         middleware=_read_middleware(r, warnings, endpoints),
+        bundle=(
+            ""
+            if r.boolean("custom_middleware_bundle_disabled")
+            else r.string("custom_middleware_bundle").strip()
+        ),
         global_rate_limit=RateLimit(rate=rate.number("rate") or 0, per=rate.number("per") or 0),
         disable_rate_limit=r.boolean("disable_rate_limit"),
         disable_quota=r.boolean("disable_quota"),
@@ -506,7 +511,14 @@ CLASSIC_READ_KEYS = frozenset(
     api_id name org_id active domain domain_disabled proxy use_keyless use_standard_auth
     custom_plugin_auth_enabled enable_coprocess_auth use_go_plugin_auth base_identity_provided_by
     auth auth_configs config_data config_data_disabled custom_middleware global_rate_limit
-    disable_rate_limit disable_quota
+    disable_rate_limit disable_quota custom_middleware_bundle custom_middleware_bundle_disabled
     version_data do_not_track tags tags_disabled expire_analytics_after analytics_plugin
     """.split()
 )
+
+
+def read_custom_middleware(
+    doc: Mapping[str, Any], errors: list[str], warnings: list[str]
+) -> MiddlewareConfig:
+    """The ``custom_middleware`` object of ``doc`` (a bundle manifest has the Classic shape)."""
+    return _read_middleware(FieldReader(doc, "", errors), warnings, ())

@@ -150,6 +150,10 @@ class ApiDefinition:
     #: ``config_data`` as plugins see it: None when absent or ``config_data_disabled``.
     config_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False)
     middleware: MiddlewareConfig = attrs.field(factory=MiddlewareConfig)
+    #: The plugin bundle's name (Classic ``custom_middleware_bundle``, OAS
+    #: ``pluginConfig.bundle.path``); empty when none or disabled. When set, the bundle's manifest
+    #: replaces ``middleware`` at load time (``trio_gateway/_bundles``).
+    bundle: str = ""
     global_rate_limit: RateLimit = attrs.field(factory=RateLimit)
     #: Tyk's ``disable_rate_limit`` / OAS ``skipRateLimit``: no key rate limit and no
     #: ``global_rate_limit`` on this API. ``disable_quota`` / ``skipQuota``: no key quota.

@@ -314,6 +314,7 @@ def parse_oas(
     plugin_config = g.obj("pluginConfig")
     data = plugin_config.obj("data")
     config_data = data.raw_object("value") if data.boolean("enabled") else None
+    bundle = plugin_config.obj("bundle")
     paths = root.raw_object("paths") or {}
     traffic = g.obj("trafficLogs")
 
@@ -348,6 +349,7 @@ def parse_oas(
             failure_mode=read_failure_mode(plugin_config, "failureMode"),
             thread_limit=read_thread_limit(plugin_config, "threadLimit"),
         ),
+        bundle=bundle.string("path").strip() if bundle.boolean("enabled") else "",
         global_rate_limit=rate_limit,
         disable_rate_limit=g.boolean("skipRateLimit"),
         disable_quota=g.boolean("skipQuota"),

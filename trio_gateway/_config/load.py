@@ -487,6 +487,12 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
     ("analytics_config", "enable_multiple_analytics_keys"): (("analytics", "multiple_keys"),),
     ("analytics_config", "storage_expiration_time"): (("analytics", "storage_expiration_time"),),
     ("analytics_config", "records_buffer_size"): (("analytics", "buffer_size"),),
+    ("enable_bundle_downloader",): (("bundles", "enable_downloader"),),
+    ("bundle_base_url",): (("bundles", "base_url"),),
+    ("bundle_insecure_skip_verify",): (("bundles", "insecure_skip_verify"),),
+    ("public_key_path",): (("bundles", "public_key_path"),),
+    ("skip_verify_existing_plugin_bundle",): (("bundles", "skip_verify_existing"),),
+    ("middleware_path",): (("bundles", "middleware_path"),),
     # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.
     ("local_session_cache", "cached_session_timeout"): (("storage", "session_cache_ttl"),),
     ("local_session_cache", "disable_cached_session_state"): (),

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import attrs
 
 __all__ = [
+    "BundlesConfig",
     "CoprocessConfig",
     "FailureMode",
     "FieldValueError",
@@ -161,6 +162,28 @@ class CoprocessConfig:
 
 
 @attrs.frozen(kw_only=True)
+class BundlesConfig:
+    """Tyk's plugin bundle settings (docs/bundles.md). Off by default, as in Tyk."""
+
+    #: Tyk's ``enable_bundle_downloader``: without it an API naming a bundle answers 503 with
+    #: ``Bundle downloader is disabled`` (unless the bundle is already on disk).
+    enable_downloader: bool = False
+    #: Tyk's ``bundle_base_url``: ``http://``, ``https://`` or ``file://``; the bundle name is
+    #: joined to its path.
+    base_url: str = ""
+    #: Tyk's ``bundle_insecure_skip_verify``: no certificate check for ``https`` bundle URLs.
+    insecure_skip_verify: bool = False
+    #: Our extension: extra CA bundle (PEM) trusted for ``https`` bundle URLs, besides the system's.
+    ca_file: str | None = None
+    #: Tyk's ``public_key_path``: PEM RSA public key; when set, every fresh bundle must be signed.
+    public_key_path: str = ""
+    #: Tyk's ``skip_verify_existing_plugin_bundle``: trust signed bundles already on disk.
+    skip_verify_existing: bool = False
+    #: Tyk's ``middleware_path``: bundles are cached in ``<middleware_path>/bundles/``.
+    middleware_path: str = attrs.field(default="middleware", validator=_not_blank)
+
+
+@attrs.frozen(kw_only=True)
 class StorageConfig:
     """Where sessions, rate-limit windows and quota counters live.
 
@@ -259,6 +282,7 @@ class GatewayConfig:
     storage: StorageConfig = StorageConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    bundles: BundlesConfig = BundlesConfig()
     #: Tyk's ``rate_limit_response_headers``: ``X-RateLimit-*`` from the quota (Tyk's default)
     #: or from the rate limit.
     rate_limit_response_headers: RateLimitHeaders = "quotas"

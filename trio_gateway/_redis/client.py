@@ -3,18 +3,24 @@
 Failure model:
 - A connection that fails or is cancelled mid-command is closed, never reused: its reply stream
   is in an unknown state.
-- Any failure to reach Redis raises :class:`RedisUnavailableError` and opens a backoff window
-  (doubling from ``backoff_initial`` to ``backoff_max``). Calls inside the window fail at once
-  without touching the network, so a dead Redis costs requests microseconds, not timeouts. The
-  first call after the window tries a fresh connection; success closes the window. Recovery
-  needs no background task.
+- The first failure to reach Redis while it was up marks it down and opens a backoff window; the
+  caller gets :class:`RedisUnavailableError`. Calls inside the window fail at once without
+  touching the network, so a dead Redis costs requests microseconds, not timeouts. Failures of
+  commands that were already under way when Redis went down do not move the window: only the
+  probe below does.
+- After the window, exactly one call (the *probe*) tries a fresh connection; while it runs, other
+  calls fail at once as inside the window, so an outage sees one connect attempt at a time
+  however many callers there are. A failed probe doubles the window (``backoff_initial`` up to
+  ``backoff_max``, kept short so that traffic is back within about ``backoff_max`` of Redis
+  accepting connections again); a successful one marks Redis up. Recovery needs no background
+  task.
 - A Redis error reply (``-ERR ...``) raises :class:`RedisReplyError`; the connection is fine.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -50,6 +56,10 @@ class Script:
         return hashlib.sha1(self.source.encode()).hexdigest()
 
 
+#: Opens the TCP connection to Redis (a parameter so that tests can watch the attempts).
+OpenStream = Callable[[str, int], Awaitable[trio.SocketStream]]
+
+
 @attrs.define(eq=False)
 class _Connection:
     stream: trio.SocketStream
@@ -81,11 +91,19 @@ class RedisClient:
     #: Bound on one command's round trip (connect included).
     timeout: float = 1.0
     backoff_initial: float = 0.05
-    backoff_max: float = 2.0
+    #: Short on purpose: the window is how late keyed traffic may come back after Redis does.
+    backoff_max: float = 0.25
+    open_stream: OpenStream = trio.open_tcp_stream
     _idle: list[_Connection] = attrs.field(factory=list, init=False)
     _slots: trio.Semaphore = attrs.field(init=False)
+    #: Redis is down: calls before ``_down_until`` fail at once, the first one after probes.
+    _down: bool = attrs.field(default=False, init=False)
     _down_until: float = attrs.field(default=-1.0, init=False)
     _backoff: float = attrs.field(default=0.0, init=False)
+    _probing: bool = attrs.field(default=False, init=False)
+    #: Counts the changes between up and down, so a failure of a command started before the last
+    #: change (a slow command that times out after Redis came back) is not taken for news.
+    _generation: int = attrs.field(default=0, init=False)
     _closed: bool = attrs.field(default=False, init=False)
 
     @_slots.default
@@ -119,30 +137,49 @@ class RedisClient:
     async def _run(self, payload: bytes, replies: int) -> list[Any]:
         if self._closed:
             raise RedisUnavailableError("the Redis client is closed")
-        if trio.current_time() < self._down_until:
-            raise RedisUnavailableError("Redis is unavailable (backing off)")
+        self._check_down()
         async with self._slots:
+            # Redis may have gone down while this call waited for a slot.
+            probe = self._check_down()
+            if probe:
+                self._probing = True
+            generation = self._generation
             conn: _Connection | None = None
             try:
                 with trio.fail_after(self.timeout):
-                    conn = self._idle.pop() if self._idle else await self._connect()
+                    conn = self._idle.pop() if self._idle and not probe else await self._connect()
                     result = await conn.roundtrip(payload, replies)
             except (OSError, trio.BrokenResourceError, trio.TooSlowError, RedisError) as exc:
-                await self._fail(conn)
+                await self._fail(conn, probe, generation)
                 if isinstance(exc, RedisUnavailableError):
                     raise
                 raise RedisUnavailableError(f"Redis is unavailable: {exc!r}") from exc
             except BaseException:
                 # Cancelled mid-command: the reply stream is out of step; drop the connection.
+                # A cancelled probe decides nothing: the next call after the window probes.
+                if probe:
+                    self._probing = False
                 if conn is not None:
                     await trio.aclose_forcefully(conn.stream)
                 raise
-            self._backoff = 0.0
+            if probe:
+                self._probing = False
+                self._down = False
+                self._backoff = 0.0
+                self._generation += 1
             self._idle.append(conn)
             return result
 
+    def _check_down(self) -> bool:
+        """Raise while Redis is down and this call may not probe; True: this call is the probe."""
+        if not self._down:
+            return False
+        if self._probing or trio.current_time() < self._down_until:
+            raise RedisUnavailableError("Redis is unavailable (backing off)")
+        return True
+
     async def _connect(self) -> _Connection:
-        stream = await trio.open_tcp_stream(self.host, self.port)
+        stream = await self.open_stream(self.host, self.port)
         conn = _Connection(stream)
         setup: list[list[Arg]] = []
         if self.password:
@@ -166,10 +203,20 @@ class RedisClient:
                 raise
         return conn
 
-    async def _fail(self, conn: _Connection | None) -> None:
-        """Close the failed connection and every idle one (after a failure they are suspect)."""
-        self._backoff = min(self.backoff_max, max(self.backoff_initial, self._backoff * 2))
-        self._down_until = trio.current_time() + self._backoff
+    async def _fail(self, conn: _Connection | None, probe: bool, generation: int) -> None:
+        """Close the failed connection and every idle one (after a failure they are suspect);
+        open or widen the backoff window if this failure is news."""
+        if probe:
+            self._probing = False
+            self._backoff = min(self.backoff_max, max(self.backoff_initial, self._backoff * 2))
+            self._down_until = trio.current_time() + self._backoff
+        elif not self._down and generation == self._generation:
+            # The first failure since Redis was last up. Other calls under way fail too; they
+            # must not restart or widen the window, or recovery waits for nothing.
+            self._down = True
+            self._generation += 1
+            self._backoff = self.backoff_initial
+            self._down_until = trio.current_time() + self._backoff
         suspects = self._idle
         self._idle = []
         if conn is not None:
