@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from .._exchange import Request
+from .._exchange import Headers, Request
 from .._logsummary import FailureLog
 from .._session.store import hash_key
 from .plugins import AnalyticsPlugin, AnalyticsPluginError, load_analytics_plugin, run_plugin
@@ -42,9 +42,12 @@ _API_VERSION = "Non Versioned"
 #: Go's ``SetExpiry(0)``: records of APIs without ``expire_analytics_after`` live 100 years.
 _HUNDRED_YEARS = 100 * 365 * 24 * 3600
 
-#: What the request path hands over: the API, the request, its status, its duration (seconds)
-#: and the wall-clock time it finished. A tuple: the cheapest thing to build per request.
-Hit = tuple["ApiDefinition", Request, int, float, float]
+#: What the request path hands over: the API, then the request's method, path, headers,
+#: Content-Length, client address, key, key alias and upstream seconds, then its status, its
+#: duration (seconds) and the wall-clock time it finished. A tuple: the cheapest thing to build
+#: per request; it holds no reference to the request or the response, so a waiting record never
+#: keeps a body alive.
+Hit = tuple["ApiDefinition", str, str, Headers, int | None, str, str, str, float, int, float, float]
 
 
 def release_namespaces(namespaces: dict[str, ModuleNamespace]) -> None:
@@ -123,7 +126,22 @@ class AnalyticsRecorder:
         if len(pending) >= self.max_buffered:
             self.dropped_full += 1
             return
-        pending.append((api, request, status, duration, self.wall_clock()))
+        pending.append(
+            (
+                api,
+                request.method,
+                request.path,
+                request.headers,
+                request.content_length,
+                request.client_addr,
+                request.api_key,
+                request.key_alias,
+                request.upstream_latency,
+                status,
+                duration,
+                self.wall_clock(),
+            )
+        )
         if len(pending) == self.batch_size:
             self._wakeup.set()
 
@@ -275,12 +293,24 @@ class AnalyticsRecorder:
         return plan
 
     def _build(self, plan: _ApiPlan, hit: Hit) -> AnalyticsRecord:
-        api, request, status, duration, now = hit
+        (
+            api,
+            method,
+            path,
+            headers,
+            content_length,
+            client,
+            key,
+            alias,
+            upstream_seconds,
+            status,
+            duration,
+            now,
+        ) = hit
         second = int(now)
         if second != self._moment_second:  # one localtime() per second, not per record
             self._moment_second, self._moment = second, time.localtime(second)
         moment = self._moment
-        key = request.api_key
         if key and self.hash_keys:
             key = hash_key(key)
         tags = list(plan.tags)
@@ -290,21 +320,25 @@ class AnalyticsRecorder:
             tags.append("org-" + api.org_id)
         tags.append("api-" + api.api_id)
         total = int(duration * 1000)
-        upstream = int(request.upstream_latency * 1000) if request.upstream_latency > 0 else 0
-        path = request.path
+        upstream = int(upstream_seconds * 1000) if upstream_seconds > 0 else 0
         original = path
         if api.strip_listen_path and plan.listen_path and plan.listen_path != "/":
             prefix = plan.listen_path.rstrip("/")
             if path.startswith(prefix):
                 path = path[len(prefix) :] or "/"
-        user_agent = request.header(b"user-agent")
-        host = request.header(b"host")
+        user_agent = host = None
+        for name, value in headers:
+            lowered = name.lower()
+            if user_agent is None and lowered == b"user-agent":
+                user_agent = value
+            elif host is None and lowered == b"host":
+                host = value
         return AnalyticsRecord(
-            method=request.method,
+            method=method,
             host=host.decode("latin-1") if host else "",
             path=path,
             raw_path=path,
-            content_length=request.content_length or 0,
+            content_length=content_length or 0,
             user_agent=user_agent.decode("latin-1") if user_agent else "",
             day=moment.tm_mday,
             month=moment.tm_mon,
@@ -318,8 +352,8 @@ class AnalyticsRecorder:
             api_id=api.api_id,
             org_id=api.org_id,
             request_time=total,
-            alias=request.key_alias,
-            ip_address=request.client_addr,
+            alias=alias,
+            ip_address=client,
             latency=Latency(total=total, upstream=upstream, gateway=max(total - upstream, 0)),
             tags=tags,
             expireAt=now + (plan.expire_after if plan.expire_after > 0 else _HUNDRED_YEARS),
