@@ -116,6 +116,9 @@ class Request:
     api_key: str = ""
     key_alias: str = ""
     upstream_latency: float = -1.0
+    #: Detailed analytics recording for this request: the response, kept for the record.
+    record_detail: bool = False
+    response: Response | None = None
     #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
     trace: TraceContext | None = None
 

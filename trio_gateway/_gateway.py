@@ -177,9 +177,13 @@ class Gateway:
     auth: AuthServices | None = None
     #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
     hook_body_limit: int = attrs.field(init=False)
+    #: ``analytics.enable_detailed_recording`` (with analytics on): every API records raw data.
+    record_details: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.hook_body_limit = self.config.hooks.max_body_bytes
+        analytics = self.config.analytics
+        self.record_details = analytics.enable and analytics.enable_detailed_recording
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -195,9 +199,12 @@ class Gateway:
         snapshot = self.snapshot
         snapshot.in_flight += 1
         try:
-            return await self._dispatch(snapshot, request, path, host, host_header)
+            response = await self._dispatch(snapshot, request, path, host, host_header)
         finally:
             snapshot.leave()
+        if request.record_detail:
+            request.response = response  # its head (and body, if held) go into the record
+        return response
 
     async def _dispatch(
         self,
@@ -216,6 +223,7 @@ class Gateway:
         request.api_id = runtime.api.api_id
         # Kept, or started and added to the headers: the upstream and every hook see it.
         request.trace = trace_for(request.headers)
+        request.record_detail = self.record_details or runtime.api.detailed_recording
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
         timeout = runtime.api.request_timeout or self.config.proxy_default_timeout

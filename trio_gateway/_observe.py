@@ -156,6 +156,7 @@ def make_observability(
             shutdown_timeout=analytics.shutdown_timeout,
             plugin_timeout=analytics.plugin_timeout,
             plugin_concurrency=analytics.plugin_concurrency,
+            detailed_max_bytes=analytics.detailed_max_bytes,
         )
         if wall_clock is not None:
             recorder.wall_clock = wall_clock

@@ -6,6 +6,7 @@ costs records, counted, never requests.
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 import threading
@@ -114,6 +115,7 @@ def write_apis(apps: Path, target: str) -> None:
             expire_analytics_after=3600,
         ),
         api_doc("open", "/open/", target),
+        api_doc("detailed", "/detailed/", target, enable_detailed_recording=True),
         api_doc("quiet", "/quiet/", target, do_not_track=True),
         api_doc("masked", "/masked/", target, use_keyless=False, **plugin("mask_key")),
         api_doc("dropping", "/dropping/", target, **plugin("drop_health")),
@@ -359,3 +361,20 @@ async def test_json_lines_sink_writes_pumps_json_names(
     assert lines[0]["timestamp"] == "2023-11-14T22:13:20.250000Z"
     assert await gw.records() == []  # nothing went to Redis
     assert gw.recorder.statistics().dropped_sink == 0
+
+
+async def test_detailed_recording_keeps_the_raw_request_and_response(
+    nursery: trio.Nursery, tmp_path: Path, redis_db: RedisServer
+) -> None:
+    gw = await start(nursery, tmp_path, redis_db)
+    assert await gw.get("/detailed/raw?q=1", {"X-Marker": "m1"}) == 200
+    assert await gw.get("/open/plain") == 200
+    await gw.wait(lambda s: s.written >= 2)
+    detailed, plain = await gw.records()
+    raw_request = base64.b64decode(detailed["RawRequest"])
+    assert raw_request.startswith(b"GET /detailed/raw?q=1 HTTP/1.1\r\n")
+    assert b"X-Marker: m1\r\n" in raw_request
+    raw_response = base64.b64decode(detailed["RawResponse"])
+    assert raw_response.startswith(b"HTTP/1.1 200")
+    assert b"content-type: application/json" in raw_response.lower()
+    assert plain["RawRequest"] == plain["RawResponse"] == ""

@@ -181,6 +181,8 @@ def _per_record(r: AnalyticsRecord) -> dict[str, Any]:
         "Tags": r.tags or None,
         "ExpireAt": _go_time(r.expireAt),
         "OriginalPath": r.original_path,
+        "RawRequest": r.raw_request,
+        "RawResponse": r.raw_response,
         "Alias": r.alias,
     }
 
@@ -194,8 +196,6 @@ def _per_api(r: AnalyticsRecord) -> dict[str, Any]:
         "APIID": r.api_id,
         "OrgID": r.org_id,
         "OauthID": r.oauth_id,
-        "RawRequest": r.raw_request,
-        "RawResponse": r.raw_response,
         "Geo": _EMPTY_GEO,
         "Network": {
             "OpenConnections": network.open_connections,

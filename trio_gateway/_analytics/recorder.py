@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from base64 import b64encode
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,43 @@ _HUNDRED_YEARS = 100 * 365 * 24 * 3600
 #: duration (seconds) and the wall-clock time it finished. A tuple: the cheapest thing to build
 #: per request; it holds no reference to the request or the response, so a waiting record never
 #: keeps a body alive.
-Hit = tuple["ApiDefinition", str, str, Headers, int | None, str, str, str, float, int, float, float]
+#: The last element is the raw request and response for detailed recording (else None).
+Hit = tuple[
+    "ApiDefinition",
+    str,
+    str,
+    Headers,
+    int | None,
+    str,
+    str,
+    str,
+    float,
+    int,
+    float,
+    float,
+    "tuple[bytes, bytes] | None",
+]
+
+
+def _wire_head(start: bytes, headers: Headers) -> bytes:
+    return start + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+
+
+def raw_exchange(request: Request, status: int, limit: int) -> tuple[bytes, bytes]:
+    """The request and the response in HTTP/1.1 wire form for a detailed record, each cut at
+    ``limit`` bytes (as Pump trims raw data): heads as they were, bodies only when the gateway
+    held them in memory (a streamed body passed through unread)."""
+    target = request.path + ("?" + request.query if request.query else "")
+    start = f"{request.method} {target} HTTP/{request.http_version}\r\n".encode("latin-1")
+    raw_request = _wire_head(start, request.headers) + (request.body_bytes or b"")[:limit]
+    response = request.response
+    if response is None:
+        raw_response = f"HTTP/1.1 {status}\r\n\r\n".encode("ascii")
+    else:
+        reason = b" " + response.reason if response.reason else b""
+        head = _wire_head(b"HTTP/1.1 %d%s\r\n" % (response.status, reason), response.headers)
+        raw_response = head + (response.body_bytes or b"")[:limit]
+    return raw_request[:limit], raw_response[:limit]
 
 
 def release_namespaces(namespaces: dict[str, ModuleNamespace]) -> None:
@@ -97,6 +134,8 @@ class AnalyticsRecorder:
     shutdown_timeout: float = 2.0
     plugin_timeout: float = 1.0
     plugin_concurrency: int = 4
+    #: Bound on each of a detailed record's raw request and raw response.
+    detailed_max_bytes: int = 65536
     #: Seconds since the epoch (tests inject their own).
     wall_clock: Callable[[], float] = time.time
     _pending: list[Hit] = attrs.field(init=False, factory=list)
@@ -140,6 +179,9 @@ class AnalyticsRecorder:
                 status,
                 duration,
                 self.wall_clock(),
+                raw_exchange(request, status, self.detailed_max_bytes)
+                if request.record_detail
+                else None,
             )
         )
         if len(pending) == self.batch_size:
@@ -306,6 +348,7 @@ class AnalyticsRecorder:
             status,
             duration,
             now,
+            raw,
         ) = hit
         second = int(now)
         if second != self._moment_second:  # one localtime() per second, not per record
@@ -353,6 +396,8 @@ class AnalyticsRecorder:
             org_id=api.org_id,
             request_time=total,
             alias=alias,
+            raw_request=b64encode(raw[0]).decode("ascii") if raw else "",
+            raw_response=b64encode(raw[1]).decode("ascii") if raw else "",
             ip_address=client,
             latency=Latency(total=total, upstream=upstream, gateway=max(total - upstream, 0)),
             tags=tags,

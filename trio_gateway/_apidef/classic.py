@@ -461,6 +461,7 @@ def parse_classic(data: Mapping[str, Any], source: str) -> ApiDefinition:
         disable_rate_limit=r.boolean("disable_rate_limit"),
         disable_quota=r.boolean("disable_quota"),
         do_not_track=r.boolean("do_not_track"),
+        detailed_recording=r.boolean("enable_detailed_recording"),
         tags=_read_tags(r),
         expire_analytics_after=int(r.number("expire_analytics_after") or 0),
         analytics_plugin=read_analytics_plugin(
@@ -513,6 +514,7 @@ CLASSIC_READ_KEYS = frozenset(
     auth auth_configs config_data config_data_disabled custom_middleware global_rate_limit
     disable_rate_limit disable_quota custom_middleware_bundle custom_middleware_bundle_disabled
     version_data do_not_track tags tags_disabled expire_analytics_after analytics_plugin
+    enable_detailed_recording
     """.split()
 )
 

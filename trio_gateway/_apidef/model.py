@@ -166,6 +166,9 @@ class ApiDefinition:
     #: record), ``expire_analytics_after`` (seconds; the records' ``expireAt``) and
     #: ``analytics_plugin``.
     do_not_track: bool = False
+    #: Tyk's ``enable_detailed_recording`` (OAS ``server.detailedActivityLogs.enabled``): records
+    #: carry the raw request and response.
+    detailed_recording: bool = False
     tags: tuple[str, ...] = ()
     expire_analytics_after: int = 0
     analytics_plugin: AnalyticsPluginRef | None = None

@@ -355,6 +355,7 @@ def parse_oas(
         disable_quota=g.boolean("skipQuota"),
         # As Tyk's OAS mapping: records only with trafficLogs.enabled.
         do_not_track=not traffic.boolean("enabled"),
+        detailed_recording=server.obj("detailedActivityLogs").boolean("enabled"),
         analytics_plugin=_read_analytics_plugin(traffic),
         source=source,
         format="oas",

@@ -353,9 +353,9 @@ FEATURES: tuple[Feature, ...] = (
     ),
     Feature(name="the PROXY protocol", classic=("enable_proxy_protocol",), action=Action.WARN),
     Feature(
-        name="detailed analytics (raw requests and responses in analytics records)",
-        classic=("enable_detailed_recording", "detailed_tracing", "tag_headers"),
-        oas=(f"{_OAS}.server.detailedActivityLogs", f"{_OAS}.server.detailedTracing"),
+        name="detailed tracing and tag headers in analytics records",
+        classic=("detailed_tracing", "tag_headers"),
+        oas=(f"{_OAS}.server.detailedTracing",),
         action=Action.WARN,
     ),
 )
@@ -417,7 +417,7 @@ CLASSIC_INERT_KEYS: dict[str, str] = {
 #: key Tyk's ``oas.Server``, ``oas.Upstream`` and ``oas.Global`` structs have (apidef/oas at
 #: commit 31e219be) is read by the parser, has a row above, or is listed here with the reason.
 OAS_READ_KEYS: dict[str, frozenset[str]] = {
-    "server": frozenset({"listenPath", "authentication", "customDomain"}),
+    "server": frozenset({"listenPath", "authentication", "customDomain", "detailedActivityLogs"}),
     "upstream": frozenset({"url", "rateLimit", "preserveHostHeader"}),
     "middleware.global": frozenset(
         {

@@ -487,6 +487,9 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
     ("analytics_config", "enable_multiple_analytics_keys"): (("analytics", "multiple_keys"),),
     ("analytics_config", "storage_expiration_time"): (("analytics", "storage_expiration_time"),),
     ("analytics_config", "records_buffer_size"): (("analytics", "buffer_size"),),
+    ("analytics_config", "enable_detailed_recording"): (
+        ("analytics", "enable_detailed_recording"),
+    ),
     ("enable_bundle_downloader",): (("bundles", "enable_downloader"),),
     ("bundle_base_url",): (("bundles", "base_url"),),
     ("bundle_insecure_skip_verify",): (("bundles", "insecure_skip_verify"),),

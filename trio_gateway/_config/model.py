@@ -237,6 +237,10 @@ class AnalyticsConfig:
     #: and how many batches run at once.
     plugin_timeout: float = attrs.field(default=1.0, validator=_positive)
     plugin_concurrency: int = attrs.field(default=4, validator=_positive)
+    #: Tyk's ``analytics_config.enable_detailed_recording``: every API's records carry the raw
+    #: request and response (base64), each cut at ``detailed_max_bytes``.
+    enable_detailed_recording: bool = False
+    detailed_max_bytes: int = attrs.field(default=65536, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -104,6 +104,10 @@ GO_FIELDS: Final[Mapping[TykPath, tuple[tuple[str, ...], Kind]]] = {
         ("AnalyticsConfig", "RecordsBufferSize"),
         "int",
     ),
+    ("analytics_config", "enable_detailed_recording"): (
+        ("AnalyticsConfig", "EnableDetailedRecording"),
+        "bool",
+    ),
 }
 
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})

@@ -12,10 +12,10 @@ import trio
 import trio.testing
 
 from trio_gateway._analytics.record import AnalyticsRecord, to_msgpack
-from trio_gateway._analytics.recorder import AnalyticsRecorder
+from trio_gateway._analytics.recorder import AnalyticsRecorder, raw_exchange
 from trio_gateway._analytics.sinks import SinkError
 from trio_gateway._apidef.model import ApiDefinition
-from trio_gateway._exchange import Request
+from trio_gateway._exchange import Request, Response
 
 API = ApiDefinition(api_id="a", listen_path="/a/", target_url="http://u/")
 
@@ -83,3 +83,12 @@ async def test_the_writer_flushes_on_its_interval_and_on_stop(
         nursery.cancel_scope.cancel()
     assert [r["OriginalPath"] for r in sink.stored] == ["/a/x", "/a/last"]
     assert sink.closed
+
+
+def test_raw_exchange_is_bounded() -> None:
+    req = request()
+    req.set_body(b"x" * 100)
+    req.response = Response(status=201, headers=[(b"A", b"b")], body_bytes=b"y" * 100)
+    raw_request, raw_response = raw_exchange(req, 201, 40)
+    assert raw_request == (b"GET /a/x HTTP/1.1\r\n\r\n" + b"x" * 100)[:40]
+    assert raw_response == (b"HTTP/1.1 201\r\nA: b\r\n\r\n" + b"y" * 100)[:40]

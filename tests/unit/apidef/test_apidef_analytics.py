@@ -16,6 +16,7 @@ def test_classic_analytics_settings_are_read() -> None:
     api = parse_classic(
         make_classic(
             do_not_track=True,
+            enable_detailed_recording=True,
             tags=["a", "b"],
             expire_analytics_after=60,
             analytics_plugin={
@@ -28,6 +29,7 @@ def test_classic_analytics_settings_are_read() -> None:
         "x.json",
     )
     assert api.do_not_track is True
+    assert api.detailed_recording is True
     assert api.tags == ("a", "b")
     assert api.expire_analytics_after == 60
     assert api.analytics_plugin == AnalyticsPluginRef(
@@ -60,11 +62,13 @@ def test_oas_traffic_logs_and_their_plugin() -> None:
         make_oas(
             {
                 "x.middleware.global.trafficLogs": {"enabled": True, "plugins": plugins},
+                "x.server.detailedActivityLogs": {"enabled": True},
             }
         ),
         "x.json",
     )
     assert api.do_not_track is False
+    assert api.detailed_recording is True
     assert api.analytics_plugin == AnalyticsPluginRef(path="mask.py", function_name="mask")
     assert api.warnings == ()
     # As in Tyk's OAS mapping, an API without trafficLogs.enabled records nothing.
