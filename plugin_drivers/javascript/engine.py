@@ -203,7 +203,10 @@ class JsVm:
         text = str(exc)
         if text.startswith("InternalError: interrupted"):
             return JsTimeoutError(f"{filename}: stopped at its time limit")
-        if text.startswith("InternalError: out of memory"):
+        # When the cap is hit while the engine builds its own error, what arrives is a bare
+        # `null` (about half the time, measured); a script that throws null itself looks the
+        # same, and is treated the same: the call fails either way, and a rebuild is harmless.
+        if text.startswith("InternalError: out of memory") or text.strip() == "null":
             return JsMemoryError(
                 f"{filename}: stopped at the VM's memory cap ({self._memory_limit} bytes)"
             )

@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol, final
 
 import attrs
 
-from .engine import JsError, JsMemoryError, JsTimeoutError, JsVm, call_expression
+from .engine import JsError, JsLoadError, JsMemoryError, JsTimeoutError, JsVm, call_expression
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -110,11 +110,15 @@ class JsSource:
         return cls(name=str(path), text=path.read_text(encoding="utf-8"))
 
 
-def find_underscore(configured: Path | None = None) -> Path | None:
+def find_underscore(
+    configured: Path | None = None, locations: Sequence[Path] = UNDERSCORE_LOCATIONS
+) -> Path | None:
     """The Underscore.js file to preload: ``configured`` if given, else an installed copy."""
     if configured is not None:
+        if not configured.is_file():
+            raise JsLoadError(str(configured), "the configured Underscore.js file does not exist")
         return configured
-    for candidate in UNDERSCORE_LOCATIONS:
+    for candidate in locations:
         if candidate.is_file():
             return candidate
     return None
@@ -151,13 +155,14 @@ class ApiScripts:
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         load_timeout: float = 5.0,
         underscore: Path | None = None,
+        underscore_locations: Sequence[Path] = UNDERSCORE_LOCATIONS,
     ) -> None:
         self._api_id = api_id
         self._sources = tuple(sources)
         self._host = host
         self._memory_limit = memory_limit
         self._load_timeout = load_timeout
-        self._underscore = find_underscore(underscore)
+        self._underscore = find_underscore(underscore, underscore_locations)
         self._lock = threading.Lock()  # one rebuild at a time
         self._vm = self._build()
         self.rebuilds = 0
