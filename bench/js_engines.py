@@ -8,6 +8,7 @@ thread, shows up as "hung" / "crashed" instead of taking the benchmark down.
 
     python bench/js_engines.py                        # all candidates, venvs under /tmp/js-engines
     python bench/js_engines.py --venvs DIR mini-racer # one candidate
+    .venv/bin/python bench/js_engines.py --layer      # our engine layer, in the project's venv
 
 The table it prints is the one in docs/decisions.md ("JavaScript engine").
 """
@@ -33,9 +34,11 @@ CANDIDATES: dict[str, str] = {
     "dukpy": "dukpy",
     "pyduktape2": "pyduktape2",
     "pythonmonkey": "pythonmonkey",
+    "quickjs-bindings": "quickjs-bindings",
+    "quickjs-rs": "quickjs-rs",
 }
 
-CHECKS = ("version", "startup", "call", "timeout", "memory", "thread", "es2015")
+CHECKS = ("version", "startup", "call", "timeout", "memory", "thread", "es2015", "callback")
 
 # A small Tyk-style middleware: JSON request in, header set, JSON out (what DoProcessRequest does).
 LIBRARY = """
@@ -121,6 +124,10 @@ class Engine:
     def limit_memory(self, vm: Any, limit: int) -> bool:
         return False
 
+    def callback(self, vm: Any) -> str:
+        """Can the script call a Python function synchronously while a time limit is armed?"""
+        return "not probed"
+
 
 class MiniRacerEngine(Engine):
     dist = "mini-racer"
@@ -141,6 +148,10 @@ class MiniRacerEngine(Engine):
     def limit_memory(self, vm: Any, limit: int) -> bool:
         vm.set_hard_memory_limit(limit)
         return True
+
+    def callback(self, vm: Any) -> str:
+        # Its only way in is wrap_py_function, documented as async: the script gets a Promise.
+        return "async only (a Promise)"
 
 
 class QuickJSEngine(Engine):
@@ -165,6 +176,13 @@ class QuickJSEngine(Engine):
     def limit_memory(self, vm: Any, limit: int) -> bool:
         vm.set_memory_limit(limit)
         return True
+
+    def callback(self, vm: Any) -> str:
+        vm.add_callable("up", lambda s: s.upper())
+        try:
+            return "yes" if self.run(vm, "up('a')", timeout=5) == "A" else "wrong value"
+        except Exception as exc:
+            return f"refused ({str(exc).splitlines()[0][:50]})"
 
 
 class QuickJSNgEngine(QuickJSEngine):
@@ -237,6 +255,62 @@ class PythonMonkeyEngine(Engine):
         return vm.eval(code)
 
 
+class QuickJSBindingsEngine(Engine):
+    dist = "quickjs-bindings"
+
+    def new(self) -> Any:
+        import quickjs
+
+        runtime = quickjs.Runtime()
+        vm = runtime.new_context()
+        self._runtime = runtime
+        self._deadline: float | None = None
+        runtime.set_interrupt_handler(
+            lambda: self._deadline is not None and time.monotonic() > self._deadline
+        )
+        vm.eval(LIBRARY + ";null")
+        self._fn = vm.get("TykLike").get("process")
+        return vm
+
+    def run(self, vm: Any, code: str, timeout: float | None = None) -> Any:
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            return vm.eval(code)
+        finally:
+            self._deadline = None
+
+    def process(self, vm: Any) -> str:
+        return str(self._fn(REQUEST, SESSION, CONFIG))
+
+    def limit_memory(self, vm: Any, limit: int) -> bool:
+        self._runtime.set_memory_limit(limit)
+        return True
+
+
+class QuickJSRsEngine(Engine):
+    dist = "quickjs-rs"
+
+    def new(self) -> Any:
+        import quickjs_rs
+
+        # Its memory cap belongs to the runtime, set when it is made.
+        self._runtime = quickjs_rs.Runtime(memory_limit=MEMORY_LIMIT)
+        vm = quickjs_rs.Context(self._runtime, timeout=3600)
+        vm.eval(LIBRARY + ";null")
+        return vm
+
+    def run(self, vm: Any, code: str, timeout: float | None = None) -> Any:
+        vm._timeout = 3600 if timeout is None else timeout  # its per-context wall-clock limit
+        return vm.eval(code)
+
+    def limit_memory(self, vm: Any, limit: int) -> bool:
+        return limit == MEMORY_LIMIT
+
+    def callback(self, vm: Any) -> str:
+        vm.register("up", lambda s: s.upper())
+        return "yes" if self.run(vm, "up('a')", timeout=5) == "A" else "wrong value"
+
+
 ENGINES: dict[str, type[Engine]] = {
     "mini-racer": MiniRacerEngine,
     "quickjs": QuickJSEngine,
@@ -245,6 +319,8 @@ ENGINES: dict[str, type[Engine]] = {
     "dukpy": DukpyEngine,
     "pyduktape2": PyDuktape2Engine,
     "pythonmonkey": PythonMonkeyEngine,
+    "quickjs-bindings": QuickJSBindingsEngine,
+    "quickjs-rs": QuickJSRsEngine,
 }
 
 
@@ -316,6 +392,11 @@ def probe(name: str, check: str) -> str:
             worker.join()
         engine.process(vm)
         return "any thread" if all(r == '{"' for r in result) else result[-1]
+    if check == "callback":
+        try:
+            return engine.callback(vm)
+        except Exception as exc:
+            return f"error ({type(exc).__name__}: {str(exc)[:40]})"
     if check == "es2015":
         try:
             return "yes" if engine.run(vm, ES2015) is True else "no"
@@ -334,8 +415,14 @@ def _venv_python(venvs: Path, name: str) -> tuple[Path | None, str]:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     proc = subprocess.run(
         [
-            str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-            "--only-binary=:all:", CANDIDATES[name],
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            CANDIDATES[name],
         ],
         capture_output=True,
         text=True,
@@ -369,12 +456,68 @@ def _cell(python: Path, name: str, check: str) -> str:
     return proc.stdout.strip()
 
 
+def measure_layer() -> None:
+    """The gateway's engine layer (plugin_drivers.javascript) in this venv: build and call costs."""
+    from plugin_drivers.javascript.scripts import ApiScripts, JsSource
+
+    class QuietHost:
+        def log(self, message: str) -> None: ...
+        def rawlog(self, message: str) -> None: ...
+        def error(self, message: str) -> None: ...
+        def make_http_request(self, request_json: str, *, timeout: float) -> str | None:
+            return '{"Code": 200}'
+
+        def get_key_data(self, key: str, api_id: str, *, timeout: float) -> str | None: ...
+        def set_key_data(self, key: str, s: str, r: str, *, timeout: float) -> None: ...
+        def batch_request(self, request_json: str, *, timeout: float) -> str | None: ...
+
+    source = JsSource(
+        name="mw.js",
+        text="""
+        var mw = new TykJS.TykMiddleware.NewMiddleware({});
+        mw.NewProcessRequest(function (request, session, config) {
+            request.SetHeaders["X-Hello"] = "world " + config.APIID;
+            return mw.ReturnData(request, {});
+        });
+        var up = new TykJS.TykMiddleware.NewMiddleware({});
+        up.NewProcessRequest(function (request, session, config) {
+            request.SetHeaders["X-Up"] = JSON.parse(TykMakeHttpRequest("{}")).Code;
+            return up.ReturnData(request, {});
+        });
+        """,
+    )
+    request, session, config = json.loads(REQUEST), json.loads(SESSION), json.loads(CONFIG)
+    builds = []
+    for _ in range(20):
+        start = time.perf_counter()
+        api = ApiScripts(api_id="bench", sources=[source], host=QuietHost())
+        builds.append(time.perf_counter() - start)
+        api.close()
+    api = ApiScripts(api_id="bench", sources=[source], host=QuietHost())
+    for name in ("mw", "up"):
+        times = []
+        for _ in range(2000):
+            start = time.perf_counter()
+            api.run_middleware(name, request, session, config, timeout=5)
+            times.append(time.perf_counter() - start)
+        print(f"run_middleware {name}: median {statistics.median(times) * 1e6:.0f} µs")
+    print(
+        f"build a VM (built-ins, Underscore {api.underscore}, TykJS, one file): "
+        f"median {statistics.median(builds) * 1000:.1f} ms"
+    )
+    api.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probe", nargs=2, metavar=("ENGINE", "CHECK"))
     parser.add_argument("--venvs", type=Path, default=Path("/tmp/js-engines"))
+    parser.add_argument("--layer", action="store_true", help="measure plugin_drivers.javascript")
     parser.add_argument("engines", nargs="*", default=list(CANDIDATES))
     args = parser.parse_args()
+    if args.layer:
+        measure_layer()
+        return
     if args.probe:
         print(probe(*args.probe))
         return
