@@ -114,7 +114,11 @@ class JsVm:
         )
         self._closed = False
         self._lock = threading.Lock()  # guards _closed against a racing close()
-        self._context: Any = self._run(self._make_context)
+        try:
+            self._context: Any = self._run(self._make_context)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
 
     @property
     def name(self) -> str:
