@@ -259,3 +259,30 @@ def test_set_headers_replace_every_value_of_that_name(
         expected[name.lower()] = value  # names differing in case: the later one wins
     for folded, value in expected.items():
         assert [v for n, v in out.headers if n.lower() == folded] == [value]
+
+
+def test_translation_module_stays_pure() -> None:
+    """The driver may call it anywhere: no engine, no Trio, no sockets, no clock."""
+    import ast
+    import inspect
+
+    import plugin_drivers.javascript.request_object as module
+
+    tree = ast.parse(inspect.getsource(module))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert imported <= {
+        "__future__",
+        "base64",
+        "binascii",
+        "collections",
+        "typing",
+        "urllib",
+        "attrs",
+    }

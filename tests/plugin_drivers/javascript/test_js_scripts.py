@@ -269,3 +269,28 @@ def test_without_underscore_a_script_may_define_its_own(tmp_path: Path) -> None:
     )
     assert api._call("f", timeout=1) == 1
     api.close()
+
+
+async def test_calls_from_trio_worker_threads_under_a_limiter() -> None:
+    """How the driver will call it: synchronously, from worker threads, several at once."""
+    import trio
+
+    api = scripts(MIDDLEWARE)
+    limiter = trio.CapacityLimiter(4)
+    results: list[dict[str, Any]] = []
+
+    async def one(i: int) -> None:
+        request = {"Headers": {}, "SetHeaders": {}, "Body": b64(f"r{i}")}
+        out = await trio.to_thread.run_sync(
+            lambda: api.run_middleware("headerMw", request, {}, CONFIG, timeout=2),
+            limiter=limiter,
+        )
+        results.append(out)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(one, i)
+    assert sorted(base64.b64decode(r["Request"]["Body"]).decode() for r in results) == sorted(
+        f"R{i}" for i in range(20)
+    )
+    await trio.to_thread.run_sync(api.close)
