@@ -480,6 +480,10 @@ def compare_report(targets: list[Target], main_label: str) -> str:
                 f"{'per-round ratios (median)':>28}"
             )
         paired = [a.rps / b.rps for a, b in zip(main.rounds, other.rounds, strict=False) if b.rps]
+        # Requests per CPU-second of the gateway process itself: its cost per request, which
+        # moves far less than req/s when other processes compete for the CPUs.
+        main_eff, other_eff = _round_efficiency(main), _round_efficiency(other)
+        paired_eff = [a / b for a, b in zip(main_eff, other_eff, strict=False) if a and b]
         main_rps, other_rps = main.median("rps") or 0.0, other.median("rps") or 0.0
         lines.append(
             f"{other.variant or '?':<20}{main_label + ' / ' + other.label:<18}"
@@ -488,7 +492,25 @@ def compare_report(targets: list[Target], main_label: str) -> str:
             f"{(f'{statistics.median(paired):.3f}x' if paired else '-'):>28}"
         )
         lines.append(f"{'':<20}rounds: {', '.join(f'{r:.3f}' for r in paired)}")
+        if paired_eff:
+            lines.append(
+                f"{'':<20}req/CPU-s, per round (median "
+                f"{statistics.median(paired_eff):.3f}x): "
+                f"{', '.join(f'{r:.3f}' for r in paired_eff)}"
+            )
     return "\n".join(lines)
+
+
+def _round_efficiency(target: Target) -> list[float | None]:
+    """Per round, requests per CPU-second of the target's own process (None: not measured)."""
+    if target.process is None:
+        return [None for _ in target.rounds]
+    name = target.process.name
+    out: list[float | None] = []
+    for result, usage in zip(target.rounds, target.cpu_rounds, strict=False):
+        cpu = usage.get(name)
+        out.append(result.rps / (cpu / 100) if cpu else None)
+    return out
 
 
 def _per_cpu(target: Target) -> float | None:

@@ -1,0 +1,219 @@
+"""One JavaScript VM, with a time limit per call and a memory cap, behind an engine-neutral API.
+
+The engine is QuickJS-NG through the ``quickjs-ng`` wheel (chosen by measurement:
+docs/decisions.md, "JavaScript engine"). Nothing outside this module imports ``quickjs``; another
+engine fits behind the same :class:`JsVm` methods and exceptions.
+
+No Python callbacks. The binding refuses to call into Python while a time limit is set, so a
+VM built here has none: everything a script calls runs in JavaScript, and the built-ins that need
+the gateway suspend the script instead (``scripts.py`` explains how).
+
+Thread discipline. The QuickJS binding's authors report crashes when one runtime is used from
+several threads, even one after another (QuickJS records the C stack of the thread that made the
+runtime for its stack-overflow check). So every VM owns one thread of its own: it is created there
+and every engine call runs there. Callers (Trio worker threads under the gateway's thread limit)
+block on the VM thread's answer; calls to one VM are therefore serialised, in arrival order.
+
+Time limit. QuickJS stops a script from its interrupt handler once the call has used ``timeout``
+seconds of *processor* time (the binding measures with C ``clock()``); a script waiting in a
+Python callback uses none. On an idle machine that is the wall-clock time; on a loaded one the
+wall-clock time until the stop can be longer (docs/javascript.md has the figures). After the stop
+the VM is usable (tested).
+
+Memory cap. QuickJS refuses allocations past ``memory_limit`` bytes; the script gets an
+"out of memory" error, which we raise as :class:`JsMemoryError`. The VM stays usable, but whatever
+the script kept in globals stays allocated, so the owner should rebuild the VM
+(:class:`~plugin_drivers.javascript.scripts.ApiScripts` does).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, final
+
+import quickjs
+
+__all__ = [
+    "JsError",
+    "JsLoadError",
+    "JsMemoryError",
+    "JsTimeoutError",
+    "JsVm",
+    "JsVmClosedError",
+    "call_expression",
+]
+
+T = TypeVar("T")
+
+# The binding names every source "<input>"; we put the real file name back in messages.
+_INPUT_POSITION: Final = re.compile(r"<input>(?::(\d+))?(?::(\d+))?")
+# A dotted JavaScript name (`obj`, `TykJS.mw`), the only thing we splice into code we evaluate.
+_JS_NAME: Final = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*")
+
+
+class JsError(Exception):
+    """A script failed: a thrown error, a name that is not defined, a bad return value."""
+
+
+class JsLoadError(JsError):
+    """A source file could not be evaluated (syntax error, or an error thrown at load time)."""
+
+    def __init__(self, filename: str, message: str) -> None:
+        super().__init__(f"{filename}: {message}")
+        self.filename = filename
+
+
+class JsTimeoutError(JsError):
+    """The call used its whole time limit and was stopped."""
+
+
+class JsMemoryError(JsError):
+    """The script tried to allocate past the VM's memory cap and was stopped."""
+
+
+class JsVmClosedError(JsError):
+    """The VM was closed before the call could run."""
+
+
+def call_expression(function: str, *args: Any) -> str:
+    """JavaScript source for ``function(args...)``, the arguments as JSON literals.
+
+    ``function`` must be a dotted name: it usually comes from an API definition, and nothing
+    else from outside is ever spliced into code.
+    """
+    if not _JS_NAME.fullmatch(function):
+        raise ValueError(f"not a JavaScript function name: {function!r}")
+    literals = ", ".join(json.dumps(arg, ensure_ascii=False) for arg in args)
+    return f"{function}({literals})"
+
+
+def _message(exc: BaseException, filename: str) -> str:
+    text = str(exc).strip()
+    return _INPUT_POSITION.sub(
+        lambda m: filename + "".join(f":{g}" for g in m.groups() if g is not None), text
+    )
+
+
+@final
+class JsVm:
+    """One JavaScript global environment with its own thread; see the module docstring.
+
+    All methods are synchronous and may be called from any thread (not from the VM's own thread,
+    i.e. not from inside a callback). ``timeout`` is in seconds.
+    """
+
+    def __init__(self, *, memory_limit: int, name: str = "js") -> None:
+        self._name = name
+        self._memory_limit = memory_limit
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"jsvm-{name}"
+        )
+        self._closed = False
+        self._lock = threading.Lock()  # guards _closed against a racing close()
+        try:
+            self._context: Any = self._run(self._make_context)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _make_context(self) -> Any:
+        context = quickjs.Context()
+        context.set_memory_limit(self._memory_limit)
+        return context
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
+            future = self._executor.submit(fn)
+        # No wait bound here: the engine's own time limit ends every call we submit.
+        return future.result()
+
+    def evaluate(self, source: str, *, filename: str, timeout: float) -> None:
+        """Run ``source`` in the global scope (a script file); raise :class:`JsLoadError`."""
+
+        def run() -> None:
+            self._context.set_time_limit(timeout)
+            try:
+                self._context.eval(source)
+            except quickjs.JSException as exc:
+                raise self._classify(exc, filename, load=True) from None
+            finally:
+                self._context.set_time_limit(-1)
+
+        self._run(run)
+
+    def eval_json(self, code: str, *, timeout: float, filename: str = "<call>") -> Any:
+        """Evaluate an expression whose value is JSON text (or undefined); return it decoded."""
+
+        def run() -> Any:
+            self._context.set_time_limit(timeout)
+            try:
+                out = self._context.eval(code)
+            except quickjs.JSException as exc:
+                raise self._classify(exc, filename, load=False) from None
+            finally:
+                self._context.set_time_limit(-1)
+            if out is None:
+                return None
+            if not isinstance(out, str):
+                raise JsError(f"{filename}: returned {type(out).__name__}, not JSON text")
+            return json.loads(out)
+
+        return self._run(run)
+
+    def call_json(self, function: str, *args: Any, timeout: float) -> Any:
+        """Call the global ``function`` (dotted name) with JSON-able ``args``; return its value.
+
+        The arguments reach the script as plain objects (JSON literals, as Tyk passes them); the
+        result comes back through ``JSON.stringify``, so objects and arrays arrive as Python
+        dicts and lists, and ``undefined`` as ``None``.
+        """
+        code = (
+            f"(function () {{ var r = {call_expression(function, *args)};"
+            f" return r === undefined ? undefined : JSON.stringify(r); }})()"
+        )
+        return self.eval_json(code, timeout=timeout)
+
+    def collect_garbage(self) -> None:
+        self._run(lambda: self._context.gc())
+
+    def memory_used(self) -> int:
+        """Bytes the engine has allocated for this VM."""
+        return int(self._run(lambda: self._context.memory()["memory_used_size"]))
+
+    def close(self) -> None:
+        """Free the VM and stop its thread; a running call ends first (its time limit bounds it)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+
+        def drop() -> None:
+            self._context = None
+
+        self._executor.submit(drop)
+        self._executor.shutdown(wait=True)
+
+    def _classify(self, exc: BaseException, filename: str, *, load: bool) -> JsError:
+        text = str(exc)
+        if text.startswith("InternalError: interrupted"):
+            return JsTimeoutError(f"{filename}: stopped at its time limit")
+        # When the cap is hit while the engine builds its own error, what arrives is a bare
+        # `null` (about half the time, measured); a script that throws null itself looks the
+        # same, and is treated the same: the call fails either way, and a rebuild is harmless.
+        if text.startswith("InternalError: out of memory") or text.strip() == "null":
+            return JsMemoryError(
+                f"{filename}: stopped at the VM's memory cap ({self._memory_limit} bytes)"
+            )
+        if load:
+            return JsLoadError(filename, _message(exc, filename))
+        return JsError(_message(exc, filename))

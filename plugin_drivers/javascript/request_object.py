@@ -1,0 +1,340 @@
+"""Tyk's JavaScript request object, both ways, as pure functions over plain data.
+
+Going in (``to_js_request``): the fields of Tyk's ``MiniRequestObject`` (``tyk-compat.md`` §6.2;
+``gateway/mw_js_plugin.go``): ``Headers`` as arrays under Go-canonical names with ``Host``
+included, the empty change sets, ``Body`` base64-encoded (as Go encodes a ``[]byte``; the TykJS
+wrapper decodes it before the user's function runs), ``URL``, ``Params`` (query, arrays),
+``ReturnOverrides`` zeroed, ``IgnoreBody``, ``Method``, ``RequestURI``, ``Scheme``.
+
+Coming back (``parse_js_result`` then ``apply_js_request``), in Tyk's order: the body (unless
+``IgnoreBody``), the URL (parsed as Go's ``url.ParseRequestURI`` would; a URL it rejects is an
+error here, where Tyk would go on with a broken URL), ``DeleteHeaders``, ``SetHeaders``,
+``DeleteParams``, ``AddParams`` (set), ``ExtendedParams`` (append), then the query re-encoded
+with its keys sorted, as Go's ``url.Values.Encode`` does. ``Method`` is not applied, as in Tyk.
+Field names match case-insensitively, as Go's JSON decoder matches struct fields (the last of
+several spellings wins, as there). This module does no I/O and imports no Trio.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote_plus, urlsplit
+
+import attrs
+
+__all__ = [
+    "GatewayRequest",
+    "JsErrorReply",
+    "JsForcedReply",
+    "JsRequestChanges",
+    "JsResult",
+    "JsResultError",
+    "ReturnOverrides",
+    "apply_js_request",
+    "canonical_header_name",
+    "override_reply",
+    "parse_js_result",
+    "to_js_request",
+    "updated_meta_data",
+]
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class JsResultError(ValueError):
+    """What a middleware returned cannot be applied (wrong type, unparseable URL, bad base64)."""
+
+
+@attrs.frozen(kw_only=True)
+class GatewayRequest:
+    """The parts of a request the JS object is made from and changes apply to.
+
+    ``url`` is the request's current path and query (after any earlier rewrite);
+    ``request_uri`` the target as the client sent it.
+    """
+
+    method: str
+    scheme: str
+    host: str
+    url: str
+    request_uri: str
+    headers: Headers
+    body: bytes
+
+
+@attrs.frozen(kw_only=True)
+class ReturnOverrides:
+    response_code: int = 0
+    response_error: str = ""
+    response_body: str = ""
+    response_headers: tuple[tuple[str, str], ...] = ()
+    override_error: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class JsRequestChanges:
+    """The request part of what a middleware returned, decoded and type-checked."""
+
+    body: bytes | None  # None when IgnoreBody
+    url: str
+    delete_headers: tuple[str, ...]
+    set_headers: tuple[tuple[str, str], ...]
+    delete_params: tuple[str, ...]
+    add_params: tuple[tuple[str, str], ...]
+    extended_params: tuple[tuple[str, tuple[str, ...]], ...]
+    return_overrides: ReturnOverrides
+
+
+@attrs.frozen(kw_only=True)
+class JsResult:
+    """All of a middleware's answer: the request changes and the session parts."""
+
+    request: JsRequestChanges
+    session_meta: Mapping[str, Any] | None  # ReturnData's second argument
+    session: Mapping[str, Any] | None  # ReturnAuthData's
+    auth_value: str
+
+
+@attrs.frozen(kw_only=True)
+class JsErrorReply:
+    """Tyk answers with its standard error body carrying ``message``."""
+
+    code: int
+    message: str
+    headers: tuple[tuple[str, str], ...]
+
+
+@attrs.frozen(kw_only=True)
+class JsForcedReply:
+    """Tyk answers with exactly this body."""
+
+    code: int
+    body: str
+    headers: tuple[tuple[str, str], ...]
+
+
+_EMPTY_OVERRIDES: Final[Mapping[str, Any]] = {
+    "ResponseCode": 0,
+    "ResponseError": "",
+    "ResponseBody": "",
+    "ResponseHeaders": None,
+    "OverrideError": False,
+}
+
+
+def canonical_header_name(name: str) -> str:
+    """Go's ``textproto.CanonicalMIMEHeaderKey``: ``x-api-key`` -> ``X-Api-Key``.
+
+    Like Go, a name with a byte that is not a token character is returned unchanged.
+    """
+    if not name or any(not (c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")) for c in name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def to_js_request(request: GatewayRequest) -> dict[str, Any]:
+    """The request object a Tyk middleware receives (before the wrapper decodes ``Body``)."""
+    headers: dict[str, list[str]] = {}
+    for name, value in request.headers:
+        headers.setdefault(canonical_header_name(name), []).append(value)
+    headers.setdefault("Host", [request.host])
+    params: dict[str, list[str]] = {}
+    for key, value in parse_qsl(urlsplit(request.url).query, keep_blank_values=True):
+        params.setdefault(key, []).append(value)
+    return {
+        "Headers": headers,
+        "SetHeaders": {},
+        "DeleteHeaders": [],
+        "Body": base64.b64encode(request.body).decode("ascii"),
+        "URL": request.url,
+        "Params": params,
+        "AddParams": {},
+        "ExtendedParams": {},
+        "DeleteParams": [],
+        "ReturnOverrides": dict(_EMPTY_OVERRIDES),
+        "IgnoreBody": False,
+        "Method": request.method,
+        "RequestURI": request.request_uri,
+        "Scheme": request.scheme,
+    }
+
+
+def _field(obj: Mapping[str, Any], name: str) -> Any:
+    # Go's decoder: an exact or case-insensitive key fills the field; a later key wins.
+    found: Any = None
+    folded = name.lower()
+    for key, value in obj.items():
+        if key.lower() == folded:
+            found = value
+    return found
+
+
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise JsResultError(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _string(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise JsResultError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise JsResultError(f"{what} must be an array, not {type(value).__name__}")
+    return tuple(_string(item, f"{what} item") for item in value)
+
+
+def _string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    return tuple((k, _string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
+
+
+def _int(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise JsResultError(f"{what} must be an integer, not {value!r}")
+    return int(value)
+
+
+def _bool(value: Any, what: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise JsResultError(f"{what} must be true or false, not {value!r}")
+    return value
+
+
+def _overrides(value: Any) -> ReturnOverrides:
+    obj = _object(value, "ReturnOverrides")
+    return ReturnOverrides(
+        response_code=_int(_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
+        response_error=_string(_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
+        response_body=_string(_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
+        response_headers=_string_map(
+            _field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
+        ),
+        override_error=_bool(_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
+    )
+
+
+def parse_js_result(result: Mapping[str, Any]) -> JsResult:
+    """Decode a middleware's returned object (after ``JSON.parse``) the way Go decodes it."""
+    request = _object(_field(result, "Request"), "Request")
+    ignore_body = _bool(_field(request, "IgnoreBody"), "Request.IgnoreBody")
+    body: bytes | None = None
+    if not ignore_body:
+        encoded = _string(_field(request, "Body"), "Request.Body")
+        try:
+            body = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise JsResultError(f"Request.Body is not base64: {exc}") from None
+    extended = _object(_field(request, "ExtendedParams"), "Request.ExtendedParams")
+    changes = JsRequestChanges(
+        body=body,
+        url=_string(_field(request, "URL"), "Request.URL"),
+        delete_headers=_strings(_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
+        set_headers=_string_map(_field(request, "SetHeaders"), "Request.SetHeaders"),
+        delete_params=_strings(_field(request, "DeleteParams"), "Request.DeleteParams"),
+        add_params=_string_map(_field(request, "AddParams"), "Request.AddParams"),
+        extended_params=tuple(
+            (k, _strings(v, f"Request.ExtendedParams.{k}")) for k, v in extended.items()
+        ),
+        return_overrides=_overrides(_field(request, "ReturnOverrides")),
+    )
+    meta = _field(result, "SessionMeta")
+    session = _field(result, "Session")
+    return JsResult(
+        request=changes,
+        session_meta=None if meta is None else _object(meta, "SessionMeta"),
+        session=None if session is None else _object(session, "Session"),
+        auth_value=_string(_field(result, "AuthValue"), "AuthValue"),
+    )
+
+
+def _parse_request_uri(url: str) -> tuple[str, str]:
+    """(path, query) of ``url`` where Go's ``url.ParseRequestURI`` accepts it."""
+    if not url:
+        raise JsResultError("Request.URL is empty")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise JsResultError("Request.URL contains a control character")
+    if url.startswith("/"):
+        path, _, query = url.partition("?")
+        return path, query
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise JsResultError(f"Request.URL is neither an absolute path nor an absolute URL: {url!r}")
+    return parts.path or "/", parts.query
+
+
+def _encode_query(pairs: Sequence[tuple[str, str]]) -> str:
+    # url.Values.Encode: keys sorted, each key's values in order, QueryEscape on both.
+    ordered = sorted(pairs, key=lambda kv: kv[0])
+    return "&".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}" for k, v in ordered)
+
+
+def apply_js_request(request: GatewayRequest, changes: JsRequestChanges) -> GatewayRequest:
+    """The request after a middleware's changes, in Tyk's order (module docstring)."""
+    body = request.body if changes.body is None else changes.body
+    path, query = _parse_request_uri(changes.url)
+
+    headers = list(request.headers)
+    for name in changes.delete_headers:
+        folded = name.lower()
+        headers = [(n, v) for n, v in headers if n.lower() != folded]
+    for name, value in changes.set_headers:
+        folded = name.lower()
+        headers = [(n, v) for n, v in headers if n.lower() != folded]
+        headers.append((canonical_header_name(name), value))
+
+    params = parse_qsl(query, keep_blank_values=True)
+    for key in changes.delete_params:
+        params = [(k, v) for k, v in params if k != key]
+    for key, value in changes.add_params:
+        params = [(k, v) for k, v in params if k != key]
+        params.append((key, value))
+    for key, values in changes.extended_params:
+        params.extend((key, v) for v in values)
+    encoded = _encode_query(params)
+    url = f"{path}?{encoded}" if encoded else path
+    return attrs.evolve(request, url=url, headers=tuple(headers), body=body)
+
+
+def override_reply(overrides: ReturnOverrides) -> JsErrorReply | JsForcedReply | None:
+    """The answer ``ReturnOverrides`` asks for, by Tyk's rules, or None to go on.
+
+    ``ResponseError``, when set, replaces ``ResponseBody``; a code of 400 or more without
+    ``OverrideError`` gives Tyk's standard error body; any other non-zero code sends the body as is.
+    """
+    body = overrides.response_error or overrides.response_body
+    code = overrides.response_code
+    if code == 0:
+        return None
+    if code >= 400 and not overrides.override_error:
+        return JsErrorReply(code=code, message=body, headers=overrides.response_headers)
+    return JsForcedReply(code=code, body=body, headers=overrides.response_headers)
+
+
+def updated_meta_data(
+    current: Mapping[str, Any], result: JsResult, *, pre: bool, use_session: bool
+) -> dict[str, Any] | None:
+    """The session's new ``meta_data``, or None to leave the session alone.
+
+    Only hooks after authentication with ``require_session`` write back, and then the returned
+    ``SessionMeta`` replaces ``meta_data`` wholesale: keys it lacks are deleted.
+    """
+    if pre or not use_session:
+        return None
+    new = dict(result.session_meta or {})
+    return None if new == dict(current) else new

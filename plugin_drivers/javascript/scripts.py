@@ -1,0 +1,308 @@
+"""One API's JavaScript: a VM preloaded as Tyk preloads it, and the call of one middleware.
+
+Load order, as in Tyk (``tyk-compat.md`` §6.1): the built-in functions, Underscore.js, the TykJS
+library, the gateway's ``tyk_js_path`` file (user globals), then the API's files in order. All
+share one global namespace, so the last definition of a name wins.
+
+The string built-ins (``b64enc`` …) are JavaScript (``builtins.js``): the engine refuses calls into
+Python while a call's time limit is armed. ``log``/``rawlog`` lines are collected during the call
+and handed to the :class:`JsHost` after it. The built-ins that need the gateway
+(``TykMakeHttpRequest``, ``TykGetKeyData``, ``TykSetKeyData``, ``TykBatchRequest``) work by
+*suspend and replay*: the first time a call asks for one, the script is stopped, the host performs
+the request (with the time left), and the call runs again from the start with that answer ready;
+a request the script makes the same way again gets the recorded answer. A call with N such
+requests therefore runs N+1 times; side effects happen once, because the answers are recorded.
+Lines logged by a run that was stopped for a request are dropped (the replay logs them again).
+A script whose requests differ between runs (say, a timestamp in the URL) still works: from the
+first request that differs, it is asked again. Host methods are synchronous and run on the
+calling thread, which is not Trio's (use ``trio.from_thread.run(..., trio_token=...)``).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol, final
+
+import attrs
+
+from .engine import JsError, JsLoadError, JsMemoryError, JsTimeoutError, JsVm, call_expression
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "UNDERSCORE_LOCATIONS",
+    "ApiScripts",
+    "JsHost",
+    "JsSource",
+    "find_underscore",
+]
+
+#: Memory cap per VM unless the gateway sets another (QuickJS counts its own heap only).
+DEFAULT_MEMORY_LIMIT: Final = 64 * 1024 * 1024
+
+#: Where an installed package ships Underscore.js, tried in order. Debian's libjs-underscore puts
+#: it in /usr/share/javascript; we never carry a copy of our own.
+UNDERSCORE_LOCATIONS: Final[tuple[Path, ...]] = (
+    Path("/usr/share/javascript/underscore/underscore.js"),
+    Path("/usr/share/nodejs/underscore/underscore.js"),
+)
+
+# Scripts that touch `_` without Underscore installed get this error instead of "not defined".
+# Assigning `_` (a script's own helper) replaces the trap with a plain value.
+_UNDERSCORE_MISSING: Final = """
+Object.defineProperty(globalThis, "_", {
+    configurable: true,
+    get: function () {
+        throw new ReferenceError(
+            "Underscore.js (_) is not available: install a package that ships it " +
+            "(Debian: libjs-underscore) or set the path to underscore.js in the gateway settings");
+    },
+    set: function (value) {
+        Object.defineProperty(globalThis, "_", {configurable: true, writable: true, value: value});
+    }
+});
+"""
+
+# Time allowed for evaluating our own library files at VM creation.
+_LIBRARY_TIMEOUT: Final = 5.0
+
+
+class JsHost(Protocol):
+    """What the driver provides to the built-ins that reach outside the VM.
+
+    Arguments and results are strings, as in Tyk: JSON travels as JSON text. Returning ``None``
+    gives the script ``undefined`` (Tyk's answer when a request fails), and so does an
+    exception, which is reported through :meth:`error`. ``timeout`` is the time the call has
+    left, in seconds: a host method must not take longer.
+    """
+
+    def log(self, message: str) -> None: ...
+
+    def rawlog(self, message: str) -> None: ...
+
+    def error(self, message: str) -> None:
+        """A built-in failed (e.g. b64dec of bad data); Tyk logs these at error level."""
+
+    def make_http_request(self, request_json: str, *, timeout: float) -> str | None: ...
+
+    def get_key_data(self, key: str, api_id: str, *, timeout: float) -> str | None: ...
+
+    def set_key_data(
+        self, key: str, session_json: str, suppress_reset: str, *, timeout: float
+    ) -> None: ...
+
+    def batch_request(self, request_json: str, *, timeout: float) -> str | None: ...
+
+
+@attrs.frozen(kw_only=True)
+class JsSource:
+    """A script to load: its text and the name errors should carry (usually the file path)."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def from_file(cls, path: Path) -> JsSource:
+        return cls(name=str(path), text=path.read_text(encoding="utf-8"))
+
+
+def find_underscore(
+    configured: Path | None = None, locations: Sequence[Path] = UNDERSCORE_LOCATIONS
+) -> Path | None:
+    """The Underscore.js file to preload: ``configured`` if given, else an installed copy."""
+    if configured is not None:
+        if not configured.is_file():
+            raise JsLoadError(str(configured), "the configured Underscore.js file does not exist")
+        return configured
+    for candidate in locations:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+#: Requests to the gateway one call may make before it is stopped with an error.
+MAX_HOST_CALLS: Final = 64
+
+
+def _to_str(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def _packaged(name: str) -> JsSource:
+    text = importlib.resources.files(__package__ or "").joinpath(name).read_text(encoding="utf-8")
+    return JsSource(name=f"<{name}>", text=text)
+
+
+@final
+class ApiScripts:
+    """The JavaScript of one API: a preloaded VM, rebuilt after it hits its memory cap.
+
+    ``sources`` are the ``tyk_js_path`` file (if any) followed by the API's files. Building
+    raises :class:`~plugin_drivers.javascript.engine.JsLoadError` naming the bad file.
+    Methods are synchronous; call them from a worker thread, never from the event loop.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_id: str,
+        sources: Sequence[JsSource],
+        host: JsHost,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        load_timeout: float = 5.0,
+        underscore: Path | None = None,
+        underscore_locations: Sequence[Path] = UNDERSCORE_LOCATIONS,
+    ) -> None:
+        self._api_id = api_id
+        self._sources = tuple(sources)
+        self._host = host
+        self._memory_limit = memory_limit
+        self._load_timeout = load_timeout
+        self._underscore = find_underscore(underscore, underscore_locations)
+        self._lock = threading.Lock()  # one rebuild at a time
+        self._vm = self._build()
+        self.rebuilds = 0
+
+    @property
+    def underscore(self) -> Path | None:
+        """The Underscore.js file loaded, or None when ``_`` is the "not installed" trap."""
+        return self._underscore
+
+    def _build(self) -> JsVm:
+        vm = JsVm(memory_limit=self._memory_limit, name=self._api_id)
+        try:
+            builtins = _packaged("builtins.js")
+            vm.evaluate(builtins.text, filename=builtins.name, timeout=_LIBRARY_TIMEOUT)
+            if self._underscore is None:
+                vm.evaluate(_UNDERSCORE_MISSING, filename="<underscore>", timeout=_LIBRARY_TIMEOUT)
+            else:
+                vm.evaluate(
+                    self._underscore.read_text(encoding="utf-8"),
+                    filename=str(self._underscore),
+                    timeout=_LIBRARY_TIMEOUT,
+                )
+            library = _packaged("tyk_library.js")
+            vm.evaluate(library.text, filename=library.name, timeout=_LIBRARY_TIMEOUT)
+            for source in self._sources:
+                vm.evaluate(source.text, filename=source.name, timeout=self._load_timeout)
+        except BaseException:
+            vm.close()
+            raise
+        return vm
+
+    def run_middleware(
+        self,
+        name: str,
+        request: dict[str, Any],
+        session: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """``name.DoProcessRequest(request, session, config)``; the decoded object it returns.
+
+        Raises :class:`JsError` (and its timeout / memory subclasses) for a failed call, a
+        missing middleware object, or a return value that is not a JSON object.
+        """
+        out = self._call(f"{name}.DoProcessRequest", request, session, config, timeout=timeout)
+        if out is None:
+            raise JsError(f"middleware {name} returned no request object")
+        return _json_object(out, f"middleware {name}")
+
+    def run_virtual(
+        self,
+        function: str,
+        request: dict[str, Any],
+        session: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        timeout: float,
+    ) -> dict[str, Any]:
+        """A virtual endpoint's ``function(request, session, config)``: the TykJsResponse object."""
+        out = self._call(function, request, session, config, timeout=timeout)
+        if out is None:
+            raise JsError(f"virtual endpoint {function} returned nothing")
+        return _json_object(out, f"virtual endpoint {function}")
+
+    def _call(self, function: str, *args: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        target = call_expression(function, *args)
+        answers: list[list[Any]] = []  # [[JSON of [name, args], answer], ...] in call order
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JsTimeoutError(f"{function}: no time left after its requests to the gateway")
+            code = f"__tyk.run({json.dumps(answers)}, function () {{ return {target}; }})"
+            envelope = self._eval(code, remaining)
+            pending = envelope["pending"]
+            if pending is None:
+                self._emit_logs(envelope["logs"])
+                return envelope["out"]
+            if len(answers) >= MAX_HOST_CALLS:
+                raise JsError(f"{function}: more than {MAX_HOST_CALLS} requests to the gateway")
+            name, call_args, key = pending
+            answer = self._ask_host(name, call_args, max(0.0, deadline - time.monotonic()))
+            answers.append([key, answer])  # the key exactly as the script's JSON.stringify made it
+
+    def _eval(self, code: str, timeout: float) -> Any:
+        vm = self._vm
+        try:
+            return vm.eval_json(code, timeout=timeout)
+        except JsMemoryError:
+            # Whatever the script left reachable stays allocated: start again from the sources.
+            self._replace(vm)
+            raise
+
+    def _ask_host(self, name: str, args: list[Any], timeout: float) -> Any:
+        host = self._host
+        strings = [_to_str(a) for a in args]
+        try:
+            if name == "TykMakeHttpRequest":
+                return host.make_http_request(strings[0], timeout=timeout)
+            if name == "TykGetKeyData":
+                return host.get_key_data(strings[0], strings[1], timeout=timeout)
+            if name == "TykSetKeyData":
+                host.set_key_data(strings[0], strings[1], strings[2], timeout=timeout)
+                return None
+            if name == "TykBatchRequest":
+                return host.batch_request(strings[0], timeout=timeout)
+        except Exception as exc:
+            host.error(f"{name} failed: {type(exc).__name__}: {exc}")
+            return None
+        raise JsError(f"unknown gateway built-in {name!r}")
+
+    def _emit_logs(self, logs: list[list[str]]) -> None:
+        for kind, line in logs:
+            if kind == "rawlog":
+                self._host.rawlog(line)
+            elif kind == "error":
+                self._host.error(line)
+            else:
+                self._host.log(line)
+
+    def _replace(self, old: JsVm) -> None:
+        with self._lock:
+            if self._vm is not old:
+                return  # another thread already rebuilt it
+            self._vm = self._build()
+            self.rebuilds += 1
+        old.close()
+
+    def close(self) -> None:
+        self._vm.close()
+
+
+def _json_object(out: Any, what: str) -> dict[str, Any]:
+    # Tyk's wrapper returns a JSON *string*; a script may also hand back an object directly.
+    if isinstance(out, str):
+        try:
+            out = json.loads(out)
+        except ValueError as exc:
+            raise JsError(f"{what} returned data that is not JSON: {exc}") from None
+    if not isinstance(out, dict):
+        raise JsError(f"{what} returned {type(out).__name__}, not an object")
+    return out
