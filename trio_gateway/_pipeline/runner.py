@@ -247,6 +247,7 @@ class ApiPipeline:
         # The clock's own method: trio.current_time() costs two more calls, twice per hook.
         current_time = trio.lowlevel.current_clock().current_time
         i, n = 0, len(hooks)
+        checked: _Fields | None = None  # what the last check after a hook passed
         while True:
             failure: FailureKind | None = None
             error: Exception | None = None
@@ -320,7 +321,8 @@ class ApiPipeline:
                     # Nothing a hook set reaches a wire unchecked: a value that would split or
                     # corrupt a head is this hook's error (500 Middleware error), never sent.
                     try:
-                        answer = _checked_outcome(hook.stage, decision, request, response)
+                        checked = _check_fields(hook.stage, request, response, checked)
+                        answer = _checked_answer(decision)
                     except Exception as exc:
                         failure, error = FailureKind.ERROR, exc
                         break
@@ -375,15 +377,39 @@ class ApiPipeline:
         return answer
 
 
-def _checked_outcome(
-    stage: Stage, decision: object, request: Request, response: Response | None
-) -> Response | None:
-    """The hook's answer, if it gave one; raises :class:`InvalidHead` if it set a value (on the
-    request, the response, or its answer) that the writer would refuse."""
+#: The fields of a request (method, path, query, headers) or response (status, headers) that a
+#: check after a hook passed; the headers a copy, as hooks change the list in place.
+_Fields = tuple[object, ...]
+
+
+def _check_fields(
+    stage: Stage, request: Request, response: Response | None, checked: _Fields | None
+) -> _Fields | None:
+    """Raise :class:`InvalidHead` if a hook set a value on the request (or the response) that
+    the writer would refuse; returns the fields now known good.
+
+    Fields equal to ``checked`` (what the check after an earlier hook of this walk passed) are
+    not checked again: a hook that changed nothing costs a comparison, not a second check (the
+    comparison is by identity first, element by element, so it is cheap for unchanged fields).
+    """
     if response is not None:
+        fields: _Fields = (response.status, response.headers)
+        if fields == checked:
+            return checked
         check_response(response.status, response.headers)
-    elif stage is not Stage.RESPONSE:
-        check_request(request.method, request.path, request.query, request.headers)
+        return (response.status, response.headers[:])
+    if stage is Stage.RESPONSE:
+        return checked  # the request is read-only there
+    fields = (request.method, request.path, request.query, request.headers)
+    if fields == checked:
+        return checked
+    check_request(request.method, request.path, request.query, request.headers)
+    return (request.method, request.path, request.query, request.headers[:])
+
+
+def _checked_answer(decision: object) -> Response | None:
+    """The hook's answer, if it gave one; raises :class:`InvalidHead` if the writer would
+    refuse it."""
     if isinstance(decision, Respond):
         answer = decision.to_response()
         check_response(answer.status, answer.headers)

@@ -274,18 +274,25 @@ class H1ClientParser:
     def on_headers_complete(self) -> None:
         parser = self._parser
         content_length: int | None = None
-        codings: list[bytes] = []
+        codings: list[bytes] | None = None
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
+                if codings is None:
+                    codings = []
                 codings.extend(c.strip().lower() for c in value.split(b","))
-        # RFC 9112 §6.3: a Transfer-Encoding whose final coding is chunked is chunked (3); any
-        # other Transfer-Encoding is read until the close (3, llhttp does so), whatever coding
-        # it names: that coding is the client's to undo, so it is passed on.
-        chunked = bool(codings) and codings[-1] == b"chunked"
-        coding_list = [c for c in codings if c and c != b"chunked"]
+        chunked = False
+        transfer_coding = b""
+        if codings is not None:
+            # RFC 9112 §6.3: a Transfer-Encoding whose final coding is chunked is chunked (3);
+            # any other Transfer-Encoding is read until the close (3, llhttp does so), whatever
+            # coding it names: that coding is the client's to undo, so it is passed on. (The
+            # usual response has none: no lists are made for it.)
+            chunked = bool(codings) and codings[-1] == b"chunked"
+            transfer_coding = b", ".join([c for c in codings if c and c != b"chunked"])
+            content_length = None
         status = parser.get_status_code()
         self._events.append(
             ResponseHead(
@@ -294,13 +301,13 @@ class H1ClientParser:
                 headers=self._headers,
                 http_version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),
-                content_length=None if codings else content_length,
+                content_length=content_length,
                 chunked=chunked,
-                transfer_coding=b", ".join(coding_list),
+                transfer_coding=transfer_coding,
             )
         )
         self._until_close = (
-            ((codings and not chunked) or (content_length is None and not chunked))
+            ((codings is not None and not chunked) or (content_length is None and not chunked))
             and status >= 200
             and status not in (204, 304)
         )
