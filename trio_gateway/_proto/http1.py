@@ -167,13 +167,14 @@ class H1ServerParser:
             elif lname == b"upgrade":
                 upgrade = True
         method: bytes = parser.get_method()
-        if parser.get_http_version() not in ("1.1", "1.0"):
+        version: str = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
             # llhttp accepts "GET /" (HTTP/0.9) and "HTTP/2.0" heads; we speak neither over
             # HTTP/1 syntax, and answering them in HTTP/1.1 would be guessing.
             raise _UnsupportedVersion
         # RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any
         # request with more than one.
-        if hosts > 1 or (hosts == 0 and parser.get_http_version() == "1.1"):
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _BadHost
         if self._max_body and content_length is not None and content_length > self._max_body:
             raise _BodyTooLarge
@@ -182,7 +183,7 @@ class H1ServerParser:
                 method=method,
                 target=self._target,
                 headers=self._headers,
-                http_version=parser.get_http_version(),
+                http_version=version,
                 keep_alive=parser.should_keep_alive(),
                 content_length=content_length,
                 chunked=chunked,

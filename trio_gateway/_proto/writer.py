@@ -246,7 +246,9 @@ def encode_chunk(data: bytes) -> bytes:
 
 def frame(framing: Framing, data: bytes) -> bytes:
     """``data`` as it goes on the wire under ``framing`` (a chunk when chunked)."""
-    return encode_chunk(data) if framing is Framing.CHUNKED and data else data
+    # The module's alias, not ``Framing.CHUNKED``: an enum member read off its class costs a
+    # lookup through the enum's metaclass (~25 ns in CPython 3.11), per chunk here.
+    return encode_chunk(data) if framing is _CHUNKED_FRAMING and data else data
 
 
 def _serialise(
