@@ -247,7 +247,7 @@ class ApiPipeline:
         # The clock's own method: trio.current_time() costs two more calls, twice per hook.
         current_time = trio.lowlevel.current_clock().current_time
         i, n = 0, len(hooks)
-        checked: _Fields | None = None  # what the last check after a hook passed
+        checked = _known_good(request, response)
         while True:
             failure: FailureKind | None = None
             error: Exception | None = None
@@ -377,20 +377,29 @@ class ApiPipeline:
         return answer
 
 
-#: The fields of a request (method, path, query, headers) or response (status, headers) that a
-#: check after a hook passed; the headers a copy, as hooks change the list in place.
+#: The fields of a request (method, path, query, headers) or response (status, headers) known to
+#: be good; the headers a copy, as hooks change the list in place.
 _Fields = tuple[object, ...]
 
 
+def _known_good(request: Request, response: Response | None) -> _Fields:
+    """The fields as a walk begins: the parser's (llhttp refuses every method, target, name and
+    value the writer would, so a hook that leaves them as they are has set nothing to check),
+    or what the gateway made of them. Whatever the source, the writer checks the head it sends."""
+    if response is not None:
+        return (response.status, response.headers[:])
+    return (request.method, request.path, request.query, request.headers[:])
+
+
 def _check_fields(
-    stage: Stage, request: Request, response: Response | None, checked: _Fields | None
-) -> _Fields | None:
+    stage: Stage, request: Request, response: Response | None, checked: _Fields
+) -> _Fields:
     """Raise :class:`InvalidHead` if a hook set a value on the request (or the response) that
     the writer would refuse; returns the fields now known good.
 
-    Fields equal to ``checked`` (what the check after an earlier hook of this walk passed) are
-    not checked again: a hook that changed nothing costs a comparison, not a second check (the
-    comparison is by identity first, element by element, so it is cheap for unchanged fields).
+    Only what a hook changed is checked: fields equal to ``checked`` (as the walk began, or as
+    the check after an earlier hook passed them) cost a comparison, by identity first, element by
+    element. A changed field list is checked whole (one pass in C for all its values).
     """
     if response is not None:
         fields: _Fields = (response.status, response.headers)
