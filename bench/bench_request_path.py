@@ -114,13 +114,12 @@ def build_stages() -> dict[str, Callable[[Any], Any]]:
 
     checks: Callable[[Request], None] | None = None
     try:  # the runner's checks after each hook, as of this branch
-        from trio_gateway._pipeline.runner import _check_fields, _checked_answer
+        from trio_gateway._pipeline.runner import _check_fields, _known_good
 
         def checks(request: Request) -> None:
-            checked = _check_fields(Stage.PRE, request, None, None)
-            _checked_answer(None)
+            checked = _known_good(request, None)
+            checked = _check_fields(Stage.PRE, request, None, checked)
             _check_fields(Stage.POST, request, None, checked)
-            _checked_answer(None)
 
     except ImportError:
         try:  # as merged with issue 9

@@ -322,7 +322,9 @@ class ApiPipeline:
                     # corrupt a head is this hook's error (500 Middleware error), never sent.
                     try:
                         checked = _check_fields(hook.stage, request, response, checked)
-                        answer = _checked_answer(decision)
+                        answer = (
+                            _checked_answer(decision) if isinstance(decision, Respond) else None
+                        )
                     except Exception as exc:
                         failure, error = FailureKind.ERROR, exc
                         break
@@ -416,14 +418,11 @@ def _check_fields(
     return (request.method, request.path, request.query, request.headers[:])
 
 
-def _checked_answer(decision: object) -> Response | None:
-    """The hook's answer, if it gave one; raises :class:`InvalidHead` if the writer would
-    refuse it."""
-    if isinstance(decision, Respond):
-        answer = decision.to_response()
-        check_response(answer.status, answer.headers)
-        return answer
-    return None
+def _checked_answer(decision: Respond) -> Response:
+    """The hook's answer; raises :class:`InvalidHead` if the writer would refuse it."""
+    answer = decision.to_response()
+    check_response(answer.status, answer.headers)
+    return answer
 
 
 @types.coroutine
