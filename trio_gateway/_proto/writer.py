@@ -376,8 +376,9 @@ def response_head(
         own = (length_line, connection_line) if connection_line else (length_line,)
     else:
         own = (connection_line,) if connection_line else ()
-    first = _STATUS_TEXT.get(status) if not reason else None
-    if first is None:
+    # The upstream's reason is usually the standard one ("200 OK"): the line made once serves.
+    first = _STATUS_TEXT.get(status)
+    if first is None or (reason and reason != _REASONS[status]):
         first = status_line(status, reason)[:-2]
     head = _serialise(first, 1, headers, RESPONSE_OWNED, extra, own)
     return head, framing, keep_alive
