@@ -39,6 +39,10 @@ def raw_header(ctx):
     ctx.raw_request.headers.append((b"x-raw", value.encode("latin-1")))
 
 
+def noop(ctx):
+    pass
+
+
 def bad_method(ctx):
     ctx.raw_request.method = ctx.request.get_query_param("m") or "GET"
 
@@ -152,6 +156,24 @@ async def test_values_set_past_the_helpers_are_refused_too(
     assert_middleware_error(response.status, response.body)
     assert hook_failures(caplog, hook_name)
     assert upstream.requests == []
+
+
+async def test_a_later_hook_s_change_is_checked_after_an_earlier_hook_changed_nothing(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runner checks only what a hook changed (performance.md): a Pre hook that changes
+    nothing costs a comparison, and the Post hook's change to the same header list, in place, is
+    still checked and blamed on it."""
+    gateway, upstream = await start(
+        nursery, tmp_path, {"pre": [hook("noop")], "post": [hook("raw_header")]}
+    )
+    response = await fetch(gateway.address, "GET", "/hooked/x?v=a%0d%0aX-Injected:%201")
+    assert_middleware_error(response.status, response.body)
+    assert hook_failures(caplog, "raw_header")
+    assert upstream.requests == []
+    ok = await fetch(gateway.address, "GET", "/hooked/x?v=fine")
+    assert ok.status == 200
+    assert upstream.requests[0].header(b"x-raw") == b"fine"
 
 
 async def test_response_headers_from_hooks_are_checked(

@@ -252,6 +252,7 @@ class ApiPipeline:
         current_time = trio.lowlevel.current_clock().current_time
         i, n = 0, len(hooks)
         started = 0.0
+        checked = _known_good(request, response)
         while True:
             failure: FailureKind | None = None
             error: Exception | None = None
@@ -330,7 +331,10 @@ class ApiPipeline:
                     # Nothing a hook set reaches a wire unchecked: a value that would split or
                     # corrupt a head is this hook's error (500 Middleware error), never sent.
                     try:
-                        answer = _checked_outcome(hook.stage, decision, request, response)
+                        checked = _check_fields(hook.stage, request, response, checked)
+                        answer = (
+                            _checked_answer(decision) if isinstance(decision, Respond) else None
+                        )
                     except Exception as exc:
                         failure, error = FailureKind.ERROR, exc
                         break
@@ -405,20 +409,50 @@ class ApiPipeline:
         return answer
 
 
-def _checked_outcome(
-    stage: Stage, decision: object, request: Request, response: Response | None
-) -> Response | None:
-    """The hook's answer, if it gave one; raises :class:`InvalidHead` if it set a value (on the
-    request, the response, or its answer) that the writer would refuse."""
+#: The fields of a request (method, path, query, headers) or response (status, headers) known to
+#: be good; the headers a copy, as hooks change the list in place.
+_Fields = tuple[object, ...]
+
+
+def _known_good(request: Request, response: Response | None) -> _Fields:
+    """The fields as a walk begins: the parser's (llhttp refuses every method, target, name and
+    value the writer would, so a hook that leaves them as they are has set nothing to check),
+    or what the gateway made of them. Whatever the source, the writer checks the head it sends."""
     if response is not None:
+        return (response.status, response.headers[:])
+    return (request.method, request.path, request.query, request.headers[:])
+
+
+def _check_fields(
+    stage: Stage, request: Request, response: Response | None, checked: _Fields
+) -> _Fields:
+    """Raise :class:`InvalidHead` if a hook set a value on the request (or the response) that
+    the writer would refuse; returns the fields now known good.
+
+    Only what a hook changed is checked: fields equal to ``checked`` (as the walk began, or as
+    the check after an earlier hook passed them) cost a comparison, by identity first, element by
+    element. A changed field list is checked whole (one pass in C for all its values).
+    """
+    if response is not None:
+        fields: _Fields = (response.status, response.headers)
+        if fields == checked:
+            return checked
         check_response(response.status, response.headers)
-    elif stage is not Stage.RESPONSE:
-        check_request(request.method, request.path, request.query, request.headers)
-    if isinstance(decision, Respond):
-        answer = decision.to_response()
-        check_response(answer.status, answer.headers)
-        return answer
-    return None
+        return (response.status, response.headers[:])
+    if stage is Stage.RESPONSE:
+        return checked  # the request is read-only there
+    fields = (request.method, request.path, request.query, request.headers)
+    if fields == checked:
+        return checked
+    check_request(request.method, request.path, request.query, request.headers)
+    return (request.method, request.path, request.query, request.headers[:])
+
+
+def _checked_answer(decision: Respond) -> Response:
+    """The hook's answer; raises :class:`InvalidHead` if the writer would refuse it."""
+    answer = decision.to_response()
+    check_response(answer.status, answer.headers)
+    return answer
 
 
 @types.coroutine

@@ -167,13 +167,14 @@ class H1ServerParser:
             elif lname == b"upgrade":
                 upgrade = True
         method: bytes = parser.get_method()
-        if parser.get_http_version() not in ("1.1", "1.0"):
+        version: str = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
             # llhttp accepts "GET /" (HTTP/0.9) and "HTTP/2.0" heads; we speak neither over
             # HTTP/1 syntax, and answering them in HTTP/1.1 would be guessing.
             raise _UnsupportedVersion
         # RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without Host, and to any
         # request with more than one.
-        if hosts > 1 or (hosts == 0 and parser.get_http_version() == "1.1"):
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise _BadHost
         if self._max_body and content_length is not None and content_length > self._max_body:
             raise _BodyTooLarge
@@ -182,7 +183,7 @@ class H1ServerParser:
                 method=method,
                 target=self._target,
                 headers=self._headers,
-                http_version=parser.get_http_version(),
+                http_version=version,
                 keep_alive=parser.should_keep_alive(),
                 content_length=content_length,
                 chunked=chunked,
@@ -274,18 +275,25 @@ class H1ClientParser:
     def on_headers_complete(self) -> None:
         parser = self._parser
         content_length: int | None = None
-        codings: list[bytes] = []
+        codings: list[bytes] | None = None
         for name, value in self._headers:
             lname = name.lower()
             if lname == b"content-length":
                 content_length = int(value)
             elif lname == b"transfer-encoding":
+                if codings is None:
+                    codings = []
                 codings.extend(c.strip().lower() for c in value.split(b","))
-        # RFC 9112 §6.3: a Transfer-Encoding whose final coding is chunked is chunked (3); any
-        # other Transfer-Encoding is read until the close (3, llhttp does so), whatever coding
-        # it names: that coding is the client's to undo, so it is passed on.
-        chunked = bool(codings) and codings[-1] == b"chunked"
-        coding_list = [c for c in codings if c and c != b"chunked"]
+        chunked = False
+        transfer_coding = b""
+        if codings is not None:
+            # RFC 9112 §6.3: a Transfer-Encoding whose final coding is chunked is chunked (3);
+            # any other Transfer-Encoding is read until the close (3, llhttp does so), whatever
+            # coding it names: that coding is the client's to undo, so it is passed on. (The
+            # usual response has none: no lists are made for it.)
+            chunked = bool(codings) and codings[-1] == b"chunked"
+            transfer_coding = b", ".join([c for c in codings if c and c != b"chunked"])
+            content_length = None
         status = parser.get_status_code()
         self._events.append(
             ResponseHead(
@@ -294,13 +302,13 @@ class H1ClientParser:
                 headers=self._headers,
                 http_version=parser.get_http_version(),
                 keep_alive=parser.should_keep_alive(),
-                content_length=None if codings else content_length,
+                content_length=content_length,
                 chunked=chunked,
-                transfer_coding=b", ".join(coding_list),
+                transfer_coding=transfer_coding,
             )
         )
         self._until_close = (
-            ((codings and not chunked) or (content_length is None and not chunked))
+            ((codings is not None and not chunked) or (content_length is None and not chunked))
             and status >= 200
             and status not in (204, 304)
         )

@@ -58,10 +58,12 @@ class Framing(enum.Enum):
 #: RFC 9110 §5.6.2 token.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Everything a field value may hold: VCHAR, obs-text, SP and HTAB (RFC 9110 §5.5). CR and LF are
-#: not in it: :func:`_check_head` counts what is left, which must be the head's own line ends.
+#: not in it: :func:`_check_head` counts the other bytes, which must be the head's own line ends.
 _VALUE_BYTES: Final = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b <= 0x7E or b >= 0x80)
-#: A request target is visible ASCII only (RFC 9112 §3.2; RFC 3986 has no other characters).
-_TARGET_BYTES: Final = bytes(range(0x21, 0x7F))
+#: What a field value may not hold: the complement of ``_VALUE_BYTES`` (controls but HTAB, DEL).
+#: ``bytes.translate`` builds its deletion table per call from the bytes it is given, so deleting
+#: these 32 costs a good deal less than deleting the 224 a value may hold; the count is the same.
+_CONTROL_BYTES: Final = bytes(b for b in range(256) if b not in _VALUE_BYTES)
 
 #: Field names already found to be tokens. The common ones are there from the start; others are
 #: added as seen, up to a bound (so that a stream of made-up names cannot grow it without end).
@@ -105,9 +107,19 @@ def check_name(name: bytes) -> None:
         _GOOD_NAMES.add(name)
 
 
+def _good_values(values: bytes) -> bool:
+    """Whether ``values`` holds only what a field value may hold (``_VALUE_BYTES``).
+
+    The usual value is printable ASCII, which two C scans prove (ASCII, then printable: 0x20 to
+    0x7E); anything else (HTAB, obs-text, a control) gets the exact count by ``translate``."""
+    if values.isascii() and values.decode("ascii").isprintable():
+        return True
+    return len(values.translate(None, _CONTROL_BYTES)) == len(values)
+
+
 def check_value(value: bytes) -> None:
     """Raise :class:`InvalidHead` if ``value`` holds a control character (CR, LF, NUL...)."""
-    if value.translate(None, _VALUE_BYTES):
+    if not _good_values(value):
         raise InvalidHead(f"invalid header value {value!r}")
 
 
@@ -117,11 +129,10 @@ def check_headers(headers: Headers) -> None:
     for name, _ in headers:
         if name not in good:
             check_name(name)
-    # All values in one pass: ``translate`` pays for its deletion table on every call, so one
-    # call over the joined values costs a fraction of one per value.
-    if b"".join([value for _, value in headers]).translate(None, _VALUE_BYTES):
+    # All values in one pass: one check over the joined values costs a fraction of one per value.
+    if not _good_values(b"".join([value for _, value in headers])):
         for name, value in headers:
-            if value.translate(None, _VALUE_BYTES):
+            if not _good_values(value):
                 raise InvalidHead(f"invalid value of header {name!r}: {value!r}")
 
 
@@ -131,22 +142,26 @@ def check_method(method: bytes) -> None:
         raise InvalidHead(f"unsupported method {method!r}")
 
 
+def _visible_ascii(text: str) -> bool:
+    """Whether ``text`` is visible ASCII only (0x21 to 0x7E): ASCII, printable (0x20 to 0x7E),
+    no space. Three C scans; ``str.translate`` with a table is a dict lookup per character."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 def check_target(target: bytes) -> None:
     """A request target: not empty, visible ASCII only (no whitespace, no controls)."""
-    if not target or target.translate(None, _TARGET_BYTES):
+    if not target or not (target.isascii() and _visible_ascii(target.decode("ascii"))):
         raise InvalidHead(f"invalid request target {target!r}")
 
 
 _TEXT_METHODS: Final = frozenset(m.decode() for m in METHODS)
-#: ``str.translate`` table deleting what a request target may hold (visible ASCII).
-_TARGET_TEXT: Final = dict.fromkeys(range(0x21, 0x7F))
 
 
 def check_request(method: str, path: str, query: str, headers: Headers) -> None:
     """Check what a hook may have set on a request (its text fields are ``str``)."""
     if method not in _TEXT_METHODS:
         raise InvalidHead(f"unsupported method {method!r}")
-    if not path or path.translate(_TARGET_TEXT) or (query and query.translate(_TARGET_TEXT)):
+    if not path or not _visible_ascii(path) or (query and not _visible_ascii(query)):
         raise InvalidHead(f"invalid request target {path!r} {query!r}")
     check_headers(headers)
 
@@ -160,10 +175,10 @@ def check_response(status: int, headers: Headers) -> None:
 
 def _check_head(head: bytes, lines: int) -> None:
     """The last line of defence: ``head`` holds no control character but the ``lines`` CR LF
-    pairs the writer put there. One pass in C, whatever the number of fields: deleting every byte
-    a field may hold leaves exactly those pairs, or a value (or name, method, target) brought a
-    CR, LF, NUL or other control of its own."""
-    if len(head.translate(None, _VALUE_BYTES)) != 2 * lines:
+    pairs the writer put there. One pass in C, whatever the number of fields: deleting every
+    control takes away exactly those pairs, or a value (or name, method, target) brought a CR,
+    LF, NUL or other control of its own."""
+    if len(head) - len(head.translate(None, _CONTROL_BYTES)) != 2 * lines:
         raise InvalidHead("a header name or value holds CR, LF or a control character")
 
 
@@ -231,61 +246,72 @@ def encode_chunk(data: bytes) -> bytes:
 
 def frame(framing: Framing, data: bytes) -> bytes:
     """``data`` as it goes on the wire under ``framing`` (a chunk when chunked)."""
-    return encode_chunk(data) if framing is Framing.CHUNKED and data else data
+    # The module's alias, not ``Framing.CHUNKED``: an enum member read off its class costs a
+    # lookup through the enum's metaclass (~25 ns in CPython 3.11), per chunk here.
+    return encode_chunk(data) if framing is _CHUNKED_FRAMING and data else data
 
 
 def _serialise(
-    first_line: bytes,
+    first: bytes,
     first_lines: int,
     headers: Headers,
     skip: frozenset[bytes],
     extra: Headers | None,
     own: tuple[bytes, ...],
 ) -> bytes:
-    """``first_line`` (``first_lines`` CRLF-ended lines), ``headers`` without the names in
-    ``skip`` (names checked), ``extra`` (gateway-made), the writer's ``own`` lines (each one
-    complete line), the blank line; the whole head checked for stray controls."""
-    parts = [first_line]
+    """``first`` (``first_lines`` lines, the last without its CR LF), ``headers`` without the
+    names in ``skip`` (names checked), ``extra`` (gateway-made), the writer's ``own`` lines (each
+    one line without its CR LF), the blank line; the whole head checked for stray controls."""
+    parts = [first]
     append = parts.append
-    # One dict lookup per field tells both whether the name was checked and whether to drop it
-    # (bytes cache their hash, so this is cheaper than lower-casing every name).
-    verdicts = _VERDICTS.get(skip)
-    if verdicts is None:
-        verdicts = {}  # a skip set nobody registered (rare): no cache
+    # One dict lookup per field gives the line's start (``Name: ``) once the name is checked, or
+    # b"" for a field to drop (bytes cache their hash, so this is cheaper than lower-casing every
+    # name); the lines are joined with CR LF in one go, not ended one by one.
+    prefixes = _PREFIXES.get(skip)
+    if prefixes is None:
+        prefixes = {}  # a skip set nobody registered (rare): no cache
     for name, value in headers:
-        drop = verdicts.get(name)
-        if drop is None:
-            drop = _verdict(name, skip, verdicts)
-        if not drop:
-            append(name + b": " + value + b"\r\n")
+        prefix = prefixes.get(name)
+        if prefix is None:
+            prefix = _prefix(name, skip, prefixes)
+        if prefix:
+            append(prefix + value)
     if extra:
         for name, value in extra:
-            append(name + b": " + value + b"\r\n")
+            append(name + b": " + value)
     parts.extend(own)
-    append(b"\r\n")
-    head = b"".join(parts)
-    _check_head(head, len(parts) - 1 + first_lines)
+    # Two empty parts: the last line's CR LF and the blank line that ends the head.
+    append(b"")
+    append(b"")
+    head = b"\r\n".join(parts)
+    _check_head(head, len(parts) - 2 + first_lines)
     return head
 
 
-def _verdict(name: bytes, skip: frozenset[bytes], verdicts: dict[bytes, bool]) -> bool:
-    drop = name.lower() in skip
-    if not drop:
+def _prefix(name: bytes, skip: frozenset[bytes], prefixes: dict[bytes, bytes]) -> bytes:
+    """``name: `` for a field to send (its name checked), b"" for one in ``skip``; kept in
+    ``prefixes`` unless the name is long or the cache full."""
+    if name.lower() in skip:
+        prefix = b""
+    else:
         check_name(name)
-    if len(name) <= _CACHED_NAME_MAX and len(verdicts) < _GOOD_NAMES_MAX:
-        verdicts[name] = drop
-    return drop
+        prefix = name + b": "
+    if len(name) <= _CACHED_NAME_MAX and len(prefixes) < _GOOD_NAMES_MAX:
+        prefixes[name] = prefix
+    return prefix
 
 
-# The writer's own lines, made once.
-_LENGTH_LINE: Final = b"Content-Length: %d\r\n"
-_CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
-_CLOSE_LINE: Final = b"Connection: close\r\n"
-_KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
-_UPGRADE_LINE: Final = b"Connection: upgrade\r\n"
+# The writer's own lines, made once (without their CR LF, as _serialise wants them).
+_LENGTH_LINE: Final = b"Content-Length: %d"
+_CHUNKED_LINE: Final = b"Transfer-Encoding: chunked"
+_CLOSE_LINE: Final = b"Connection: close"
+_KEEP_ALIVE_LINE: Final = b"Connection: keep-alive"
+_UPGRADE_LINE: Final = b"Connection: upgrade"
 _NONE: Final = Framing.NONE
 _LENGTH: Final = Framing.LENGTH
 _CHUNKED_FRAMING: Final = Framing.CHUNKED
+#: ``_STATUS_LINES`` without their CR LF.
+_STATUS_TEXT: Final = {code: line[:-2] for code, line in _STATUS_LINES.items()}
 
 
 def response_head(
@@ -324,7 +350,7 @@ def response_head(
     elif transfer_coding:
         if http10:
             raise InvalidHead("a transfer-coded body cannot go to an HTTP/1.0 client")
-        length_line = b"Transfer-Encoding: " + transfer_coding + b", chunked\r\n"
+        length_line = b"Transfer-Encoding: " + transfer_coding + b", chunked"
         framing = _CHUNKED_FRAMING
     elif body_length is not None:
         length_line = _LENGTH_LINE % body_length
@@ -350,9 +376,10 @@ def response_head(
         own = (length_line, connection_line) if connection_line else (length_line,)
     else:
         own = (connection_line,) if connection_line else ()
-    first = _STATUS_LINES.get(status) if not reason else None
-    if first is None:
-        first = status_line(status, reason)
+    # The upstream's reason is usually the standard one ("200 OK"): the line made once serves.
+    first = _STATUS_TEXT.get(status)
+    if first is None or (reason and reason != _REASONS[status]):
+        first = status_line(status, reason)[:-2]
     head = _serialise(first, 1, headers, RESPONSE_OWNED, extra, own)
     return head, framing, keep_alive
 
@@ -387,7 +414,7 @@ def request_head(
     else:
         own = ()
         framing = _NONE
-    first = method + b" " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n"
+    first = method + b" " + target + b" HTTP/1.1\r\nHost: " + host
     owned = _REQUEST_SKIPS.get(skip)
     if owned is None:
         owned = skip | REQUEST_OWNED  # not registered (a client's own Connection tokens)
@@ -398,15 +425,15 @@ def request_head(
 REQUEST_OWNED: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
 #: ``skip | REQUEST_OWNED`` per registered ``skip`` (see :func:`request_skip`).
 _REQUEST_SKIPS: dict[frozenset[bytes], frozenset[bytes]] = {}
-#: Per registered skip set: field name -> whether it is dropped (True) or sent (False, a checked
-#: token). Bounded like ``_GOOD_NAMES``.
-_VERDICTS: dict[frozenset[bytes], dict[bytes, bool]] = {RESPONSE_OWNED: {}}
+#: Per registered skip set: field name -> b"" if it is dropped, else the start of its line
+#: (``Name: ``, the name a checked token). Bounded like ``_GOOD_NAMES``.
+_PREFIXES: dict[frozenset[bytes], dict[bytes, bytes]] = {RESPONSE_OWNED: {}}
 
 
 def request_skip(skip: frozenset[bytes]) -> frozenset[bytes]:
     """Register a constant ``skip`` set for :func:`request_head` (at import time), so that its
-    verdicts per field name are cached; returns it. Sets made per request are not registered:
+    line starts per field name are cached; returns it. Sets made per request are not registered:
     they work the same, uncached."""
     owned = _REQUEST_SKIPS[skip] = skip | REQUEST_OWNED
-    _VERDICTS.setdefault(owned, {})
+    _PREFIXES.setdefault(owned, {})
     return skip

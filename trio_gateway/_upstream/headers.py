@@ -38,22 +38,37 @@ def connection_tokens(headers: Headers) -> set[bytes]:
     return tokens
 
 
+#: What :func:`strip_hop_by_hop` always drops (made once, not per call).
+_DROP: frozenset[bytes] = HOP_BY_HOP | FRAMING
+
+
 def strip_hop_by_hop(headers: Headers, *, keep_upgrade: bool = False) -> Headers:
     """Headers without hop-by-hop fields and without Content-Length (the caller re-frames).
 
     ``keep_upgrade`` keeps ``Upgrade`` and sets ``Connection: upgrade`` for a protocol switch.
     """
-    named = connection_tokens(headers)
-    drop = HOP_BY_HOP | FRAMING
+    # One pass for the usual case, where the Connection header names hop-by-hop fields only
+    # (``keep-alive``, ``upgrade``) or ``close``; fields it names beyond those (rare) go in a
+    # second pass, as they may come before it.
     out: Headers = []
+    named: set[bytes] | None = None
     upgrade_value: bytes | None = None
-    for name, value in headers:
-        lname = name.lower()
-        if lname in drop or lname in named:
-            if keep_upgrade and lname == b"upgrade":
-                upgrade_value = value
+    for field in headers:
+        lname = field[0].lower()
+        if lname in _DROP:
+            if lname == b"connection":
+                if named is None:
+                    named = set()
+                for token in field[1].split(b","):
+                    token = token.strip().lower()
+                    if token:
+                        named.add(token)
+            elif keep_upgrade and lname == b"upgrade":
+                upgrade_value = field[1]
             continue
-        out.append((name, value))
+        out.append(field)
+    if named and not named <= _DROP:
+        out = [field for field in out if field[0].lower() not in named]
     if keep_upgrade and upgrade_value is not None:
         out.append((b"Connection", b"upgrade"))
         out.append((b"Upgrade", upgrade_value))

@@ -235,4 +235,4 @@ def test_the_name_caches_keep_no_long_names() -> None:
     head, _, _ = response_head(200, b"", [(long_name, b"v")], body_length=0)
     assert long_name + b": v\r\n" in head
     assert long_name not in writer._GOOD_NAMES
-    assert all(long_name not in verdicts for verdicts in writer._VERDICTS.values())
+    assert all(long_name not in prefixes for prefixes in writer._PREFIXES.values())
