@@ -11,7 +11,8 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -21,6 +22,7 @@ from ._apidef.model import ApiDefinition, FailureMode
 from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
+from ._driver_settings import DriverSettings, GrpcSettings, SessionReader
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
@@ -83,16 +85,53 @@ class ApiSnapshot:
                     await runtime.pipeline.aclose()
 
 
+def driver_settings(
+    config: GatewayConfig,
+    *,
+    sessions: SessionReader | None = None,
+    shared: Mapping[str, Any] | None = None,
+) -> DriverSettings:
+    """What every driver is built with: the gateway's hook and coprocess settings, the session
+    store, and the drivers' shared resources (``plugin_drivers.open_shared``)."""
+    hooks, coprocess = config.hooks, config.coprocess
+    return DriverSettings(
+        timeout=hooks.timeout,
+        failure_mode=hooks.failure_mode,
+        thread_limit=hooks.thread_limit,
+        max_body_bytes=hooks.max_body_bytes,
+        blocking_threshold=hooks.blocking_threshold,
+        grpc=GrpcSettings(
+            enable=coprocess.enable,
+            server=coprocess.grpc_server,
+            authority=coprocess.grpc_authority,
+            tls=coprocess.grpc_tls,
+            ca_file=coprocess.grpc_ca_file,
+            recv_max_size=coprocess.grpc_recv_max_size,
+            send_max_size=coprocess.grpc_send_max_size,
+            keepalive_interval=coprocess.grpc_keepalive_interval,
+            keepalive_timeout=coprocess.grpc_keepalive_timeout,
+        ),
+        sessions=sessions,
+        shared=shared if shared is not None else {},
+    )
+
+
 async def build_snapshot(
-    apis: Sequence[ApiDefinition], config: GatewayConfig, *, auth: AuthServices | None = None
+    apis: Sequence[ApiDefinition],
+    config: GatewayConfig,
+    *,
+    auth: AuthServices | None = None,
+    driver_shared: Mapping[str, Any] | None = None,
 ) -> ApiSnapshot:
     """Compile every API; a plugin load failure marks only that API broken (it answers 503).
 
     ``auth`` carries the gateway's session store; without it keyed APIs get a private in-memory
-    store (fine for one-off snapshots in tests, not for serving).
+    store (fine for one-off snapshots in tests, not for serving). ``driver_shared`` is what
+    ``plugin_drivers.open_shared`` yielded (the gRPC channels), passed to every driver.
     """
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
+    settings = driver_settings(config, sessions=auth.store, shared=driver_shared)
     defaults = HookDefaults(
         timeout=config.hooks.timeout,
         failure_mode=FailureMode(config.hooks.failure_mode),
@@ -118,6 +157,7 @@ async def build_snapshot(
                     builtins=api_auth.builtins,
                     authenticate=api_auth.authenticate,
                     finish=api_auth.finish,
+                    driver_settings=settings,
                 )
         except PluginDriverError as exc:
             broken = str(exc)
@@ -164,6 +204,8 @@ class Gateway:
     scheme: str = "http"
     #: The session store and clock every snapshot's built-ins share (reloads pass it on).
     auth: AuthServices | None = None
+    #: The drivers' shared resources (the gRPC channels) every snapshot's drivers get.
+    driver_shared: Mapping[str, Any] = attrs.field(factory=dict)
     #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
     hook_body_limit: int = attrs.field(init=False)
 

@@ -43,7 +43,7 @@ import attrs
 import hpack
 import trio
 
-from trio_gateway._net import RawSocketStream, open_raw_tcp_stream
+from trio_gateway.drivers import RawSocketStream, open_raw_tcp_stream
 
 from . import h2codec
 from .h2codec import ErrorCode, Flag, FrameType, Setting

@@ -13,6 +13,7 @@ import trio
 from conftest import Server, ServerProcess
 from grpc_dispatcher_server import Handler, echo, start_server
 
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from plugin_drivers.grpc.client import (
     GrpcError,
     GrpcMessageTooLarge,
@@ -22,7 +23,6 @@ from plugin_drivers.grpc.client import (
     open_grpc_channel,
     parse_target,
 )
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
 
 DISPATCH = "/coprocess.Dispatcher/Dispatch"
 

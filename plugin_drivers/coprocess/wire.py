@@ -22,10 +22,21 @@ from typing import Any, Final
 
 import attrs
 
-from trio_gateway._error_body import ERROR_HEADERS, error_body
-from trio_gateway._exchange import Headers, Request, Response
-from trio_gateway._session.model import AccessDefinition, AllowedUrl, Session
-from trio_gateway.hooks import CONTINUE, ApiInfo, Decision, Respond, Stage
+from trio_gateway.drivers import (
+    CONTINUE,
+    ERROR_HEADERS,
+    AccessDefinition,
+    AllowedUrl,
+    ApiInfo,
+    Decision,
+    Headers,
+    Request,
+    Respond,
+    Response,
+    Session,
+    Stage,
+    error_body,
+)
 
 from .proto import coprocess_common_pb2 as common_pb
 from .proto import coprocess_object_pb2 as object_pb
