@@ -26,35 +26,16 @@ from ._driver_settings import DriverSettings, GrpcSettings, SessionReader
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
-from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
+from ._pipeline import ApiPipeline, HookDefaults, build_pipeline
+from ._pipeline.walk import ApiRuntime, Upstream
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._upstream.connection import Origin, UpstreamPool
-from ._upstream.proxy import UpstreamRequest, discard_body, forward
-from .errors import ClientProtocolError, GatewayError, PluginDriverError
+from .errors import PluginDriverError
 
 log = logging.getLogger("trio_gateway")
 #: Upstream failures and request timeouts: one line per API and cause per interval.
 _failure_log = FailureLog(log)
-
-#: Upper bound on a response body read whole for Response hooks (beyond it: 502).
-RESPONSE_HOOK_BODY_LIMIT = 64 * 1024 * 1024
-
-
-@attrs.define(eq=False, slots=True)
-class ApiRuntime:
-    """One API as served: its definition, compiled target and pipeline (or why it is broken)."""
-
-    api: ApiDefinition
-    target: Target
-    #: Where the pool connects (scheme, host, port), from ``target``.
-    origin: Origin
-    #: The listen path as routing sees it (normalised, no trailing slash; "" for "/").
-    listen_prefix: str
-    pipeline: ApiPipeline | None
-    #: Set when the API's plugins failed to load: the API answers 503 until fixed.
-    broken: str | None = None
-
 
 @attrs.define(eq=False)
 class ApiSnapshot:
@@ -169,6 +150,7 @@ async def build_snapshot(
             listen_prefix=listen_prefix,
             pipeline=pipeline,
             broken=broken,
+            timeout=api.request_timeout or config.proxy_default_timeout,
         )
     return ApiSnapshot(router=Router.build(list(apis)), runtimes=runtimes)
 
@@ -208,9 +190,14 @@ class Gateway:
     driver_shared: Mapping[str, Any] = attrs.field(factory=dict)
     #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
     hook_body_limit: int = attrs.field(init=False)
+    #: The upstream step of every request's walk (the pool, X-Forwarded-Proto, body timeout).
+    upstream: Upstream = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.hook_body_limit = self.config.hooks.max_body_bytes
+        self.upstream = Upstream(
+            pool=self.pool, body_timeout=self.config.limits.body_read_timeout, scheme=self.scheme
+        )
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -247,131 +234,4 @@ class Gateway:
         request.api_id = runtime.api.api_id
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
-        timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
-        # The request's deadline. A client hang-up cancels the connection's scope around this
-        # one (_server.py), which takes the hooks, the upstream request and all they started.
-        deadline = trio.current_time() + timeout
-        pipeline = runtime.pipeline
-        if pipeline is not None and pipeline.driver is not None:
-            # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
-            request.body_limit = self.hook_body_limit
-        if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
-            # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
-            # in that same scope (one scope per request instead of two: docs/decisions.md).
-            exchange = Exchange(api=runtime.api, deadline=deadline)
-            try:
-                return await pipeline.run_request_then(
-                    request,
-                    exchange,
-                    lambda: self._proceed(request, runtime, host_header, exchange),
-                )
-            except DeadlineExceeded:
-                return self._timed_out(runtime, timeout)
-        with trio.CancelScope(deadline=deadline) as scope:
-            response = await self._walk(request, runtime, host_header, deadline)
-        if scope.cancelled_caught:
-            return self._timed_out(runtime, timeout)
-        return response
-
-    @staticmethod
-    def _timed_out(runtime: ApiRuntime, timeout: float) -> Response:
-        api_id = runtime.api.api_id
-        _failure_log.warning(
-            (api_id, "timeout"), f"request to API {api_id} timed out after {timeout}s"
-        )
-        return error_response(504, "Upstream service reached hard timeout.")
-
-    async def _walk(
-        self, request: Request, runtime: ApiRuntime, host_header: bytes | None, deadline: float
-    ) -> Response:
-        """The request walk of an API without plugin hooks (built-ins at most), then upstream."""
-        pipeline = runtime.pipeline
-        exchange: Exchange | None = None
-        if pipeline is not None and pipeline.has_request_hooks:
-            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
-            answer = await pipeline.run_request(request, exchange)
-            if answer is not None:
-                return answer
-        elif pipeline is not None and pipeline.has_response_hooks:
-            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
-        return await self._proceed(request, runtime, host_header, exchange)
-
-    async def _proceed(
-        self,
-        request: Request,
-        runtime: ApiRuntime,
-        host_header: bytes | None,
-        exchange: Exchange | None,
-    ) -> Response:
-        """Everything after the request hooks: the upstream call, then the Response hooks.
-        Runs under the request's deadline (the caller's cancel scope)."""
-        pipeline = runtime.pipeline
-        up = self._upstream_request(request, runtime, host_header)
-        try:
-            response = await forward(
-                request, up, self.pool, body_timeout=self.config.limits.body_read_timeout
-            )
-        except ClientProtocolError:
-            # The client's body broke mid-forward (413 over the limit, bad chunk): the server
-            # answers it with the error's own status, not as an upstream failure.
-            raise
-        except GatewayError as exc:
-            api_id = runtime.api.api_id
-            _failure_log.warning(
-                (api_id, "upstream", type(exc)), f"upstream of API {api_id} failed", exc
-            )
-            return error_response(exc.status_hint, exc.public_message)
-        if request.body_bytes is None:
-            # The body streamed upstream and is spent: Response hooks see none (and no 413 for
-            # a Content-Length over the hooks' limit: nothing of it is held here).
-            request.body_source = None
-        if exchange is not None and exchange.response_headers:
-            response.headers.extend(exchange.response_headers)
-        if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
-            assert exchange is not None
-            target = runtime.target
-            response.upstream_url = (
-                f"{target.scheme}://{target.host_header}{up.target.decode('latin-1')}"
-            )
-            try:
-                await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
-            except BaseException:
-                discard_body(response)  # too large, or the upstream failed: drop its connection
-                raise
-            response = await pipeline.run_response(request, response, exchange)
-        return response
-
-    def _upstream_request(
-        self, request: Request, runtime: ApiRuntime, host_header: bytes | None
-    ) -> UpstreamRequest:
-        api = runtime.api
-        target = runtime.target
-        path = request.path
-        if api.strip_listen_path and runtime.listen_prefix:
-            prefix = runtime.listen_prefix
-            if path.startswith(prefix):
-                path = path[len(prefix) :] or "/"
-                if not path.startswith("/"):
-                    path = "/" + path
-        upstream_path = target.join(path)
-        if request.query:
-            upstream_path += "?" + request.query
-        xff = request.header(b"x-forwarded-for")
-        client = request.client_addr.encode("latin-1")
-        forwarded = [
-            (b"X-Forwarded-For", xff + b", " + client if xff else client),
-            (b"X-Forwarded-Proto", self.scheme.encode("ascii")),
-            (b"X-Request-ID", request.request_id.encode("latin-1")),
-        ]
-        if host_header:
-            forwarded.append((b"X-Forwarded-Host", host_header))
-        if api.preserve_host_header and host_header:
-            host = host_header
-        else:
-            host = target.host_header.encode("ascii")
-        return UpstreamRequest(
-            origin=runtime.origin,
-            target=upstream_path.encode("latin-1"),
-            host=host,
-            forwarded=forwarded,
-        )
+        return await runtime.run(request, host_header, self.upstream, self.hook_body_limit)
