@@ -6,6 +6,7 @@ only on the driver SDK (:mod:`trio_gateway.drivers`) and protobuf, and does no I
 
 * :mod:`.wire`: building the ``Object`` for a hook call and applying a reply (Tyk's
   ``BuildObject`` / ``ObjectPostProcess``, custom auth, the response-hook merge, events);
+* :mod:`.session`: ``SessionState`` ↔ ``Session``;
 * :mod:`.object_encoder`: the same ``Object`` written straight to bytes (the gRPC hot path);
 * :mod:`.proto`: the generated message classes (``scripts/gen-proto``).
 """
