@@ -19,19 +19,30 @@ from ._session.model import Session
 __all__ = [
     "DEFAULT_BLOCKING_THRESHOLD",
     "DriverSettings",
+    "DriverStore",
     "GrpcSettings",
-    "SessionReader",
 ]
 
 #: Seconds one step of an async native hook may hold the event loop before it is reported.
 DEFAULT_BLOCKING_THRESHOLD: Final = 0.1
 
 
-class SessionReader(Protocol):
-    """Read access to the gateway's session store (what JS ``TykGetKeyData`` needs)."""
+class DriverStore(Protocol):
+    """What a driver may do with the gateway's store (Redis or in-memory): read sessions (JS
+    ``TykGetKeyData``) and keep plugin data (Tyk's ``tyk.store_data`` / ``tyk.get_data``, under
+    ``coprocess-data:<key>`` as in Tyk). All raise ``SessionStoreError`` when the store is down;
+    Tyk's plugins then see an empty answer."""
 
     async def get_session(self, key: str) -> Session | None:
         """The session stored for ``key`` (as the client sent it), or None."""
+        ...
+
+    async def store_data(self, key: str, value: bytes, ttl: int) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (0 or less: no expiry)."""
+        ...
+
+    async def get_data(self, key: str) -> bytes | None:
+        """What :meth:`store_data` kept under ``key`` (None: nothing, or expired)."""
         ...
 
 
@@ -81,8 +92,8 @@ class DriverSettings:
     blocking_threshold: float = DEFAULT_BLOCKING_THRESHOLD
     #: ``coprocess_options``: the gRPC plugin server.
     grpc: GrpcSettings = GrpcSettings()
-    #: The session store, read-only (None when the driver is built outside a gateway).
-    sessions: SessionReader | None = None
+    #: The gateway's store (None when the driver is built outside a gateway).
+    store: DriverStore | None = None
     #: What each driver's shared-resource opener yielded, by driver name (the ``grpc`` driver:
     #: its channels), opened once per gateway in its root nursery (``plugin_drivers.open_shared``);
     #: a driver finds no entry when it has none or the configuration does not ask for it.

@@ -22,7 +22,7 @@ from ._apidef.model import ApiDefinition, FailureMode
 from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
 from ._config.model import GatewayConfig
-from ._driver_settings import DriverSettings, GrpcSettings, SessionReader
+from ._driver_settings import DriverSettings, DriverStore, GrpcSettings
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
@@ -69,11 +69,11 @@ class ApiSnapshot:
 def driver_settings(
     config: GatewayConfig,
     *,
-    sessions: SessionReader | None = None,
+    store: DriverStore | None = None,
     shared: Mapping[str, Any] | None = None,
 ) -> DriverSettings:
-    """What every driver is built with: the gateway's hook and coprocess settings, the session
-    store, and the drivers' shared resources (``plugin_drivers.open_shared``)."""
+    """What every driver is built with: the gateway's hook and coprocess settings, the store
+    (sessions, plugin data), and the drivers' shared resources (``plugin_drivers.open_shared``)."""
     hooks, coprocess = config.hooks, config.coprocess
     return DriverSettings(
         timeout=hooks.timeout,
@@ -92,7 +92,7 @@ def driver_settings(
             keepalive_interval=coprocess.grpc_keepalive_interval,
             keepalive_timeout=coprocess.grpc_keepalive_timeout,
         ),
-        sessions=sessions,
+        store=store,
         shared=shared if shared is not None else {},
     )
 
@@ -112,7 +112,7 @@ async def build_snapshot(
     """
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
-    settings = driver_settings(config, sessions=auth.store, shared=driver_shared)
+    settings = driver_settings(config, store=auth.store, shared=driver_shared)
     defaults = HookDefaults(
         timeout=config.hooks.timeout,
         failure_mode=FailureMode(config.hooks.failure_mode),

@@ -22,7 +22,8 @@ What a driver gets:
   must propagate.
 * **Decisions** (:data:`CONTINUE`, :class:`Respond`) and **failures**
   (:class:`PluginDriverError`, :class:`HookTimeout`, :class:`HookError`).
-* **Store access**: ``settings.sessions`` (:class:`SessionReader`) reads sessions by key.
+* **Store access**: ``settings.store`` (:class:`DriverStore`): sessions by key (JS
+  ``TykGetKeyData``) and plugin data (Tyk's ``store_data``/``get_data``).
 * **Logging**: :class:`FailureLog` turns repeated failures into one line per cause and interval.
 * **Sockets**: :func:`open_raw_tcp_stream` (the gateway's fair TCP stream) for drivers that speak
   to a plugin server, and Tyk's error bodies (:func:`error_body`, :data:`ERROR_HEADERS`).
@@ -36,8 +37,8 @@ from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from ._driver_settings import (
     DEFAULT_BLOCKING_THRESHOLD,
     DriverSettings,
+    DriverStore,
     GrpcSettings,
-    SessionReader,
 )
 from ._error_body import ERROR_HEADERS, error_body
 from ._exchange import BodySource, Headers, Request, Response
@@ -72,6 +73,7 @@ __all__ = [
     "Driver",
     "DriverFactory",
     "DriverSettings",
+    "DriverStore",
     "FailureLog",
     "FailureMode",
     "GrpcSettings",
@@ -87,7 +89,6 @@ __all__ = [
     "Respond",
     "Response",
     "Session",
-    "SessionReader",
     "Stage",
     "error_body",
     "open_raw_tcp_stream",
