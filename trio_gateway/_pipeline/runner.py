@@ -346,10 +346,14 @@ class ApiPipeline:
                 # request's deadline passed during the upstream call.
                 assert upstream is not None
                 return request_timed_out(self.api.api_id, upstream[1].timeout)
+            hook = hooks[i]
             if scope.cancelled_caught:
                 failure = FailureKind.TIMEOUT
+                if upstream is not None and hook.timeout == math.inf:
+                    # Built-in auth and the built-ins have no deadline of their own: the
+                    # request's passed (the same 504, logged as the request's timeout).
+                    return request_timed_out(self.api.api_id, upstream[1].timeout)
             assert failure is not None  # every other way out of the scope returned
-            hook = hooks[i]
             answer = self._fail(hook, failure, error)
             if answer is not None:
                 return answer

@@ -577,3 +577,33 @@ async def test_upstream_step_past_the_request_deadline_answers_504(
     assert answer.status == 504
     assert trio.current_time() - start == pytest.approx(3)
     assert pipeline.statistics().timeouts == 0  # the request's deadline, not a hook's
+
+
+async def test_request_deadline_in_a_builtin_is_the_requests_504(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Built-ins have no deadline of their own: when the request's passes in one (a slow store),
+    # the client gets the request's 504 and the log says the request timed out, as for an API
+    # without built-ins; it is not a hook failure.
+    async def slow_store(request: Any, exchange: Any) -> Response | None:
+        await trio.sleep(10)
+        return None
+
+    api = make_api()
+    pipeline = await build_pipeline(api, HookDefaults(), builtins=[slow_store])
+    start = trio.current_time()
+
+    async def upstream() -> Response:
+        raise AssertionError("the walk never gets this far")
+
+    runtime: Any = SimpleNamespace(api=api, timeout=3.0)
+    exchange = exchange_for(api, deadline=start + 3)
+    with caplog.at_level(logging.WARNING):
+        answer = await pipeline.run(
+            make_request(), exchange, cast(Any, FakeUpstream(upstream)), runtime
+        )
+    assert answer.status == 504
+    assert trio.current_time() - start == pytest.approx(3)
+    assert pipeline.statistics().timeouts == 0
+    assert f"request to API {api.api_id} timed out after 3.0s" in caplog.text
+    assert "hook failed" not in caplog.text
