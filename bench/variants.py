@@ -185,28 +185,9 @@ def token_memory(ctx: VariantContext) -> GatewaySetup:
 def token_redis(ctx: VariantContext) -> GatewaySetup:
     """Token auth + rate limit + quota on a local redis-server (beside the load, as a shared
     Redis would be on another host)."""
-    import shutil
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise VariantUnavailable("redis-server is not installed (apt-get install redis-server)")
     port = ctx.free_port()
+    redis = _redis_process(port)
     setup = _token_setup(ctx, {"storage": {"type": "redis", "host": "127.0.0.1", "port": port}})
-    redis = ExtraProcess(
-        name="redis",
-        argv=[
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        ready_port=port,
-    )
     return GatewaySetup(
         apps_dir=setup.apps_dir,
         config_file=setup.config_file,
@@ -214,6 +195,58 @@ def token_redis(ctx: VariantContext) -> GatewaySetup:
         after_start=setup.after_start,
         extra_processes=[redis],
     )
+
+
+def _redis_process(port: int) -> ExtraProcess:
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise VariantUnavailable("redis-server is not installed (apt-get install redis-server)")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return ExtraProcess(name="redis", argv=argv, ready_port=port)
+
+
+def keyless_no_metrics(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API with /metrics off: what the metrics cost the baseline (issue 16)."""
+    config = ctx.workdir / "gateway.toml"
+    config.write_text("[metrics]\nenable = false\n")
+    api = keyless_api("bench", ctx.upstream_url)
+    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+
+
+_ANALYTICS_PLUGIN = """\
+\"\"\"An analytics plugin that edits every record (masks the key, adds a tag).\"\"\"
+
+
+def edit(record):
+    record.api_key = "****"
+    record.tags.append("bench")
+"""
+
+
+def _analytics_setup(ctx: VariantContext, api: dict[str, object]) -> GatewaySetup:
+    """Analytics on, stored in a local redis-server as Tyk Pump's list (issue 16). The list is
+    trimmed by nobody during the run: a few hundred thousand records of ~600 bytes."""
+    port = ctx.free_port()
+    redis = _redis_process(port)
+    config = ctx.workdir / "tyk.conf"
+    storage = {"type": "redis", "host": "127.0.0.1", "port": port}
+    config.write_text(json.dumps({"enable_analytics": True, "storage": storage}))
+    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config, extra_processes=[redis])
+
+
+def keyless_analytics(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API with analytics records (Redis sink) and metrics on (issue 16)."""
+    return _analytics_setup(ctx, keyless_api("bench", ctx.upstream_url))
+
+
+def keyless_analytics_plugin(ctx: VariantContext) -> GatewaySetup:
+    """As keyless-analytics, plus an analytics plugin that edits every record (issue 16)."""
+    plugin = ctx.workdir / "analytics_plugin.py"
+    plugin.write_text(_ANALYTICS_PLUGIN)
+    spec = {"enable": True, "plugin_path": str(plugin), "func_name": "edit"}
+    return _analytics_setup(ctx, keyless_api("bench", ctx.upstream_url, analytics_plugin=spec))
 
 
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
@@ -231,6 +264,9 @@ VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
     "grpc-pre": grpc_pre,
     "token-memory": token_memory,
     "token-redis": token_redis,
+    "keyless-no-metrics": keyless_no_metrics,
+    "keyless-analytics": keyless_analytics,
+    "keyless-analytics-plugin": keyless_analytics_plugin,
 }
 
 BASELINE = "keyless"
@@ -240,4 +276,7 @@ RATIO_TARGETS: dict[str, float] = {
     "hooks-pre-post": 0.80,  # issue 3
     "token-memory": 0.80,  # issue 4
     "token-redis": 0.50,  # issue 4
+    # issue 16: against "keyless" (metrics on, the default; keyless-no-metrics shows their cost)
+    "keyless-analytics": 0.85,
+    "keyless-analytics-plugin": 0.80,
 }

@@ -316,6 +316,7 @@ def to_oas(api: ApiDefinition) -> dict[str, Any]:
                     "postAuthenticationPlugins": [_oas_hook(p) for p in mw.post_key_auth],
                     "postPlugins": [_oas_hook(p) for p in mw.post],
                     "responsePlugins": [_oas_hook(p) for p in mw.response],
+                    "trafficLogs": {"enabled": not api.do_not_track},
                 },
                 "operations": operations,
             },

@@ -33,12 +33,20 @@ class AccessLog(Protocol):
 
 
 def format_line(request: Request, status: int, sent: int, duration: float) -> str:
-    """The access-log line (JSON); ``sent`` is -1 when the response could not be completed."""
+    """The access-log line (JSON); ``sent`` is -1 when the response could not be completed.
+
+    ``upstream_ms`` (the upstream's part of ``duration_ms``) and ``trace_id`` (W3C) appear once
+    the request was routed and sent upstream."""
+    trace = request.trace
+    upstream = request.upstream_latency
     return (
         f'{{"method":{_quote(request.method)},"path":{_quote(request.path)},'
         f'"api":{_quote(request.api_id)},"status":{status},"bytes":{sent},'
-        f'"duration_ms":{duration * 1000:.3f},"request_id":{_quote(request.request_id)},'
-        f'"client":{_quote(request.client_addr)}}}'
+        f'"duration_ms":{duration * 1000:.3f},'
+        + (f'"upstream_ms":{upstream * 1000:.3f},' if upstream >= 0 else "")
+        + f'"request_id":{_quote(request.request_id)},'
+        + (f'"trace_id":"{trace.trace_id}",' if trace is not None else "")
+        + f'"client":{_quote(request.client_addr)}}}'
     )
 
 

@@ -25,6 +25,7 @@ from ._demo import DEMO_HOST, demo_handler
 from ._gateway import Gateway, build_snapshot, driver_settings, make_ssl_context
 from ._listen import GATEWAY_LISTENER, start_listening
 from ._logsummary import run_failure_log_sweeper
+from ._observe import make_observability
 from ._reload import Reloader
 from ._server import HttpServer, ServerLimits
 from ._session.open import open_session_store
@@ -116,8 +117,10 @@ async def serve_gateway(
         )
         if session_store is None:
             session_store = await stack.enter_async_context(open_session_store(config.storage))
+        # Before the snapshot: its pipelines count hook outcomes into these metrics.
+        observability = make_observability(config, wall_clock=wall_clock)
         auth = AuthServices(
-            store=session_store,
+            store=observability.time_store(session_store),
             clock=wall_clock,
             headers_from_rate_limit=config.rate_limit_response_headers == "rate_limits",
         )
@@ -146,13 +149,18 @@ async def serve_gateway(
             ready=lambda: not server.draining,
             now=wall_clock,
         )
+        control.wrap_admin = observability.wrap_control
+        observability.attach_reloader(control.reloader)
         server = HttpServer(
-            handler=control.main_handler(gateway.handle),
-            access_log=access_log if access_log is not None else LoggingAccessLog(),
+            handler=observability.wrap_main(control.main_handler(gateway.handle)),
+            access_log=observability.access_log(
+                access_log if access_log is not None else LoggingAccessLog(), gateway
+            ),
             limits=server_limits,
         )
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(observability.run)  # the analytics writer, if on
                 await nursery.start(partial(control.serve, watch_interval=watch_interval))
                 if handle_signals:
                     await nursery.start(_watch_signals, server, control.reloader)

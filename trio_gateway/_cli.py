@@ -1,4 +1,5 @@
-"""`trio-gateway` command line: `run` serves, `check` validates API definitions."""
+"""`trio-gateway` command line: `run` serves, `check` validates API definitions, `bundle`
+builds and verifies plugin bundles (``_bundles/cli.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import trio
 from ._accesslog import AccessLog
 from ._apidef.source import load_api_definitions
 from ._apidef.unsupported import coprocess_refusal
+from ._bundles.apply import resolve_bundles
+from ._bundles.cli import add_bundle_parser, run_bundle_command
 from ._config.load import load_config
 from ._config.model import GatewayConfig
 from ._logsetup import stderr_logging, stdout_access_log
@@ -62,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate API definitions and print the report")
     check.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
     check.add_argument("--config", type=Path, help="gateway settings (for app_path)")
+    add_bundle_parser(sub)
     return parser
 
 
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "bundle":
+        return run_bundle_command(args)
     overrides: dict[str, Any] = {}
     if getattr(args, "listen", None):
         overrides["listen"] = args.listen
@@ -113,8 +119,12 @@ def _check(config: GatewayConfig, warnings: list[str]) -> int:
         print(f"trio-gateway check: {folder}: not a folder", file=sys.stderr)
         return EXIT_USAGE
     report = load_api_definitions(folder)
+    resolved = trio.run(resolve_bundles, report.apis, config.bundles)
+    report.apis[:] = resolved.apis
     for api in list(report.apis):
-        refusal = coprocess_refusal(api, coprocess_enabled=config.coprocess.enable)
+        refusal = resolved.failures.get(api.api_id) or coprocess_refusal(
+            api, coprocess_enabled=config.coprocess.enable
+        )
         if refusal is not None:
             report.errors.append(f"{api.source}: {refusal}")
             report.apis.remove(api)

@@ -17,6 +17,7 @@ from typing import Protocol
 import attrs
 import trio
 
+from ._tracecontext import TraceContext
 from .errors import ClientProtocolError, UpstreamProtocolError
 
 Headers = list[tuple[bytes, bytes]]
@@ -110,6 +111,16 @@ class Request:
     #: The bound on a body read whole when the reader names none (``read_body(0)``): the
     #: gateway sets it for APIs with plugin hooks (``hooks.max_body_bytes``); 0 = unbounded.
     body_limit: int = 0
+    #: For analytics and metrics: the key the request was authenticated with, and the seconds
+    #: the upstream took to answer (-1: not asked).
+    api_key: str = ""
+    key_alias: str = ""
+    upstream_latency: float = -1.0
+    #: Detailed analytics recording for this request: the response, kept for the record.
+    record_detail: bool = False
+    response: Response | None = None
+    #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
+    trace: TraceContext | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""

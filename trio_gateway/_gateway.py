@@ -21,15 +21,18 @@ import trio
 from ._apidef.model import ApiDefinition, FailureMode
 from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
+from ._bundles.apply import resolve_bundles
 from ._config.model import GatewayConfig
 from ._driver_settings import DriverSettings, DriverStore, GrpcSettings
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
+from ._metrics import current_metrics
 from ._pipeline import ApiPipeline, HookDefaults, build_pipeline
 from ._pipeline.walk import ApiRuntime, Upstream
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
+from ._tracecontext import trace_for
 from ._upstream.connection import Origin, UpstreamPool
 from .errors import PluginDriverError
 
@@ -118,13 +121,19 @@ async def build_snapshot(
         failure_mode=FailureMode(config.hooks.failure_mode),
         thread_limit=config.hooks.thread_limit,
     )
+    # Plugin bundles first (fetched concurrently): their manifests replace the APIs' hooks.
+    resolved = await resolve_bundles(apis, config.bundles)
+    apis = resolved.apis
     runtimes: dict[str, ApiRuntime] = {}
+    metrics = current_metrics()
     for api in apis:
         target = Target.from_url(api.target_url)
         pipeline: ApiPipeline | None = None
         broken: str | None = None
         listen_prefix = listen_path_key(api.listen_path)
-        refusal = coprocess_refusal(api, coprocess_enabled=config.coprocess.enable)
+        refusal = resolved.failures.get(api.api_id) or coprocess_refusal(
+            api, coprocess_enabled=config.coprocess.enable
+        )
         if refusal is not None:
             broken = refusal
             log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, refusal)
@@ -140,9 +149,11 @@ async def build_snapshot(
                     finish=api_auth.finish,
                     driver_settings=settings,
                 )
+            if pipeline is not None:
+                pipeline.metrics = metrics
         except PluginDriverError as exc:
-            broken = str(exc)
-            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, exc)
+            broken = f"plugin bundle {api.bundle!r}: {exc}" if api.bundle else str(exc)
+            log.error("API %s (%s) will answer 503: %s", api.api_id, api.source, broken)
         runtimes[api.api_id] = ApiRuntime(
             api=api,
             target=target,
@@ -192,12 +203,16 @@ class Gateway:
     hook_body_limit: int = attrs.field(init=False)
     #: The upstream step of every request's walk (the pool, X-Forwarded-Proto, body timeout).
     upstream: Upstream = attrs.field(init=False)
+    #: ``analytics.enable_detailed_recording`` (with analytics on): every API records raw data.
+    record_details: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.hook_body_limit = self.config.hooks.max_body_bytes
         self.upstream = Upstream(
             pool=self.pool, body_timeout=self.config.limits.body_read_timeout, scheme=self.scheme
         )
+        analytics = self.config.analytics
+        self.record_details = analytics.enable and analytics.enable_detailed_recording
 
     async def handle(self, request: Request) -> Response:
         request_id = request.header(b"x-request-id")
@@ -213,9 +228,12 @@ class Gateway:
         snapshot = self.snapshot
         snapshot.in_flight += 1
         try:
-            return await self._dispatch(snapshot, request, path, host, host_header)
+            response = await self._dispatch(snapshot, request, path, host, host_header)
         finally:
             snapshot.leave()
+        if request.record_detail:
+            request.response = response  # its head (and body, if held) go into the record
+        return response
 
     async def _dispatch(
         self,
@@ -232,6 +250,9 @@ class Gateway:
         request.path = match.path
         runtime = snapshot.runtimes[match.api.api_id]
         request.api_id = runtime.api.api_id
+        # Kept, or started and added to the headers: the upstream and every hook see it.
+        request.trace = trace_for(request.headers)
+        request.record_detail = self.record_details or runtime.api.detailed_recording
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
         return await runtime.run(request, host_header, self.upstream, self.hook_body_limit)

@@ -89,6 +89,8 @@ class Reloader:
     #: Completed reloads that swapped a snapshot in (tests wait on it).
     generation: int = 0
     last: ReloadResult | None = None
+    #: Reloads that failed (the previous APIs kept serving), for /metrics.
+    failures: int = 0
     _lock: trio.Lock = attrs.field(factory=trio.Lock, init=False)
     _wanted: trio.Event = attrs.field(factory=trio.Event, init=False)
     _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -119,6 +121,7 @@ class Reloader:
         if result.ok:
             log.info("reload: %s", result.message)
         else:
+            self.failures += 1
             log.error("reload failed, still serving the previous APIs: %s", result.message)
         return result
 

@@ -56,6 +56,7 @@ from .hooks import (
     HookContext,
     HookRef,
     Respond,
+    TraceContext,
 )
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "Response",
     "Session",
     "Stage",
+    "TraceContext",
     "error_body",
     "open_raw_tcp_stream",
 ]

@@ -11,6 +11,7 @@ from typing import ClassVar
 
 __all__ = [
     "ApiDefinitionError",
+    "BundleError",
     "ClientProtocolError",
     "ConfigError",
     "GatewayError",
@@ -107,3 +108,19 @@ class SessionStoreError(GatewayError):
 
     status_hint = 503
     public_message = "Service Unavailable"
+
+
+class BundleError(GatewayError):
+    """A plugin bundle could not be fetched, verified, unpacked or read.
+
+    The API naming it answers 503 while the others serve; the message is Tyk's reason.
+    """
+
+    status_hint = 503
+    public_message = "Service Unavailable"
+
+    def __init__(self, bundle: str, reason: str) -> None:
+        super().__init__(f"bundle {bundle!r}: {reason}")
+        self.bundle = bundle
+        self.reason = reason
+

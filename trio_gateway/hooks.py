@@ -51,6 +51,7 @@ from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from ._config.model import DEFAULT_THREAD_LIMIT
 from ._exchange import Request, Response
 from ._session.model import Session
+from ._tracecontext import TraceContext
 from ._views import ReadOnlyError, RequestView, ResponseView, SessionView, refuse
 
 # The views are defined in ``_views`` (this module is the facade); they are public here.
@@ -78,6 +79,7 @@ __all__ = [
     "Session",
     "SessionView",
     "Stage",
+    "TraceContext",
 ]
 
 #: The version of this contract. It only grows; a change that breaks plugins bumps it.
@@ -286,6 +288,12 @@ class HookContext:
     @property
     def hook_name(self) -> str:
         return self.hook.plugin.name
+
+    @property
+    def trace(self) -> TraceContext | None:
+        """The request's W3C trace context (``trace.trace_id``, ``trace.header``): the client's
+        ``traceparent`` when valid, else one the gateway started. Read-only."""
+        return self._request.trace
 
     @property
     def request(self) -> RequestView:

@@ -42,6 +42,7 @@ from trio_gateway.drivers import (
     HookRef,
     HookTimeout,
     PluginDriverError,
+    Request,
     Respond,
     Response,
     Stage,
@@ -189,6 +190,19 @@ def create(settings: DriverSettings) -> GrpcDriver:
     return GrpcDriver(channels=channels if isinstance(channels, GrpcChannels) else None)
 
 
+def _trace_metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    """The request's W3C trace context as call metadata (``traceparent``, ``tracestate``), so
+    a plugin server's own tracing joins the request's trace."""
+    trace = request.trace
+    if trace is None:
+        return ()
+    parent = ("traceparent", trace.header.decode("ascii"))
+    state = trace.tracestate
+    if state is not None and state.isascii():
+        return (parent, ("tracestate", state.decode("ascii")))
+    return (parent,)
+
+
 def server_override(api: ApiDefinition) -> str:
     """The API's own gRPC server from ``config_data`` (``""``: use the gateway's)."""
     data = api.config_data or {}
@@ -273,7 +287,9 @@ class GrpcDriver:
             # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
             message = await trio.to_thread.run_sync(encode)
         try:
-            data = await channel.unary_unary(DISPATCH_METHOD, message)
+            data = await channel.unary_unary(
+                DISPATCH_METHOD, message, metadata=_trace_metadata(request)
+            )
         except GrpcUnavailable as exc:
             raise PluginDriverError(f"gRPC plugin server unavailable: {exc.message}") from exc
         except GrpcDeadlineExceeded as exc:

@@ -52,6 +52,7 @@ from .loader import (
     load_file_module,
     resolve_path,
 )
+from .namespace import ModuleNamespace
 
 log = logging.getLogger("trio_gateway.plugins.python")
 
@@ -99,6 +100,8 @@ class PythonDriver:
     _abandoned: int = attrs.field(init=False, default=0)
     _thread_waits: int = attrs.field(init=False, default=0)
     _api_id: str = attrs.field(init=False, default="")
+    #: Plugin folder -> its module namespace for this load (released by aclose).
+    _namespaces: dict[str, ModuleNamespace] = attrs.field(init=False, factory=dict)
 
     async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
         self._api_id = api.api_id
@@ -109,7 +112,7 @@ class PythonDriver:
             try:
                 # Abandoned when the load's time bound passes (the import may hang).
                 fn = await trio.to_thread.run_sync(
-                    self._find, api, hook, modules, abandon_on_cancel=True
+                    self._find, api, hook, modules, self._namespaces, abandon_on_cancel=True
                 )
                 form = _plugin_form(fn)
                 if form != "native":
@@ -132,14 +135,17 @@ class PythonDriver:
 
     @staticmethod
     def _find(
-        api: ApiDefinition, hook: HookRef, modules: dict[str, types.ModuleType]
+        api: ApiDefinition,
+        hook: HookRef,
+        modules: dict[str, types.ModuleType],
+        namespaces: dict[str, ModuleNamespace],
     ) -> Callable[..., Any]:
         plugin = hook.plugin
         if plugin.path.endswith(".py"):
             filename = resolve_path(plugin.path, api.source)
             module = modules.get(filename)
             if module is None:
-                module = modules[filename] = load_file_module(filename)
+                module = modules[filename] = load_file_module(filename, namespaces)
             if not plugin.name:
                 raise LoadFailure(f"no function name given for {os.path.basename(filename)}")
             return get_function(module, plugin.name, os.path.basename(filename))
@@ -224,6 +230,10 @@ class PythonDriver:
     async def aclose(self) -> None:
         # Abandoned threads cannot be stopped; they end on their own and release their tokens.
         self._loaded.clear()
+        # The plugin modules go from sys.modules (freed once no running call refers to them).
+        for namespace in self._namespaces.values():
+            namespace.release()
+        self._namespaces.clear()
 
 
 @attrs.define(eq=False)

@@ -6,15 +6,14 @@ Errors are plain messages; the driver prefixes the API and hook.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
+
+from .namespace import ModuleNamespace
 
 
 class LoadFailure(Exception):
@@ -29,24 +28,20 @@ def resolve_path(path: str, api_source: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
-def load_file_module(filename: str) -> ModuleType:
-    """Import a plugin file under a private module name derived from its absolute path."""
+def load_file_module(filename: str, namespaces: dict[str, ModuleNamespace]) -> ModuleType:
+    """Import a plugin file in its folder's own namespace (``namespace.py``): sibling modules
+    import by plain name, and no other folder's modules are seen. ``namespaces`` maps folders to
+    the namespaces of one driver load (the driver releases them when it closes)."""
     if not os.path.isfile(filename):
         raise LoadFailure(f"plugin file not found: {filename}")
-    digest = hashlib.sha1(filename.encode()).hexdigest()[:12]
-    module_name = f"_trio_gateway_plugin_{digest}"
-    spec = importlib.util.spec_from_file_location(module_name, filename)
-    if spec is None or spec.loader is None:
-        raise LoadFailure(f"cannot import {filename}")
-    module = importlib.util.module_from_spec(spec)
-    # Registered while it runs, so dataclasses/pickling inside the plugin can find it.
-    sys.modules[module_name] = module
+    directory = os.path.dirname(filename)
+    namespace = namespaces.get(directory)
+    if namespace is None:
+        namespace = namespaces[directory] = ModuleNamespace(directory)
     try:
-        spec.loader.exec_module(module)
+        return namespace.load_file(filename)
     except Exception as exc:
-        sys.modules.pop(module_name, None)
         raise LoadFailure(f"importing {filename} failed: {type(exc).__name__}: {exc}") from exc
-    return module
 
 
 def load_dotted(target: str) -> Callable[..., Any]:

@@ -14,8 +14,8 @@ from tests.helpers.upstream import RawUpstream, ReceivedRequest, start_upstream
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "apps"
 
-#: Headers that legitimately differ between two requests.
-_PER_REQUEST = {b"x-request-id"}
+#: Headers that differ per request: the request id, and the trace the gateway starts for each.
+_PER_REQUEST = {b"x-request-id", b"traceparent"}
 
 
 def examples_aimed_at(upstream: RawUpstream, apps: Path) -> None:

@@ -42,6 +42,8 @@ class ControlPlane:
     #: Set once the ``control_api_port`` listener is up.
     admin_address: tuple[str, int] | None = None
     admin_server: HttpServer | None = None
+    #: Wraps the control port's handler (the gateway puts /metrics there: _observe.py).
+    wrap_admin: Callable[[Handler], Handler] = lambda handler: handler
 
     def main_handler(self, gateway_handler: Handler) -> Handler:
         """The main listener's handler: health (and, without ``control_api_port``, the admin
@@ -67,7 +69,7 @@ class ControlPlane:
             port = self.config.control_api_port
             if port is not None and self.front.routes is not None:
                 self.admin_server = HttpServer(
-                    handler=mount(self.front, _not_found), limits=self.limits
+                    handler=self.wrap_admin(mount(self.front, _not_found)), limits=self.limits
                 )
                 self.admin_address = await start_listening(
                     nursery,

@@ -18,6 +18,7 @@ from .._converter import describe_type, make_converter
 from ..errors import ApiDefinitionError
 from . import unsupported
 from .model import (
+    AnalyticsPluginRef,
     ApiDefinition,
     AuthLocation,
     EndpointPlugin,
@@ -270,6 +271,27 @@ def check_endpoint_plugin_path(r: FieldReader, key: str, path: str) -> None:
         r.error(key, f"{path!r} is a Go plugin (.so); Go plugins cannot run in trio-gateway")
 
 
+def read_analytics_plugin(
+    r: FieldReader, *, enabled: str, path: str, function: str
+) -> AnalyticsPluginRef | None:
+    """An enabled analytics plugin (Classic ``analytics_plugin``, OAS ``trafficLogs.plugins[]``):
+    a ``.py`` file and a function name; a ``.so`` is refused, naming the key."""
+    if not r.boolean(enabled):
+        return None
+    plugin_path = r.string(path, required=True)
+    check_endpoint_plugin_path(r, path, plugin_path)
+    function_name = r.string(function, required=True)
+    return AnalyticsPluginRef(
+        path=plugin_path, function_name=function_name, timeout=read_timeout(r, "timeout")
+    )
+
+
+def _read_tags(r: FieldReader) -> tuple[str, ...]:
+    if r.boolean("tags_disabled"):
+        return ()
+    return tuple(tag for tag in r.array("tags") if isinstance(tag, str))
+
+
 def read_auth_location(r: FieldReader) -> AuthLocation:
     """Classic ``AuthConfig`` (``auth`` / ``auth_configs.<kind>``)."""
     return AuthLocation(
@@ -430,9 +452,21 @@ def parse_classic(data: Mapping[str, Any], source: str) -> ApiDefinition:
         custom_auth=read_auth_location(auth_configs.obj("coprocess")),
         config_data=config_data,
         middleware=_read_middleware(r, warnings, endpoints),
+        bundle=(
+            ""
+            if r.boolean("custom_middleware_bundle_disabled")
+            else r.string("custom_middleware_bundle").strip()
+        ),
         global_rate_limit=RateLimit(rate=rate.number("rate") or 0, per=rate.number("per") or 0),
         disable_rate_limit=r.boolean("disable_rate_limit"),
         disable_quota=r.boolean("disable_quota"),
+        do_not_track=r.boolean("do_not_track"),
+        detailed_recording=r.boolean("enable_detailed_recording"),
+        tags=_read_tags(r),
+        expire_analytics_after=int(r.number("expire_analytics_after") or 0),
+        analytics_plugin=read_analytics_plugin(
+            r.obj("analytics_plugin"), enabled="enable", path="plugin_path", function="func_name"
+        ),
         source=source,
         format="classic",
     )
@@ -478,7 +512,15 @@ CLASSIC_READ_KEYS = frozenset(
     api_id name org_id active domain domain_disabled proxy use_keyless use_standard_auth
     custom_plugin_auth_enabled enable_coprocess_auth use_go_plugin_auth base_identity_provided_by
     auth auth_configs config_data config_data_disabled custom_middleware global_rate_limit
-    disable_rate_limit disable_quota
-    version_data
+    disable_rate_limit disable_quota custom_middleware_bundle custom_middleware_bundle_disabled
+    version_data do_not_track tags tags_disabled expire_analytics_after analytics_plugin
+    enable_detailed_recording
     """.split()
 )
+
+
+def read_custom_middleware(
+    doc: Mapping[str, Any], errors: list[str], warnings: list[str]
+) -> MiddlewareConfig:
+    """The ``custom_middleware`` object of ``doc`` (a bundle manifest has the Classic shape)."""
+    return _read_middleware(FieldReader(doc, "", errors), warnings, ())

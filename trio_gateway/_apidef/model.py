@@ -117,6 +117,17 @@ class RateLimit:
 
 
 @attrs.frozen(kw_only=True)
+class AnalyticsPluginRef:
+    """Tyk's ``analytics_plugin`` (OAS ``middleware.global.trafficLogs.plugins[]``), enabled:
+    a function in a ``.py`` file that sees each analytics record (docs/observability.md)."""
+
+    path: str
+    function_name: str
+    #: Deadline for one batch of records (our extension); None: the gateway's default.
+    timeout: float | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ApiDefinition:
     """One API the gateway serves, whichever format it was written in."""
 
@@ -139,6 +150,10 @@ class ApiDefinition:
     #: ``config_data`` as plugins see it: None when absent or ``config_data_disabled``.
     config_data: Mapping[str, Any] | None = attrs.field(default=None, eq=False)
     middleware: MiddlewareConfig = attrs.field(factory=MiddlewareConfig)
+    #: The plugin bundle's name (Classic ``custom_middleware_bundle``, OAS
+    #: ``pluginConfig.bundle.path``); empty when none or disabled. When set, the bundle's manifest
+    #: replaces ``middleware`` at load time (``trio_gateway/_bundles``).
+    bundle: str = ""
     global_rate_limit: RateLimit = attrs.field(factory=RateLimit)
     #: Tyk's ``disable_rate_limit`` / OAS ``skipRateLimit``: no key rate limit and no
     #: ``global_rate_limit`` on this API. ``disable_quota`` / ``skipQuota``: no key quota.
@@ -147,6 +162,16 @@ class ApiDefinition:
     #: Upstream/request deadline for this API (Tyk's ``proxy.transport``-less per-API timeout is
     #: ``enforced_timeout``; we keep one number). None means the gateway default.
     request_timeout: float | None = None
+    #: Analytics: Tyk's ``do_not_track`` (no records for this API), ``tags`` (copied into each
+    #: record), ``expire_analytics_after`` (seconds; the records' ``expireAt``) and
+    #: ``analytics_plugin``.
+    do_not_track: bool = False
+    #: Tyk's ``enable_detailed_recording`` (OAS ``server.detailedActivityLogs.enabled``): records
+    #: carry the raw request and response.
+    detailed_recording: bool = False
+    tags: tuple[str, ...] = ()
+    expire_analytics_after: int = 0
+    analytics_plugin: AnalyticsPluginRef | None = None
     #: Where the definition came from (a file path, or "admin API"), for messages.
     source: str = ""
     #: Which format it was written in: "classic" or "oas".

@@ -20,6 +20,7 @@ from .classic import (
     HookKeys,
     apply_feature_table,
     check_endpoint_plugin_path,
+    read_analytics_plugin,
     read_failure_mode,
     read_hook,
     read_thread_limit,
@@ -29,6 +30,7 @@ from .classic import (
     validate_target_url,
 )
 from .model import (
+    AnalyticsPluginRef,
     ApiDefinition,
     AuthLocation,
     EndpointPlugin,
@@ -233,6 +235,17 @@ def _plugin_list(g: FieldReader, plural: str, warnings: list[str]) -> tuple[Plug
     return tuple(h for h in found if h is not None)
 
 
+def _read_analytics_plugin(traffic: FieldReader) -> AnalyticsPluginRef | None:
+    """The first enabled ``trafficLogs.plugins[]`` entry (Tyk runs one analytics plugin)."""
+    for entry in traffic.items("plugins"):
+        plugin = read_analytics_plugin(
+            entry, enabled="enabled", path="path", function="functionName"
+        )
+        if plugin is not None:
+            return plugin
+    return None
+
+
 def parse_oas(
     doc: Mapping[str, Any], source: str, *, companion: Mapping[str, Any] | None = None
 ) -> ApiDefinition:
@@ -301,7 +314,9 @@ def parse_oas(
     plugin_config = g.obj("pluginConfig")
     data = plugin_config.obj("data")
     config_data = data.raw_object("value") if data.boolean("enabled") else None
+    bundle = plugin_config.obj("bundle")
     paths = root.raw_object("paths") or {}
+    traffic = g.obj("trafficLogs")
 
     apply_feature_table(doc, "oas", errors, warnings)
     api = ApiDefinition(
@@ -334,9 +349,14 @@ def parse_oas(
             failure_mode=read_failure_mode(plugin_config, "failureMode"),
             thread_limit=read_thread_limit(plugin_config, "threadLimit"),
         ),
+        bundle=bundle.string("path").strip() if bundle.boolean("enabled") else "",
         global_rate_limit=rate_limit,
         disable_rate_limit=g.boolean("skipRateLimit"),
         disable_quota=g.boolean("skipQuota"),
+        # As Tyk's OAS mapping: records only with trafficLogs.enabled.
+        do_not_track=not traffic.boolean("enabled"),
+        detailed_recording=server.obj("detailedActivityLogs").boolean("enabled"),
+        analytics_plugin=_read_analytics_plugin(traffic),
         source=source,
         format="oas",
     )

@@ -14,6 +14,7 @@ from typing import Any, Final, Literal
 import attrs
 
 __all__ = [
+    "BundlesConfig",
     "CoprocessConfig",
     "FailureMode",
     "FieldValueError",
@@ -164,6 +165,28 @@ class CoprocessConfig:
 
 
 @attrs.frozen(kw_only=True)
+class BundlesConfig:
+    """Tyk's plugin bundle settings (docs/bundles.md). Off by default, as in Tyk."""
+
+    #: Tyk's ``enable_bundle_downloader``: without it an API naming a bundle answers 503 with
+    #: ``Bundle downloader is disabled`` (unless the bundle is already on disk).
+    enable_downloader: bool = False
+    #: Tyk's ``bundle_base_url``: ``http://``, ``https://`` or ``file://``; the bundle name is
+    #: joined to its path.
+    base_url: str = ""
+    #: Tyk's ``bundle_insecure_skip_verify``: no certificate check for ``https`` bundle URLs.
+    insecure_skip_verify: bool = False
+    #: Our extension: extra CA bundle (PEM) trusted for ``https`` bundle URLs, besides the system's.
+    ca_file: str | None = None
+    #: Tyk's ``public_key_path``: PEM RSA public key; when set, every fresh bundle must be signed.
+    public_key_path: str = ""
+    #: Tyk's ``skip_verify_existing_plugin_bundle``: trust signed bundles already on disk.
+    skip_verify_existing: bool = False
+    #: Tyk's ``middleware_path``: bundles are cached in ``<middleware_path>/bundles/``.
+    middleware_path: str = attrs.field(default="middleware", validator=_not_blank)
+
+
+@attrs.frozen(kw_only=True)
 class StorageConfig:
     """Where sessions, rate-limit windows and quota counters live.
 
@@ -184,6 +207,57 @@ class StorageConfig:
     #: session cache): one round trip per request instead of two; changes made by *other*
     #: gateways show after at most this long. 0 turns it off. See docs/decisions-store.md.
     session_cache_ttl: float = attrs.field(default=1.0, validator=_non_negative)
+
+
+AnalyticsSink = Literal["redis", "jsonl"]
+MetricsPlace = Literal["auto", "main", "control"]
+
+
+@attrs.frozen(kw_only=True)
+class AnalyticsConfig:
+    """Analytics records (Tyk's ``enable_analytics``, ``analytics_config``).
+
+    See docs/observability.md.
+    """
+
+    enable: bool = False
+    #: ``redis``: Tyk Pump's list in the Redis of ``storage`` (host, port, database, password);
+    #: ``jsonl``: one JSON object per line to ``jsonl_path`` (empty: stdout).
+    sink: AnalyticsSink = "redis"
+    jsonl_path: str = ""
+    #: Tyk's ``enable_multiple_analytics_keys``: spread batches over ``..._0`` to ``..._9``.
+    multiple_keys: bool = False
+    #: Tyk's ``storage_expiration_time``: seconds the Redis list lives after a write (0: forever).
+    storage_expiration_time: int = attrs.field(default=0, validator=_non_negative)
+    #: Records waiting at most; beyond, new ones are dropped and counted.
+    buffer_size: int = attrs.field(default=10_000, validator=_positive)
+    #: Records per write; a full batch is written at once, a partial one every ``flush_interval``.
+    batch_size: int = attrs.field(default=1000, validator=_positive)
+    flush_interval: float = attrs.field(default=0.2, validator=_positive)
+    #: Bound on writing out what is buffered when the gateway stops.
+    shutdown_timeout: float = attrs.field(default=2.0, validator=_positive)
+    #: Analytics plugins: deadline per batch (an API's ``analytics_plugin.timeout`` overrides it)
+    #: and how many batches run at once.
+    plugin_timeout: float = attrs.field(default=1.0, validator=_positive)
+    plugin_concurrency: int = attrs.field(default=4, validator=_positive)
+    #: Tyk's ``analytics_config.enable_detailed_recording``: every API's records carry the raw
+    #: request and response (base64), each cut at ``detailed_max_bytes``.
+    enable_detailed_recording: bool = False
+    detailed_max_bytes: int = attrs.field(default=65536, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus text format; docs/observability.md)."""
+
+    enable: bool = True
+    path: str = "/metrics"
+    #: ``auto``: the control API port when one is set, else the main port; or force either.
+    listener: MetricsPlace = "auto"
+    #: On the main port, answer clients other than loopback too.
+    allow_remote: bool = False
+    #: Require ``X-Tyk-Authorization: <secret>`` (as the admin API does).
+    require_secret: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -213,6 +287,9 @@ class GatewayConfig:
     hooks: HooksConfig = HooksConfig()
     coprocess: CoprocessConfig = CoprocessConfig()
     storage: StorageConfig = StorageConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    bundles: BundlesConfig = BundlesConfig()
     #: Tyk's ``rate_limit_response_headers``: ``X-RateLimit-*`` from the quota (Tyk's default)
     #: or from the rate limit.
     rate_limit_response_headers: RateLimitHeaders = "quotas"

@@ -51,6 +51,12 @@ GO_FIELDS: Final[Mapping[TykPath, tuple[tuple[str, ...], Kind]]] = {
     ("proxy_ssl_insecure_skip_verify",): (("ProxySSLInsecureSkipVerify",), "bool"),
     ("max_idle_connections_per_host",): (("MaxIdleConnsPerHost",), "int"),
     ("rate_limit_response_headers",): (("RateLimitResponseHeaders",), "str"),
+    ("enable_bundle_downloader",): (("EnableBundleDownloader",), "bool"),
+    ("bundle_base_url",): (("BundleBaseURL",), "str"),
+    ("bundle_insecure_skip_verify",): (("BundleInsecureSkipVerify",), "bool"),
+    ("public_key_path",): (("PublicKeyPath",), "str"),
+    ("skip_verify_existing_plugin_bundle",): (("SkipVerifyExistingPluginBundle",), "bool"),
+    ("middleware_path",): (("MiddlewarePath",), "str"),
     ("storage", "type"): (("Storage", "Type"), "str"),
     ("storage", "host"): (("Storage", "Host"), "str"),
     ("storage", "port"): (("Storage", "Port"), "int"),
@@ -83,6 +89,23 @@ GO_FIELDS: Final[Mapping[TykPath, tuple[tuple[str, ...], Kind]]] = {
     ),
     ("local_session_cache", "disable_cached_session_state"): (
         ("LocalSessionCache", "DisableCacheSessionState"),
+        "bool",
+    ),
+    ("enable_analytics",): (("EnableAnalytics",), "bool"),
+    ("analytics_config", "enable_multiple_analytics_keys"): (
+        ("AnalyticsConfig", "EnableMultipleAnalyticsKeys"),
+        "bool",
+    ),
+    ("analytics_config", "storage_expiration_time"): (
+        ("AnalyticsConfig", "StorageExpirationTime"),
+        "int",
+    ),
+    ("analytics_config", "records_buffer_size"): (
+        ("AnalyticsConfig", "RecordsBufferSize"),
+        "int",
+    ),
+    ("analytics_config", "enable_detailed_recording"): (
+        ("AnalyticsConfig", "EnableDetailedRecording"),
         "bool",
     ),
 }

@@ -30,6 +30,7 @@ from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
 from .._error_body import error_response
 from .._exchange import Request, Response
 from .._logsummary import FailureLog
+from .._metrics import GatewayMetrics, HookSeries
 from .._proto.writer import check_request, check_response
 from ..errors import ClientProtocolError, GatewayError
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
@@ -122,6 +123,9 @@ class ApiPipeline:
     _failures: dict[FailureKind, int] = attrs.field(factory=lambda: dict.fromkeys(FailureKind, 0))
     _failed_open: int = 0
     _failures_by_hook: dict[str, int] = attrs.field(factory=dict)
+    #: Per-hook latency and outcomes for /metrics (set by the gateway when metrics are on).
+    metrics: GatewayMetrics | None = None
+    _hook_series: dict[str, HookSeries] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._info = ApiInfo.from_api(self.api)
@@ -224,6 +228,7 @@ class ApiPipeline:
         # The clock's own method: trio.current_time() costs two more calls, twice per hook.
         current_time = trio.lowlevel.current_clock().current_time
         i, n = 0, len(hooks)
+        started = 0.0
         while True:
             failure: FailureKind | None = None
             error: Exception | None = None
@@ -259,13 +264,11 @@ class ApiPipeline:
                         i, n = 0, len(hooks)
                         continue
                     hook = hooks[i]
-                    timeout = hook.timeout
-                    if timeout == math.inf:
+                    # Read per step (not only for hooks with a timeout): /metrics times them all.
+                    started = current_time()
+                    deadline = started + hook.timeout
+                    if deadline > exchange.deadline:
                         deadline = exchange.deadline
-                    else:
-                        deadline = current_time() + timeout
-                        if deadline > exchange.deadline:
-                            deadline = exchange.deadline
                     if hook is AUTHENTICATE_STEP:
                         assert self.authenticate is not None
                         try:
@@ -317,6 +320,10 @@ class ApiPipeline:
                     except Exception as exc:  # Cancelled is a BaseException: it passes
                         failure, error = classify(exc), exc
                         break
+                    except trio.Cancelled:
+                        if self.metrics is not None and current_time() < deadline:
+                            self._series(hook).failed("cancelled", None, failed_open=False)
+                        raise
                     # A hook that never checkpoints cannot be interrupted; one that ran past its
                     # deadline (or swallowed our cancel, which only its deadline sends) still
                     # gets the timeout answer.
@@ -332,6 +339,8 @@ class ApiPipeline:
                     except Exception as exc:
                         failure, error = FailureKind.ERROR, exc
                         break
+                    if self.metrics is not None:
+                        self._series(hook).ok(current_time() - started)
                     if answer is not None:
                         self._responded += 1
                         return answer
@@ -354,18 +363,36 @@ class ApiPipeline:
                     # request's passed (the same 504, logged as the request's timeout).
                     return request_timed_out(self.api.api_id, upstream[1].timeout)
             assert failure is not None  # every other way out of the scope returned
-            answer = self._fail(hook, failure, error)
+            answer = self._fail(hook, failure, error, current_time() - started)
             if answer is not None:
                 return answer
             i += 1  # fail open: skip exactly this hook
 
-    def _fail(self, hook: HookRef, kind: FailureKind, error: Exception | None) -> Response | None:
+    def _series(self, hook: HookRef) -> HookSeries:
+        series = self._hook_series.get(hook.label)
+        if series is None:
+            assert self.metrics is not None
+            builtin = hook is AUTHENTICATE_STEP or hook is BUILTINS_STEP
+            driver = "builtin" if builtin else self.api.middleware.driver
+            series = self.metrics.hook_series(self.api.api_id, hook.stage.value, hook.label, driver)
+            self._hook_series[hook.label] = series
+        return series
+
+    def _fail(
+        self,
+        hook: HookRef,
+        kind: FailureKind,
+        error: Exception | None,
+        elapsed: float | None = None,
+    ) -> Response | None:
         self._failures[kind] += 1
         label = hook.label
         self._failures_by_hook[label] = self._failures_by_hook.get(label, 0) + 1
         answer = failure_response(kind, hook.stage, hook.failure_mode)
         if answer is None:
             self._failed_open += 1
+        if self.metrics is not None:
+            self._series(hook).failed(kind.value, elapsed, failed_open=answer is None)
         # Logged here only: one line with the exception's type and message (its traceback at
         # debug), repeats summarised per API, hook and cause.
         policy = "open" if answer is None else "closed"

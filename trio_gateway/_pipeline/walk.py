@@ -109,7 +109,13 @@ class Upstream:
         body is read whole (bounded by :data:`RESPONSE_HOOK_BODY_LIMIT`).
         """
         up = self.request_for(request, runtime, host_header)
+        if exchange is not None:  # for analytics
+            request.api_key = exchange.session_key
+            if exchange.session is not None:
+                request.key_alias = exchange.session.alias
+        started = trio.current_time()
         response = await forward(request, up, self.pool, body_timeout=self.body_timeout)
+        request.upstream_latency = trio.current_time() - started
         if request.body_bytes is None:
             # The body streamed upstream and is spent: Response hooks see none (and no 413 for
             # a Content-Length over the hooks' limit: nothing of it is held here).

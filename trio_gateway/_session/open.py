@@ -19,6 +19,18 @@ __all__ = ["open_session_store"]
 CLOSE_TIMEOUT = 5.0
 
 
+def redis_client_for(config: StorageConfig, *, pool_size: int = 8) -> RedisClient:
+    """A client for the Redis of the ``storage`` section (it connects on first use)."""
+    return RedisClient(
+        host=config.host,
+        port=config.port,
+        db=config.database,
+        password=config.password,
+        username=config.username,
+        pool_size=pool_size,
+    )
+
+
 @asynccontextmanager
 async def open_session_store(config: StorageConfig) -> AsyncIterator[SessionStore]:
     """The in-memory store, or the Redis store for ``type = "redis"``.
@@ -28,13 +40,7 @@ async def open_session_store(config: StorageConfig) -> AsyncIterator[SessionStor
     """
     store: SessionStore
     if config.type == "redis":
-        client = RedisClient(
-            host=config.host,
-            port=config.port,
-            db=config.database,
-            password=config.password,
-            username=config.username,
-        )
+        client = redis_client_for(config)
         store = RedisSessionStore(
             client, hash_keys=config.hash_keys, session_cache_ttl=config.session_cache_ttl
         )

@@ -87,6 +87,8 @@ class UpstreamPool:
     _idle: dict[Origin, deque[UpstreamConnection]] = attrs.field(factory=dict)
     #: New connections opened, per origin (tests and statistics read it).
     opened: dict[Origin, int] = attrs.field(factory=dict)
+    #: Connection attempts that failed or timed out (for /metrics).
+    connect_errors: int = 0
 
     async def acquire(
         self, origin: Origin, *, fresh: bool = False, retryable: bool = False
@@ -150,8 +152,10 @@ class UpstreamPool:
                 else:
                     stream = await open_raw_tcp_stream(origin.host, origin.port)
         except trio.TooSlowError as exc:
+            self.connect_errors += 1
             raise UpstreamConnectError(f"connect to {origin.host}:{origin.port} timed out") from exc
         except (OSError, trio.BrokenResourceError) as exc:
+            self.connect_errors += 1
             raise UpstreamConnectError(f"connect to {origin.host}:{origin.port}: {exc}") from exc
         self.opened[origin] = self.opened.get(origin, 0) + 1
         return UpstreamConnection(origin=origin, stream=stream)

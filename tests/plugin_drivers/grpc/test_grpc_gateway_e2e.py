@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import trio
 from conftest import Server, ServerProcess
+from prometheus_client.parser import text_string_to_metric_families
 from test_grpc_driver import OVERRIDE_ROWS
 
 from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
@@ -483,4 +484,48 @@ async def test_grpc_hooks_with_coprocess_off_refuse_the_api_naming_the_switch(
         "coprocess_options.enable_coprocess set to true" in record.getMessage()
         for record in caplog.records
     )
+    gw.shutdown()
+
+
+async def test_trace_context_reaches_the_plugin_as_metadata_and_the_channel_state_is_scraped(
+    nursery: trio.Nursery, tmp_path: Path, server: Server
+) -> None:
+    metadata: list[dict[str, str]] = []
+
+    def handler(o: pb.Object, context: Any) -> pb.Object:
+        metadata.append(dict(context.invocation_metadata()))
+        return o
+
+    server.handler = handler
+    upstream = await start_upstream(nursery)
+    gw = await start_gateway(
+        nursery, tmp_path, server.target, api_doc(upstream, {"pre": [{"name": "pre"}]})
+    )
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = [("traceparent", traceparent), ("tracestate", "v=1")]
+    assert (await fetch(gw.address, "GET", "/api/x", headers)).status == 200
+    assert metadata[0]["traceparent"] == traceparent
+    assert metadata[0]["tracestate"] == "v=1"
+    scrape = (await fetch(gw.address, "GET", "/metrics")).body.decode()
+    states = {
+        sample.labels["state"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "trio_gateway_grpc_channel_state"
+        and sample.labels["target"] == server.target
+    }
+    assert states == {"connecting": 0.0, "ready": 1.0, "down": 0.0, "closed": 0.0}
+
+    # The plugin server goes away: the hook's outcome is "unavailable" (fail closed).
+    await trio.to_thread.run_sync(lambda: server.server.stop(0).wait(5))
+    assert (await fetch(gw.address, "GET", "/api/x")).status >= 500
+    scrape = (await fetch(gw.address, "GET", "/metrics")).body.decode()
+    outcomes = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+        if sample.name == "trio_gateway_hook_outcomes_total"
+    }
+    assert outcomes["ok"] == 1
+    assert outcomes["unavailable"] == 1
     gw.shutdown()

@@ -59,7 +59,6 @@ CLASSIC_REFUSALS: list[tuple[dict[str, Any], str, str]] = [
         "proxy.enable_load_balancing",
         "load balancing",
     ),
-    (make_classic(custom_middleware_bundle="b.zip"), "custom_middleware_bundle", "plugin bundles"),
     (make_classic(protocol="tcp", listen_port=9000), "protocol", "TCP/TLS"),
     (make_classic(strip_auth_data=True), "strip_auth_data", "stripping credentials"),
 ]
@@ -141,11 +140,6 @@ OAS_REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     (_op("mockResponse", ON), f"{X}.middleware.operations.aGET.mockResponse", "mock responses"),
     (make_oas({"x.info.state.internal": True}), f"{X}.info.state.internal", "internal API"),
     (make_oas({"x.upstream.loadBalancing": ON}), f"{X}.upstream.loadBalancing", "load balancing"),
-    (
-        make_oas({"x.middleware.global.pluginConfig.bundle": {"enabled": True, "path": "b.zip"}}),
-        f"{X}.middleware.global.pluginConfig.bundle",
-        "plugin bundles",
-    ),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Tyk plugin bundles: fetch, verify, unpack, read the manifest, build (docs/bundles.md)."""
