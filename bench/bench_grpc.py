@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "plugin_drivers" / "grpc"))
 
-from plugin_drivers.grpc import wire  # noqa: E402
+from plugin_drivers.coprocess import wire  # noqa: E402
 from plugin_drivers.grpc.client import open_grpc_channel  # noqa: E402
 from trio_gateway._exchange import Request  # noqa: E402
 from trio_gateway.hooks import ApiInfo, Stage  # noqa: E402

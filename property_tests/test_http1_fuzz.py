@@ -4,9 +4,9 @@ Two properties:
 
 * the pure core (``H1ServerParser``): the events it produces do not depend on how the bytes were
   split into reads;
-* the server shell (``_ClientConnection`` over a real ``socket.socketpair()``): any byte string,
-  sent in any chunks, gets well-formed responses and/or a clean close — never a crash, never a
-  hang (every wait is bounded), never a 5xx.
+* the server shell (``_connection.ClientConnection`` over a real ``socket.socketpair()``): any
+  byte string, sent in any chunks, gets well-formed responses and/or a clean close — never a
+  crash, never a hang (every wait is bounded), never a 5xx.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import trio
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from trio_gateway._connection import ClientConnection
 from trio_gateway._exchange import Request, Response
 from trio_gateway._net import HangupWatcher, RawSocketStream
 from trio_gateway._proto.events import Data, Event, Upgraded
 from trio_gateway._proto.http1 import H1ServerParser
-from trio_gateway._server import HttpServer, ServerLimits, _ClientConnection
+from trio_gateway._server import HttpServer, ServerLimits
 from trio_gateway.errors import ClientProtocolError
 
 MAX_HEAD = 512
@@ -206,7 +207,7 @@ async def test_any_bytes_in_any_chunks_get_responses_or_a_clean_close(
     )
     client_sock, server_sock = socket.socketpair()
     hangups = HangupWatcher()
-    conn = _ClientConnection(server, RawSocketStream(server_sock), "fuzz", hangups)
+    conn = ClientConnection(server, RawSocketStream(server_sock), "fuzz", hangups)
     client = trio.SocketStream(trio.socket.from_stdlib_socket(client_sock))
     received = bytearray()
 

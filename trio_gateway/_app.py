@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import signal
-import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack, ExitStack
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -22,7 +22,7 @@ from ._apidef.source import LoadReport, load_api_definitions
 from ._auth import AuthServices
 from ._config.model import DEMO_PORT, GatewayConfig
 from ._demo import DEMO_HOST, demo_handler
-from ._gateway import Gateway, build_snapshot, make_ssl_context
+from ._gateway import Gateway, build_snapshot, driver_settings, make_ssl_context
 from ._listen import GATEWAY_LISTENER, start_listening
 from ._logsummary import run_failure_log_sweeper
 from ._observe import make_observability
@@ -85,30 +85,15 @@ async def serve_gateway(
     when it changes (``--watch``).
     """
     async with AsyncExitStack() as stack:
-        coprocess = config.coprocess
-        if coprocess.grpc_server or coprocess.enable:
-            # One gRPC channel per gateway, as in Tyk; APIs with driver "grpc" share it (an API
-            # may name its own server: plugin_drivers/grpc/driver.py). It is opened before the
-            # APIs load so that their drivers find it.
-            from plugin_drivers.grpc.client import Keepalive
-            from plugin_drivers.grpc.driver import open_shared_grpc_channel
+        # Resources shared by every API's driver (one gRPC channel per gateway, as in Tyk),
+        # opened before the APIs load so that their drivers get them; only when configured, so
+        # a gateway without gRPC plugins never imports the drivers.
+        driver_shared: Mapping[str, Any] = {}
+        if config.coprocess.grpc_server or config.coprocess.enable:
+            from plugin_drivers import open_shared
 
-            await stack.enter_async_context(
-                open_shared_grpc_channel(
-                    coprocess.grpc_server,
-                    authority=coprocess.grpc_authority,
-                    ssl_context=(
-                        ssl.create_default_context(cafile=coprocess.grpc_ca_file)
-                        if coprocess.grpc_tls
-                        else None
-                    ),
-                    recv_max=coprocess.grpc_recv_max_size,
-                    send_max=coprocess.grpc_send_max_size,
-                    keepalive=Keepalive(
-                        interval=coprocess.grpc_keepalive_interval,
-                        timeout=coprocess.grpc_keepalive_timeout,
-                    ),
-                )
+            driver_shared = await stack.enter_async_context(
+                open_shared(driver_settings(config))
             )
         folder = apps_dir or (Path(config.app_path) if config.app_path else None)
         demo_address: tuple[str, int] | None = None
@@ -139,8 +124,12 @@ async def serve_gateway(
             clock=wall_clock,
             headers_from_rate_limit=config.rate_limit_response_headers == "rate_limits",
         )
-        snapshot = await build_snapshot(report.apis, config, auth=auth)
-        gateway = Gateway(config=config, snapshot=snapshot, pool=pool, auth=auth)
+        snapshot = await build_snapshot(
+            report.apis, config, auth=auth, driver_shared=driver_shared
+        )
+        gateway = Gateway(
+            config=config, snapshot=snapshot, pool=pool, auth=auth, driver_shared=driver_shared
+        )
         server_limits = ServerLimits(
             max_header_bytes=limits.max_header_bytes,
             max_request_body_bytes=limits.max_request_body_bytes,

@@ -11,7 +11,8 @@ import itertools
 import logging
 import os
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -22,40 +23,22 @@ from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
 from ._bundles.apply import resolve_bundles
 from ._config.model import GatewayConfig
+from ._driver_settings import DriverSettings, DriverStore, GrpcSettings
 from ._error_body import error_response
 from ._exchange import Request, Response
 from ._logsummary import FailureLog
 from ._metrics import current_metrics
-from ._pipeline import ApiPipeline, DeadlineExceeded, Exchange, HookDefaults, build_pipeline
+from ._pipeline import ApiPipeline, HookDefaults, build_pipeline
+from ._pipeline.walk import ApiRuntime, Upstream
 from ._routing import Router, Target, listen_path_key
 from ._session.memory import MemorySessionStore
 from ._tracecontext import trace_for
 from ._upstream.connection import Origin, UpstreamPool
-from ._upstream.proxy import UpstreamRequest, discard_body, forward
-from .errors import ClientProtocolError, GatewayError, PluginDriverError
+from .errors import PluginDriverError
 
 log = logging.getLogger("trio_gateway")
 #: Upstream failures and request timeouts: one line per API and cause per interval.
 _failure_log = FailureLog(log)
-
-#: Upper bound on a response body read whole for Response hooks (beyond it: 502).
-RESPONSE_HOOK_BODY_LIMIT = 64 * 1024 * 1024
-
-
-@attrs.define(eq=False, slots=True)
-class ApiRuntime:
-    """One API as served: its definition, compiled target and pipeline (or why it is broken)."""
-
-    api: ApiDefinition
-    target: Target
-    #: Where the pool connects (scheme, host, port), from ``target``.
-    origin: Origin
-    #: The listen path as routing sees it (normalised, no trailing slash; "" for "/").
-    listen_prefix: str
-    pipeline: ApiPipeline | None
-    #: Set when the API's plugins failed to load: the API answers 503 until fixed.
-    broken: str | None = None
-
 
 @attrs.define(eq=False)
 class ApiSnapshot:
@@ -86,16 +69,53 @@ class ApiSnapshot:
                     await runtime.pipeline.aclose()
 
 
+def driver_settings(
+    config: GatewayConfig,
+    *,
+    store: DriverStore | None = None,
+    shared: Mapping[str, Any] | None = None,
+) -> DriverSettings:
+    """What every driver is built with: the gateway's hook and coprocess settings, the store
+    (sessions, plugin data), and the drivers' shared resources (``plugin_drivers.open_shared``)."""
+    hooks, coprocess = config.hooks, config.coprocess
+    return DriverSettings(
+        timeout=hooks.timeout,
+        failure_mode=hooks.failure_mode,
+        thread_limit=hooks.thread_limit,
+        max_body_bytes=hooks.max_body_bytes,
+        blocking_threshold=hooks.blocking_threshold,
+        grpc=GrpcSettings(
+            enable=coprocess.enable,
+            server=coprocess.grpc_server,
+            authority=coprocess.grpc_authority,
+            tls=coprocess.grpc_tls,
+            ca_file=coprocess.grpc_ca_file,
+            recv_max_size=coprocess.grpc_recv_max_size,
+            send_max_size=coprocess.grpc_send_max_size,
+            keepalive_interval=coprocess.grpc_keepalive_interval,
+            keepalive_timeout=coprocess.grpc_keepalive_timeout,
+        ),
+        store=store,
+        shared=shared if shared is not None else {},
+    )
+
+
 async def build_snapshot(
-    apis: Sequence[ApiDefinition], config: GatewayConfig, *, auth: AuthServices | None = None
+    apis: Sequence[ApiDefinition],
+    config: GatewayConfig,
+    *,
+    auth: AuthServices | None = None,
+    driver_shared: Mapping[str, Any] | None = None,
 ) -> ApiSnapshot:
     """Compile every API; a plugin load failure marks only that API broken (it answers 503).
 
     ``auth`` carries the gateway's session store; without it keyed APIs get a private in-memory
-    store (fine for one-off snapshots in tests, not for serving).
+    store (fine for one-off snapshots in tests, not for serving). ``driver_shared`` is what
+    ``plugin_drivers.open_shared`` yielded (the gRPC channels), passed to every driver.
     """
     if auth is None:
         auth = AuthServices(store=MemorySessionStore(hash_keys=config.storage.hash_keys))
+    settings = driver_settings(config, store=auth.store, shared=driver_shared)
     defaults = HookDefaults(
         timeout=config.hooks.timeout,
         failure_mode=FailureMode(config.hooks.failure_mode),
@@ -127,6 +147,7 @@ async def build_snapshot(
                     builtins=api_auth.builtins,
                     authenticate=api_auth.authenticate,
                     finish=api_auth.finish,
+                    driver_settings=settings,
                 )
             if pipeline is not None:
                 pipeline.metrics = metrics
@@ -140,6 +161,7 @@ async def build_snapshot(
             listen_prefix=listen_prefix,
             pipeline=pipeline,
             broken=broken,
+            timeout=api.request_timeout or config.proxy_default_timeout,
         )
     return ApiSnapshot(router=Router.build(list(apis)), runtimes=runtimes)
 
@@ -175,13 +197,20 @@ class Gateway:
     scheme: str = "http"
     #: The session store and clock every snapshot's built-ins share (reloads pass it on).
     auth: AuthServices | None = None
+    #: The drivers' shared resources (the gRPC channels) every snapshot's drivers get.
+    driver_shared: Mapping[str, Any] = attrs.field(factory=dict)
     #: ``hooks.max_body_bytes``, read per request on APIs with plugin hooks.
     hook_body_limit: int = attrs.field(init=False)
+    #: The upstream step of every request's walk (the pool, X-Forwarded-Proto, body timeout).
+    upstream: Upstream = attrs.field(init=False)
     #: ``analytics.enable_detailed_recording`` (with analytics on): every API records raw data.
     record_details: bool = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.hook_body_limit = self.config.hooks.max_body_bytes
+        self.upstream = Upstream(
+            pool=self.pool, body_timeout=self.config.limits.body_read_timeout, scheme=self.scheme
+        )
         analytics = self.config.analytics
         self.record_details = analytics.enable and analytics.enable_detailed_recording
 
@@ -226,137 +255,4 @@ class Gateway:
         request.record_detail = self.record_details or runtime.api.detailed_recording
         if runtime.broken is not None:
             return error_response(503, "Service Unavailable")
-        timeout = runtime.api.request_timeout or self.config.proxy_default_timeout
-        # The request's deadline. A client hang-up cancels the connection's scope around this
-        # one (_server.py), which takes the hooks, the upstream request and all they started.
-        deadline = trio.current_time() + timeout
-        pipeline = runtime.pipeline
-        if pipeline is not None and pipeline.driver is not None:
-            # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
-            request.body_limit = self.hook_body_limit
-        if pipeline is not None and pipeline.driver is not None and pipeline.has_request_hooks:
-            # Plugin hooks walk under a cancel scope of the pipeline's; the upstream call runs
-            # in that same scope (one scope per request instead of two: docs/decisions.md).
-            exchange = Exchange(api=runtime.api, deadline=deadline)
-            try:
-                return await pipeline.run_request_then(
-                    request,
-                    exchange,
-                    lambda: self._proceed(request, runtime, host_header, exchange),
-                )
-            except DeadlineExceeded:
-                return self._timed_out(runtime, timeout)
-        with trio.CancelScope(deadline=deadline) as scope:
-            response = await self._walk(request, runtime, host_header, deadline)
-        if scope.cancelled_caught:
-            return self._timed_out(runtime, timeout)
-        return response
-
-    @staticmethod
-    def _timed_out(runtime: ApiRuntime, timeout: float) -> Response:
-        api_id = runtime.api.api_id
-        _failure_log.warning(
-            (api_id, "timeout"), f"request to API {api_id} timed out after {timeout}s"
-        )
-        return error_response(504, "Upstream service reached hard timeout.")
-
-    async def _walk(
-        self, request: Request, runtime: ApiRuntime, host_header: bytes | None, deadline: float
-    ) -> Response:
-        """The request walk of an API without plugin hooks (built-ins at most), then upstream."""
-        pipeline = runtime.pipeline
-        exchange: Exchange | None = None
-        if pipeline is not None and pipeline.has_request_hooks:
-            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
-            answer = await pipeline.run_request(request, exchange)
-            if answer is not None:
-                return answer
-        elif pipeline is not None and pipeline.has_response_hooks:
-            exchange = Exchange(api=runtime.api, deadline=deadline, deadline_enforced=True)
-        return await self._proceed(request, runtime, host_header, exchange)
-
-    async def _proceed(
-        self,
-        request: Request,
-        runtime: ApiRuntime,
-        host_header: bytes | None,
-        exchange: Exchange | None,
-    ) -> Response:
-        """Everything after the request hooks: the upstream call, then the Response hooks.
-        Runs under the request's deadline (the caller's cancel scope)."""
-        pipeline = runtime.pipeline
-        up = self._upstream_request(request, runtime, host_header)
-        if exchange is not None:  # for analytics
-            request.api_key = exchange.session_key
-            if exchange.session is not None:
-                request.key_alias = exchange.session.alias
-        started = trio.current_time()
-        try:
-            response = await forward(
-                request, up, self.pool, body_timeout=self.config.limits.body_read_timeout
-            )
-            request.upstream_latency = trio.current_time() - started
-        except ClientProtocolError:
-            # The client's body broke mid-forward (413 over the limit, bad chunk): the server
-            # answers it with the error's own status, not as an upstream failure.
-            raise
-        except GatewayError as exc:
-            api_id = runtime.api.api_id
-            _failure_log.warning(
-                (api_id, "upstream", type(exc)), f"upstream of API {api_id} failed", exc
-            )
-            return error_response(exc.status_hint, exc.public_message)
-        if request.body_bytes is None:
-            # The body streamed upstream and is spent: Response hooks see none (and no 413 for
-            # a Content-Length over the hooks' limit: nothing of it is held here).
-            request.body_source = None
-        if exchange is not None and exchange.response_headers:
-            response.headers.extend(exchange.response_headers)
-        if pipeline is not None and pipeline.has_response_hooks and response.tunnel is None:
-            assert exchange is not None
-            target = runtime.target
-            response.upstream_url = (
-                f"{target.scheme}://{target.host_header}{up.target.decode('latin-1')}"
-            )
-            try:
-                await response.read_body(RESPONSE_HOOK_BODY_LIMIT)
-            except BaseException:
-                discard_body(response)  # too large, or the upstream failed: drop its connection
-                raise
-            response = await pipeline.run_response(request, response, exchange)
-        return response
-
-    def _upstream_request(
-        self, request: Request, runtime: ApiRuntime, host_header: bytes | None
-    ) -> UpstreamRequest:
-        api = runtime.api
-        target = runtime.target
-        path = request.path
-        if api.strip_listen_path and runtime.listen_prefix:
-            prefix = runtime.listen_prefix
-            if path.startswith(prefix):
-                path = path[len(prefix) :] or "/"
-                if not path.startswith("/"):
-                    path = "/" + path
-        upstream_path = target.join(path)
-        if request.query:
-            upstream_path += "?" + request.query
-        xff = request.header(b"x-forwarded-for")
-        client = request.client_addr.encode("latin-1")
-        forwarded = [
-            (b"X-Forwarded-For", xff + b", " + client if xff else client),
-            (b"X-Forwarded-Proto", self.scheme.encode("ascii")),
-            (b"X-Request-ID", request.request_id.encode("latin-1")),
-        ]
-        if host_header:
-            forwarded.append((b"X-Forwarded-Host", host_header))
-        if api.preserve_host_header and host_header:
-            host = host_header
-        else:
-            host = target.host_header.encode("ascii")
-        return UpstreamRequest(
-            origin=runtime.origin,
-            target=upstream_path.encode("latin-1"),
-            host=host,
-            forwarded=forwarded,
-        )
+        return await runtime.run(request, host_header, self.upstream, self.hook_body_limit)

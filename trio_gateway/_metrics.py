@@ -1,4 +1,4 @@
-"""Prometheus metrics: what the gateway counts, and ``GET /metrics``.
+"""Prometheus metrics: what the gateway counts (``GET /metrics`` is served by ``_observe``).
 
 The exposition (text format, names, escaping) is prometheus_client's (``generate_latest`` on a
 registry of our own per gateway). What the request path pays is ours: plain integer and list
@@ -15,7 +15,7 @@ status codes are folded into classes (``2xx``); no path or client value is ever 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,9 +27,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ._exchange import Request, Response
+from ._exchange import Request
 
 if TYPE_CHECKING:
     from ._analytics.recorder import AnalyticsRecorder
@@ -43,7 +42,6 @@ __all__ = [
     "GatewayMetrics",
     "HookSeries",
     "current_metrics",
-    "serve_metrics",
 ]
 
 #: Seconds. From half a millisecond (an in-process hook) to the default request deadline.
@@ -361,42 +359,3 @@ def current_metrics() -> GatewayMetrics | None:
 
 def set_current_metrics(metrics: GatewayMetrics | None) -> None:
     _CURRENT.set(metrics)
-
-
-_LOOPBACK_V6 = frozenset({"::1", "::ffff:127.0.0.1"})
-
-
-def is_loopback(client: str) -> bool:
-    return client.startswith("127.") or client in _LOOPBACK_V6
-
-
-def serve_metrics(
-    metrics: GatewayMetrics,
-    handler: Callable[[Request], Any],
-    *,
-    path: str,
-    loopback_only: bool,
-    secret: str | None,
-) -> Callable[[Request], Any]:
-    """``handler`` with ``GET <path>`` answered from ``metrics`` in front of it."""
-    from ._admin.app import secret_matches
-
-    content_type = CONTENT_TYPE_LATEST.encode("ascii")
-
-    async def handle(request: Request) -> Response:
-        if request.path != path:
-            return await handler(request)  # type: ignore[no-any-return]
-        if loopback_only and not is_loopback(request.client_addr):
-            return await handler(request)  # type: ignore[no-any-return]
-        if secret is not None and not secret_matches(
-            secret, request.header(b"x-tyk-authorization")
-        ):
-            return Response(
-                status=403, headers=[(b"Content-Type", b"text/plain")], body_bytes=b"Forbidden\n"
-            )
-        if request.method not in ("GET", "HEAD"):
-            return Response(status=405, headers=[(b"Allow", b"GET, HEAD")], body_bytes=b"")
-        body = metrics.render()
-        return Response(status=200, headers=[(b"Content-Type", content_type)], body_bytes=body)
-
-    return handle

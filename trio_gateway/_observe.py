@@ -11,18 +11,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ._accesslog import AccessLog
+from ._admin.app import secret_matches
 from ._analytics.recorder import AnalyticsRecorder
 from ._analytics.sinks import JsonLinesSink, RedisListSink, Sink
 from ._config.model import GatewayConfig
-from ._exchange import Request
+from ._exchange import Request, Response
 from ._logwriter import LogWriter
-from ._metrics import GatewayMetrics, serve_metrics, set_current_metrics
+from ._metrics import GatewayMetrics, set_current_metrics
 from ._server import Handler
 from ._session.open import redis_client_for
 from ._session.store import SessionStore
@@ -163,3 +165,40 @@ def make_observability(
         if metrics is not None:
             metrics.analytics = recorder
     return Observability(config=config, metrics=metrics, recorder=recorder)
+
+
+_LOOPBACK_V6 = frozenset({"::1", "::ffff:127.0.0.1"})
+
+
+def is_loopback(client: str) -> bool:
+    return client.startswith("127.") or client in _LOOPBACK_V6
+
+
+def serve_metrics(
+    metrics: GatewayMetrics,
+    handler: Callable[[Request], Any],
+    *,
+    path: str,
+    loopback_only: bool,
+    secret: str | None,
+) -> Callable[[Request], Any]:
+    """``handler`` with ``GET <path>`` answered from ``metrics`` in front of it."""
+    content_type = CONTENT_TYPE_LATEST.encode("ascii")
+
+    async def handle(request: Request) -> Response:
+        if request.path != path:
+            return await handler(request)  # type: ignore[no-any-return]
+        if loopback_only and not is_loopback(request.client_addr):
+            return await handler(request)  # type: ignore[no-any-return]
+        if secret is not None and not secret_matches(
+            secret, request.header(b"x-tyk-authorization")
+        ):
+            return Response(
+                status=403, headers=[(b"Content-Type", b"text/plain")], body_bytes=b"Forbidden\n"
+            )
+        if request.method not in ("GET", "HEAD"):
+            return Response(status=405, headers=[(b"Allow", b"GET, HEAD")], body_bytes=b"")
+        body = metrics.render()
+        return Response(status=200, headers=[(b"Content-Type", content_type)], body_bytes=body)
+
+    return handle

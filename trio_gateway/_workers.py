@@ -348,7 +348,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     config = structure_config(settings["config"])
     watch_interval: float | None = settings["watch_interval"]
 
-    from ._cli import stderr_logging, stdout_access_log
+    from ._logsetup import stderr_logging, stdout_access_log
     from ._server import SHARE_LISTENING_PORT
 
     text_format = (

@@ -1,11 +1,13 @@
 """The ``grpc`` driver: Tyk's coprocess protocol (``coprocess.Dispatcher/Dispatch``) over HTTP/2.
 
 One gRPC server per gateway, as in Tyk (``coprocess_options.coprocess_grpc_server``): the gateway
-opens the shared channels once, in its root nursery, with :func:`open_shared_grpc_channel`; every
-API's :class:`GrpcDriver` uses the default channel. An API may name its own server with
-``config_data.trio_gateway_grpc_server`` (our extension; Tyk passes ``config_data`` to plugins and
-ignores the key): the first API naming a target opens a channel for it in the same nursery, and
-APIs naming the same target share it. (A driver may also be given a channel directly.)
+opens the shared channels once, in its root nursery, with :func:`open_shared` (the driver's entry in
+``plugin_drivers.SHARED``) and hands them to every API's :class:`GrpcDriver` through
+``DriverSettings.shared`` (:func:`create`); every API's driver uses the default channel. An API may
+name its own server with ``config_data.trio_gateway_grpc_server`` (our extension; Tyk passes
+``config_data`` to plugins and ignores the key): the first API naming a target opens a channel for
+it in the same nursery, and APIs naming the same target share it. (A driver may also be given a
+channel directly.)
 
 Failures map to the pipeline's kinds: server unreachable -> *unavailable*
 (:class:`~trio_gateway.errors.PluginDriverError`), a deadline the server reports -> *timeout*
@@ -16,34 +18,38 @@ the stream and ``trio.Cancelled`` propagates.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar, Final
 
 import attrs
 import google.protobuf.message
 import trio
 
-from trio_gateway._exchange import Request, Response
-from trio_gateway._logsummary import FailureLog
-from trio_gateway.errors import HookError, HookTimeout, PluginDriverError
-from trio_gateway.hooks import (
+from trio_gateway.drivers import (
     CONTINUE,
     ApiDefinition,
     ApiInfo,
     Decision,
+    DriverSettings,
+    FailureLog,
     HookContext,
+    HookError,
     HookRef,
+    HookTimeout,
+    PluginDriverError,
+    Request,
     Respond,
+    Response,
     Stage,
 )
 
-from . import object_encoder, wire
+from ..coprocess import object_encoder, wire
+from ..coprocess.proto import coprocess_object_pb2 as object_pb
 from .client import (
     DEFAULT_RECV_MAX,
     GrpcChannel,
@@ -53,7 +59,6 @@ from .client import (
     Keepalive,
     start_grpc_channel,
 )
-from .proto import coprocess_object_pb2 as object_pb
 
 __all__ = [
     "DISPATCH_EVENT_METHOD",
@@ -61,6 +66,8 @@ __all__ = [
     "SERVER_OVERRIDE_KEY",
     "GrpcChannels",
     "GrpcDriver",
+    "create",
+    "open_shared",
     "open_shared_grpc_channel",
 ]
 
@@ -118,11 +125,6 @@ class GrpcChannels:
             await channel.aclose()
 
 
-_shared_channels: contextvars.ContextVar[GrpcChannels | None] = contextvars.ContextVar(
-    "trio_gateway_grpc_channels", default=None
-)
-
-
 @asynccontextmanager
 async def open_shared_grpc_channel(
     target: str,
@@ -133,11 +135,10 @@ async def open_shared_grpc_channel(
     send_max: int = 0,
     keepalive: Keepalive | None = None,
 ) -> AsyncIterator[GrpcChannels]:
-    """Open the gateway's gRPC channels for the block; drivers created inside it use them.
+    """Open the gateway's gRPC channels for the block; drivers built with them use them.
 
     ``target`` is the default server (``""``: none; then only APIs naming their own server can
-    use gRPC plugins). Tasks started inside the block (the server, reloads) inherit the channels
-    (a context variable).
+    use gRPC plugins).
     """
     async with trio.open_nursery() as nursery:
         channels = GrpcChannels(
@@ -159,15 +160,34 @@ async def open_shared_grpc_channel(
                     send_max=send_max,
                     keepalive=keepalive,
                 )
-            token = _shared_channels.set(channels)
-            try:
-                yield channels
-            finally:
-                _shared_channels.reset(token)
+            yield channels
         finally:
             if channels.default is not None:
                 await channels.default.aclose()
             await channels.aclose()
+
+
+def open_shared(settings: DriverSettings) -> AbstractAsyncContextManager[GrpcChannels] | None:
+    """The gateway's gRPC channels from ``coprocess_options`` (``plugin_drivers.SHARED``), or
+    None when neither a server nor ``enable_coprocess`` is configured."""
+    grpc = settings.grpc
+    if not grpc.wanted:
+        return None
+    return open_shared_grpc_channel(
+        grpc.server,
+        authority=grpc.authority,
+        ssl_context=ssl.create_default_context(cafile=grpc.ca_file) if grpc.tls else None,
+        recv_max=grpc.recv_max_size,
+        send_max=grpc.send_max_size,
+        keepalive=Keepalive(interval=grpc.keepalive_interval, timeout=grpc.keepalive_timeout),
+    )
+
+
+def create(settings: DriverSettings) -> GrpcDriver:
+    """The driver factory (``plugin_drivers.DRIVERS``): one driver per API, on the shared
+    channels the gateway opened (:func:`open_shared`)."""
+    channels = settings.shared.get(GrpcDriver.name)
+    return GrpcDriver(channels=channels if isinstance(channels, GrpcChannels) else None)
 
 
 def _trace_metadata(request: Request) -> tuple[tuple[str, str], ...]:
@@ -197,6 +217,8 @@ class GrpcDriver:
     name: ClassVar[str] = "grpc"
 
     channel: GrpcChannel | None = None
+    #: The gateway's channels (the default server and per-API ones), when it opened them.
+    channels: GrpcChannels | None = None
     #: ``custom_middleware_bundle`` of the API, for ``spec["bundle_hash"]`` (md5 of "" if none).
     bundle: str = ""
     _org_id: str = ""
@@ -209,7 +231,7 @@ class GrpcDriver:
         self._org_id, self._api_id = api.org_id, api.api_id
         if self.channel is not None:
             return
-        channels = _shared_channels.get()
+        channels = self.channels
         override = server_override(api)
         if override and channels is not None:
             try:

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from .driver import PythonDriver, PythonDriverStatistics
+from .driver import PythonDriver, PythonDriverStatistics, create
 
-__all__ = ["PythonDriver", "PythonDriverStatistics"]
+__all__ = ["PythonDriver", "PythonDriverStatistics", "create"]

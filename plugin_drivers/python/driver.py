@@ -29,14 +29,17 @@ from typing import Any
 import attrs
 import trio
 
-from trio_gateway.errors import HookError, PluginDriverError
-from trio_gateway.hooks import (
+from trio_gateway.drivers import (
     CONTINUE,
+    DEFAULT_BLOCKING_THRESHOLD,
     ApiDefinition,
     Continue,
     Decision,
+    DriverSettings,
     HookContext,
+    HookError,
     HookRef,
+    PluginDriverError,
     Respond,
     Stage,
 )
@@ -75,12 +78,18 @@ class _Loaded:
     label: str
 
 
+def create(settings: DriverSettings) -> PythonDriver:
+    """The driver factory (``plugin_drivers.DRIVERS``)."""
+    return PythonDriver(blocking_threshold=settings.blocking_threshold)
+
+
 @attrs.define(eq=False)
 class PythonDriver:
     """Runs native Python hooks. One instance per API definition."""
 
-    #: Seconds one async step may hold the event loop before it is reported.
-    blocking_threshold: float = 0.1
+    #: Seconds one async step may hold the event loop before it is reported
+    #: (``hooks.blocking_threshold``).
+    blocking_threshold: float = DEFAULT_BLOCKING_THRESHOLD
     #: The clock blocking is measured with (wall time; tests pass a fake).
     wall_clock: Callable[[], float] = time.perf_counter
 

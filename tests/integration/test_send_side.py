@@ -326,7 +326,7 @@ async def test_interim_responses_from_the_upstream_are_skipped(
 async def test_response_too_large_for_hooks_closes_the_upstream_connection(
     nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("trio_gateway._gateway.RESPONSE_HOOK_BODY_LIMIT", 1000)
+    monkeypatch.setattr("trio_gateway._pipeline.walk.RESPONSE_HOOK_BODY_LIMIT", 1000)
 
     async def big(request: ReceivedRequest, reply: Reply) -> None:
         await reply.start(200, [], content_length=100_000)

@@ -270,3 +270,36 @@ async def test_session_cache_serves_own_writes_and_expires(
     assert mine.meta_data == {"m": 1}
     await cached.aclose()
     await other.aclose()
+
+
+async def test_plugin_data_round_trip(store: SessionStore) -> None:
+    # Tyk's tyk.store_data / tyk.get_data, which Tyk-style Python plugins call.
+    assert await store.get_data("counter") is None
+    await store.store_data("counter", b"\x00seven", 0)
+    assert await store.get_data("counter") == b"\x00seven"
+    await store.store_data("counter", b"eight", 60)
+    assert await store.get_data("counter") == b"eight"
+    assert await store.get_session("counter") is None  # plugin data is not a key
+
+
+async def test_plugin_data_lives_where_tyk_keeps_it_with_its_ttl(redis_db: RedisServer) -> None:
+    client = RedisClient(host=redis_db.host, port=redis_db.port)
+    store = RedisSessionStore(client)
+    try:
+        await store.store_data("k", b"v", 30)
+        await store.store_data("forever", b"v", 0)
+        assert await client.execute("GET", "coprocess-data:k") == b"v"
+        assert 0 < await client.execute("TTL", "coprocess-data:k") <= 30
+        assert await client.execute("TTL", "coprocess-data:forever") == -1
+    finally:
+        await store.aclose()
+
+
+async def test_plugin_data_expires_after_its_ttl_in_memory() -> None:
+    now = [100.0]
+    store = MemorySessionStore(clock=lambda: now[0])
+    await store.store_data("k", b"v", 5)
+    now[0] = 104.9
+    assert await store.get_data("k") == b"v"
+    now[0] = 105.0
+    assert await store.get_data("k") is None

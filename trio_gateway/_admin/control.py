@@ -100,7 +100,9 @@ def make_control_plane(
     """``folder`` is what reloads read; ``writable`` says whether ``/tyk/apis`` may change it."""
 
     async def build(apis: Sequence[ApiDefinition]) -> ApiSnapshot:
-        return await build_snapshot(apis, config, auth=gateway.auth)
+        return await build_snapshot(
+            apis, config, auth=gateway.auth, driver_shared=gateway.driver_shared
+        )
 
     reloader = Reloader(
         gateway=gateway, folder=folder, build=build, drain_timeout=config.proxy_default_timeout

@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 
 from .._converter import describe_type
-from .._routing import listen_path_key
+from .._paths import listen_path_key
 from ..errors import ApiDefinitionError
 from .classic import parse_classic
 from .model import ApiDefinition

@@ -136,6 +136,9 @@ class HooksConfig:
     #: a gRPC hook): beyond it the client gets 413, at once when its Content-Length says so.
     #: 0 means unbounded. APIs without plugin hooks stream bodies of any size.
     max_body_bytes: int = attrs.field(default=8 * 1024 * 1024, validator=_non_negative)
+    #: Seconds one step of an async native hook (the code between two awaits) may hold the event
+    #: loop before the ``python`` driver reports it (a log line and a counter, with the hook).
+    blocking_threshold: float = attrs.field(default=0.1, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

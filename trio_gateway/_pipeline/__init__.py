@@ -9,8 +9,6 @@ from .policy import FailureKind
 from .runner import (
     ApiPipeline,
     Builtin,
-    Continuation,
-    DeadlineExceeded,
     Finisher,
     PipelineStatistics,
 )
@@ -19,8 +17,6 @@ __all__ = [
     "ApiPipeline",
     "Builtin",
     "Chain",
-    "Continuation",
-    "DeadlineExceeded",
     "Exchange",
     "FailureKind",
     "Finisher",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import trio
 
 from .._apidef.model import ApiDefinition
+from .._driver_settings import DriverSettings
 from ..errors import PluginDriverError
 from ..hooks import Driver
 from .chain import HookDefaults, build_chain
 from .runner import CLOSE_TIMEOUT, ApiPipeline, Builtin, Finisher
 
+#: Builds the driver named by the API (tests pass their own; the gateway uses
+#: ``plugin_drivers.create_driver`` with the gateway's :class:`DriverSettings`).
 DriverFactory = Callable[[str], Driver]
 
 #: Bound on loading one API's plugins (imports run plugin code, which may hang): beyond it the
@@ -28,6 +32,7 @@ async def build_pipeline(
     authenticate: Builtin | None = None,
     finish: Finisher | None = None,
     driver_factory: DriverFactory | None = None,
+    driver_settings: DriverSettings | None = None,
 ) -> ApiPipeline:
     """Load ``api``'s plugins and return its pipeline.
 
@@ -46,9 +51,12 @@ async def build_pipeline(
             finish=finish,
         )
     if driver_factory is None:
+        # The composition point: the gateway's only import of the drivers (lazy, so a gateway
+        # without plugins never imports them).
         from plugin_drivers import create_driver
 
-        driver_factory = create_driver
+        settings = driver_settings if driver_settings is not None else DriverSettings()
+        driver_factory = functools.partial(create_driver, settings=settings)
     try:
         driver = driver_factory(api.middleware.driver)
     except PluginDriverError as exc:

@@ -20,9 +20,8 @@ class Exchange:
 
     api: ApiDefinition
     deadline: float = math.inf
-    #: The caller already runs this request under a cancel scope with ``deadline`` (the gateway
-    #: does): the pipeline then skips its own scope around built-ins-only walks.
-    deadline_enforced: bool = False
+    #: The client's ``Host`` header (for the upstream request: X-Forwarded-Host, preserve_host).
+    host_header: bytes | None = None
     #: The session once authenticated (by custom auth, or later by the built-in token auth).
     session: Session | None = None
     session_key: str = ""

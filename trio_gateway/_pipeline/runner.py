@@ -9,9 +9,10 @@ hooks run inline in the request's task, so anything a hook starts lives in a nur
 itself owns, inside our scope, and is cancelled with it. A cancel from outside (client gone)
 propagates untouched; it is never logged or counted as a failure.
 
-:meth:`ApiPipeline.run_request_then` goes one step further for the gateway: what follows the hooks
-(the upstream call) runs in the same scope, its deadline moved to the request's, so a request
-with hooks pays for one cancel scope instead of two (the gateway's request scope and ours).
+:meth:`ApiPipeline.run` is the whole request walk for the gateway (``walk.ApiRuntime.run``): the
+request steps, the finisher, the upstream call (a step like the others, its deadline moved back to
+the request's) and the RESPONSE hooks, all in that one scope, so a request pays for one cancel
+scope whatever its API has. Built-ins are steps of the same walk, with or without plugin hooks.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import math
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
@@ -31,7 +32,7 @@ from .._exchange import Request, Response
 from .._logsummary import FailureLog
 from .._metrics import GatewayMetrics, HookSeries
 from .._proto.writer import check_request, check_response
-from ..errors import ClientProtocolError
+from ..errors import ClientProtocolError, GatewayError
 from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
 from .chain import Chain
 from .exchange import Exchange
@@ -41,7 +42,11 @@ from .policy import (
     FailureKind,
     classify,
     failure_response,
+    request_timed_out,
 )
+
+if TYPE_CHECKING:
+    from .walk import ApiRuntime, Upstream
 
 log = logging.getLogger("trio_gateway.pipeline")
 #: Hook failures: one line per API, hook and cause per interval (an outage must not flood).
@@ -58,14 +63,6 @@ Builtin = Callable[[Request, Exchange], Coroutine[Any, Any, Response | None]]
 
 #: Runs once after the request walk, whatever its outcome (persists session changes).
 Finisher = Callable[[Exchange], Awaitable[None]]
-
-#: What :meth:`ApiPipeline.run_request_then` runs after the request hooks (the upstream call).
-Continuation = Callable[[], Awaitable[Response]]
-
-
-class DeadlineExceeded(Exception):
-    """The request's deadline passed while the continuation of ``run_request_then`` ran."""
-
 
 #: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
 #: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
@@ -162,12 +159,7 @@ class ApiPipeline:
         steps = self._steps_for(request)
         if not steps:
             return None
-        if self.driver is None:
-            # Built-ins only (no plugin hooks): one scope with the request's deadline, none of
-            # the per-hook deadline moves of ``_walk``.
-            answer = await self._walk_builtins(request, exchange)
-        else:
-            answer = await self._walk(steps, request, exchange, None)
+        answer = await self._walk(steps, request, exchange, None)
         if self.finish is not None:
             await self.finish(exchange)
         return answer
@@ -180,19 +172,26 @@ class ApiPipeline:
                 return (*self._before_endpoint, hook, *self.chain.post)
         return self._request_steps
 
-    async def run_request_then(
-        self, request: Request, exchange: Exchange, then: Continuation
+    async def run(
+        self,
+        request: Request,
+        exchange: Exchange,
+        upstream: Upstream,
+        runtime: ApiRuntime,
     ) -> Response:
-        """:meth:`run_request`, then ``then()`` when no hook answered, in the walk's own cancel
-        scope with ``exchange.deadline`` (so the caller needs no scope of its own).
+        """The whole walk of one request, in one cancel scope with ``exchange.deadline``: the
+        request steps, the finisher, ``upstream.call`` and the RESPONSE hooks.
 
-        Returns a hook's (or a failure policy's) answer, else what ``then()`` returned. Raises
-        :class:`DeadlineExceeded` if the deadline passes while ``then()`` runs.
+        Returns what the client gets: a hook's (or a failure policy's) answer, the upstream's
+        response (as RESPONSE hooks left it), or the 504 when the deadline passed in the upstream
+        call.
         """
-        answer = await self._walk(self._steps_for(request), request, exchange, None, then)
+        answer = await self._walk(
+            self._steps_for(request), request, exchange, None, (upstream, runtime)
+        )
         if self.finish is not None and not exchange.finished:
-            await self.finish(exchange)  # a hook or a failure policy answered before the tail
-        assert answer is not None  # with a tail, the walk always ends in a response
+            await self.finish(exchange)  # a hook or a failure policy answered before the upstream
+        assert answer is not None  # with the upstream step, the walk always ends in a response
         return answer
 
     async def run_response(
@@ -209,43 +208,21 @@ class ApiPipeline:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self.driver.aclose()
 
-    async def _walk_builtins(self, request: Request, exchange: Exchange) -> Response | None:
-        """Authentication and the built-ins of an API without plugin hooks."""
-        if exchange.deadline_enforced:
-            return await self._run_builtins(request, exchange)
-        with trio.CancelScope(deadline=exchange.deadline):
-            return await self._run_builtins(request, exchange)
-        return self._fail(BUILTINS_STEP, FailureKind.TIMEOUT, None)  # the deadline passed
-
-    async def _run_builtins(self, request: Request, exchange: Exchange) -> Response | None:
-        step = AUTHENTICATE_STEP
-        try:
-            if self.authenticate is not None:
-                answer = await self.authenticate(request, exchange)
-                if answer is not None:
-                    return answer
-            step = BUILTINS_STEP
-            for builtin in self.builtins:
-                answer = await builtin(request, exchange)
-                if answer is not None:
-                    return answer
-        except Exception as exc:  # Cancelled is a BaseException: it passes
-            return self._fail(step, classify(exc), exc)
-        return None
-
     async def _walk(
         self,
         hooks: tuple[HookRef, ...],
         request: Request,
         exchange: Exchange,
         response: Response | None,
-        tail: Continuation | None = None,
+        upstream: tuple[Upstream, ApiRuntime] | None = None,
     ) -> Response | None:
         """Run ``hooks`` in order. Returns a response that ends the walk, or None.
 
-        With ``tail``: once every hook has passed, the finisher (if any) and then ``tail`` run in
-        the same scope under the request's deadline, and the walk returns what ``tail`` returned
-        (or raises ``DeadlineExceeded``).
+        With ``upstream`` (the gateway's :class:`~.walk.Upstream` and the API's runtime): once
+        every request step has passed, the finisher (if any) and the upstream call run in the
+        same scope under the request's deadline, then the RESPONSE hooks over the upstream's
+        response, and the walk returns what the client gets (the request's 504 if the deadline
+        passed in the upstream call).
         """
         driver = self.driver
         # The clock's own method: trio.current_time() costs two more calls, twice per hook.
@@ -256,11 +233,39 @@ class ApiPipeline:
         while True:
             failure: FailureKind | None = None
             error: Exception | None = None
-            in_tail = False
+            in_upstream = False
             # The scope starts at the request's deadline; a step that waits moves it to its own.
             with trio.CancelScope(deadline=exchange.deadline) as scope:
-                while i < n:
+                while True:
+                    if i == n:
+                        if upstream is None:
+                            return None
+                        if response is not None:
+                            return response  # RESPONSE hooks done: what the client gets
+                        # The upstream step: under the request's deadline only.
+                        if scope.deadline != exchange.deadline:
+                            scope.deadline = exchange.deadline
+                        in_upstream = True
+                        if self.finish is not None:
+                            exchange.finished = True
+                            await self.finish(exchange)
+                        step, runtime = upstream
+                        try:
+                            response = await step.call(
+                                request, runtime, exchange.host_header, exchange
+                            )
+                        except ClientProtocolError:
+                            raise  # the client's answer (413, a broken body), not the upstream's
+                        except GatewayError as exc:
+                            return step.failed(runtime, exc)
+                        in_upstream = False
+                        hooks = self.chain.response
+                        if not hooks or response.tunnel is not None:
+                            return response
+                        i, n = 0, len(hooks)
+                        continue
                     hook = hooks[i]
+                    # Read per step (not only for hooks with a timeout): /metrics times them all.
                     started = current_time()
                     deadline = started + hook.timeout
                     if deadline > exchange.deadline:
@@ -349,24 +354,19 @@ class ApiPipeline:
                         exchange.session, exchange.session_key = ctx._session, ctx._session_key
                         exchange.session_created = True
                     i += 1
-                if failure is None:
-                    if tail is None:
-                        return None
-                    if scope.deadline != exchange.deadline:
-                        scope.deadline = exchange.deadline
-                    in_tail = True
-                    if self.finish is not None:
-                        exchange.finished = True
-                        await self.finish(exchange)
-                    return await tail()
-            if in_tail:
+            if in_upstream:
                 # Only our scope was cancelled (an outer cancel would have propagated): the
-                # request's deadline passed during the tail.
-                raise DeadlineExceeded
+                # request's deadline passed during the upstream call.
+                assert upstream is not None
+                return request_timed_out(self.api.api_id, upstream[1].timeout)
+            hook = hooks[i]
             if scope.cancelled_caught:
                 failure = FailureKind.TIMEOUT
+                if upstream is not None and hook.timeout == math.inf:
+                    # Built-in auth and the built-ins have no deadline of their own: the
+                    # request's passed (the same 504, logged as the request's timeout).
+                    return request_timed_out(self.api.api_id, upstream[1].timeout)
             assert failure is not None  # every other way out of the scope returned
-            hook = hooks[i]
             answer = self._fail(hook, failure, error, current_time() - started)
             if answer is not None:
                 return answer
@@ -474,7 +474,8 @@ def _await_with_deadline(
     except StopIteration as stop:
         result: T = stop.value
         return result
-    scope.deadline = deadline
+    if scope.deadline != deadline:  # built-in steps keep the request's deadline: no move
+        scope.deadline = deadline
     while True:
         try:
             sent = yield yielded

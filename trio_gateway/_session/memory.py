@@ -6,7 +6,10 @@ The methods do not checkpoint: they are on the request path and never block.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,7 +24,12 @@ __all__ = ["MemorySessionStore"]
 @attrs.define(eq=False)
 class MemorySessionStore:
     hash_keys: bool = False
+    #: Seconds on a monotonic clock, for ``store_data``'s TTL (tests pass their own).
+    clock: Callable[[], float] = time.monotonic
     _sessions: dict[str, Session] = attrs.field(factory=dict, init=False)
+    #: Plugin data: key -> (value, expiry on ``clock``). Bounded by what plugins store, as in
+    #: Tyk's Redis; expired entries go when read or overwritten.
+    _data: dict[str, tuple[bytes, float]] = attrs.field(factory=dict, init=False)
     #: storage id -> bucket -> counter
     _quotas: dict[str, dict[str, QuotaState]] = attrs.field(factory=dict, init=False)
     _rate_logs: dict[tuple[str, str], deque[float]] = attrs.field(factory=dict, init=False)
@@ -79,6 +87,19 @@ class MemorySessionStore:
             if quota is None:
                 quota = buckets[limits.bucket] = QuotaState()
         return apply_limits(log, quota, limits, now)
+
+    async def store_data(self, key: str, value: bytes, ttl: int) -> None:
+        expires = self.clock() + ttl if ttl > 0 else math.inf
+        self._data[key] = (bytes(value), expires)
+
+    async def get_data(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self.clock():
+            del self._data[key]
+            return None
+        return entry[0]
 
     async def aclose(self) -> None:
         return None

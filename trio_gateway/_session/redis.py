@@ -25,7 +25,7 @@ from .._redis.client import RedisClient, RedisError
 from .json import session_from_json, session_to_json
 from .model import Session
 from .redis_scripts import CONSUME, PUT_META_DATA
-from .store import SessionStoreError, hash_key
+from .store import DATA_PREFIX, SessionStoreError, hash_key
 
 __all__ = ["RedisSessionStore"]
 
@@ -178,6 +178,18 @@ class RedisSessionStore:
             else None
         )
         return LimitResult(outcome=_OUTCOMES[int(code)], rate=rate, quota=quota)
+
+    async def store_data(self, key: str, value: bytes, ttl: int) -> None:
+        command: list[str | bytes | int | float] = [
+            "SET", f"{self.prefix}{DATA_PREFIX}{key}", value
+        ]
+        if ttl > 0:
+            command += ["EX", ttl]
+        await self._pipeline_checked([command])
+
+    async def get_data(self, key: str) -> bytes | None:
+        (value,) = await self._pipeline_checked([["GET", f"{self.prefix}{DATA_PREFIX}{key}"]])
+        return value if isinstance(value, bytes) else None
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -9,7 +9,10 @@ from .._ratelimit import LimitResult, Limits
 from ..errors import SessionStoreError
 from .model import Session
 
-__all__ = ["SessionStore", "SessionStoreError", "hash_key"]
+__all__ = ["DATA_PREFIX", "SessionStore", "SessionStoreError", "hash_key"]
+
+#: Where Tyk's plugin data (``tyk.store_data``/``get_data``) lives in the store, as in Tyk.
+DATA_PREFIX = "coprocess-data:"
 
 
 def hash_key(key: str) -> str:
@@ -60,6 +63,15 @@ class SessionStore(Protocol):
 
     async def consume(self, key: str, limits: Limits, *, now: float) -> LimitResult:
         """Apply rate limit then quota for one request, atomically; ``now`` in unix seconds."""
+        ...
+
+    async def store_data(self, key: str, value: bytes, ttl: int) -> None:
+        """Tyk's ``store_data``: ``value`` under ``coprocess-data:<key>`` for ``ttl`` seconds
+        (0 or less: no expiry). Raises :class:`SessionStoreError` when the store is down."""
+        ...
+
+    async def get_data(self, key: str) -> bytes | None:
+        """Tyk's ``get_data``: what :meth:`store_data` stored (None: nothing, or expired)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -12,7 +12,7 @@ import pytest
 import trio
 from grpc_dispatcher_server import Handler, echo, start_server
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 
 SERVER_SCRIPT = Path(__file__).with_name("grpc_dispatcher_server.py")
 

@@ -17,7 +17,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 
 Handler = Callable[[pb.Object, Any], pb.Object]
 BIG = 64 * 1024 * 1024

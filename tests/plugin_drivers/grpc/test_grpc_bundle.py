@@ -11,7 +11,7 @@ import attrs
 import trio
 from conftest import Server
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.helpers.bundles import bundles_config, make_bundle, sent_headers, serve, setup
 from tests.helpers.client import fetch
 from trio_gateway._config.model import CoprocessConfig

@@ -13,16 +13,16 @@ import trio
 from conftest import Server, ServerProcess
 from grpc_dispatcher_server import Handler, echo, start_server
 
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
+from plugin_drivers.grpc.call import encode_timeout
 from plugin_drivers.grpc.client import (
     GrpcError,
     GrpcMessageTooLarge,
     GrpcUnavailable,
     StatusCode,
-    _encode_timeout,
     open_grpc_channel,
     parse_target,
 )
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
 
 DISPATCH = "/coprocess.Dispatcher/Dispatch"
 
@@ -48,10 +48,10 @@ def test_parse_target() -> None:
 
 
 def test_grpc_timeout_encoding() -> None:
-    assert _encode_timeout(0.25) == b"250000u"
-    assert _encode_timeout(1e-9) == b"1u"
-    assert _encode_timeout(500) == b"500000m"
-    assert _encode_timeout(10**9) == b"16666667M"
+    assert encode_timeout(0.25) == b"250000u"
+    assert encode_timeout(1e-9) == b"1u"
+    assert encode_timeout(500) == b"500000m"
+    assert encode_timeout(10**9) == b"16666667M"
 
 
 async def test_round_trip_and_concurrent_streams_on_one_connection(server: Server) -> None:

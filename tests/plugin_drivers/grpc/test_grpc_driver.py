@@ -12,13 +12,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import attrs
 import pytest
 import trio
 from conftest import Server, free_port
 
+from plugin_drivers import create_driver, open_shared
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from plugin_drivers.grpc.client import GrpcChannel, open_grpc_channel
-from plugin_drivers.grpc.driver import GrpcDriver, open_shared_grpc_channel
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.grpc.driver import GrpcDriver
 from trio_gateway._apidef.model import (
     ApiDefinition,
     EndpointPlugin,
@@ -31,6 +33,7 @@ from trio_gateway._pipeline.chain import HookDefaults
 from trio_gateway._pipeline.exchange import Exchange
 from trio_gateway._pipeline.runner import ApiPipeline
 from trio_gateway._session.model import AccessDefinition, AllowedUrl, Session
+from trio_gateway.drivers import DriverSettings, GrpcSettings
 from trio_gateway.errors import PluginDriverError
 
 PRE, POST, POST_KEY_AUTH, CUSTOM_KEY_CHECK, RESPONSE = 1, 2, 3, 4, 5
@@ -452,15 +455,22 @@ async def test_server_down_is_unavailable_and_fails_fast() -> None:
 
 
 async def test_shared_channel_and_missing_configuration(server: Server) -> None:
+    # The gateway's path: the shared opener from the settings, then the factory with its result.
     with pytest.raises(PluginDriverError, match="no gRPC server is configured"):
-        await GrpcDriver().load(make_api(), ())
-    async with open_shared_grpc_channel(server.target) as channels:
-        driver = GrpcDriver()
+        await create_driver("grpc", DriverSettings()).load(make_api(), ())
+    settings = DriverSettings(grpc=GrpcSettings(server=server.target))
+    async with open_shared(settings) as shared:
+        channels = shared["grpc"]
+        driver = create_driver("grpc", attrs.evolve(settings, shared=shared))
+        assert isinstance(driver, GrpcDriver)
         await driver.load(make_api(), ())
         assert driver.channel is channels.default
         await driver.aclose()
         assert channels.default is not None
         assert channels.default.state.value in ("ready", "connecting")
-    async with open_shared_grpc_channel("") as channels:  # enabled, but no default server
+    async with open_shared(DriverSettings()) as shared:  # not configured: nothing opened
+        assert shared == {}
+    settings = DriverSettings(grpc=GrpcSettings(enable=True))
+    async with open_shared(settings) as shared:  # enabled, but no default server
         with pytest.raises(PluginDriverError, match="no gRPC server is configured"):
-            await GrpcDriver().load(make_api(), ())
+            await create_driver("grpc", attrs.evolve(settings, shared=shared)).load(make_api(), ())

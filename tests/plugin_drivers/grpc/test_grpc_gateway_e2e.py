@@ -20,7 +20,7 @@ from conftest import Server, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 from test_grpc_driver import OVERRIDE_ROWS
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.helpers.client import fetch, open_client
 from tests.helpers.upstream import RawUpstream, ReceivedRequest, Reply, start_upstream
 from trio_gateway._app import RunningGateway, serve_gateway

@@ -12,7 +12,7 @@ import trio
 from conftest import Server
 from test_grpc_gateway_e2e import api_doc
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.helpers.upstream import start_upstream
 from trio_gateway._app import RunningGateway, serve_gateway
 from trio_gateway._config.model import CoprocessConfig, GatewayConfig, HooksConfig, ListenConfig

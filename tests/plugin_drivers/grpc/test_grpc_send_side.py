@@ -16,7 +16,7 @@ import trio
 from conftest import Server
 from test_grpc_gateway_e2e import api_doc, by_hook_name, start_gateway
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.helpers.client import fetch, open_client
 from tests.helpers.upstream import ReceivedRequest, Reply, start_upstream
 

@@ -20,9 +20,9 @@ from conftest import Server, running_server
 from grpc_dispatcher_server import start_server
 from test_grpc_gateway_e2e import api_doc, by_hook_name, start_gateway
 
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from plugin_drivers.grpc.client import GrpcUnavailable, open_grpc_channel
 from plugin_drivers.grpc.driver import GrpcDriver
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
 from tests.helpers.client import fetch
 from tests.helpers.upstream import start_upstream
 from trio_gateway._apidef.model import ApiDefinition, MiddlewareConfig, PluginRef

@@ -15,7 +15,8 @@ import trio
 import trio.testing
 
 from plugin_drivers.grpc import h2codec
-from plugin_drivers.grpc.client import GrpcError, StatusCode, _Connection
+from plugin_drivers.grpc.client import GrpcError, StatusCode
+from plugin_drivers.grpc.connection import Connection
 
 GRPC_OK = [(b"grpc-status", b"0")]
 
@@ -85,16 +86,16 @@ class H2Server:
 
 
 @pytest.fixture
-async def pair(nursery: trio.Nursery) -> tuple[_Connection, H2Server]:
+async def pair(nursery: trio.Nursery) -> tuple[Connection, H2Server]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    conn = _Connection.start(client_stream, b"http")
+    conn = Connection.start(client_stream, b"http")
     server = H2Server(server_stream)
     nursery.start_soon(server.run)
     nursery.start_soon(conn.run)
     return conn, server
 
 
-async def test_settings_changes_pings_and_padding(pair: tuple[_Connection, H2Server]) -> None:
+async def test_settings_changes_pings_and_padding(pair: tuple[Connection, H2Server]) -> None:
     conn, server = pair
     with trio.fail_after(5):
         assert await conn.unary(block(), b"first", 1 << 20) == b"first"
@@ -126,7 +127,7 @@ async def test_settings_changes_pings_and_padding(pair: tuple[_Connection, H2Ser
 
 
 async def test_request_larger_than_the_initial_window_waits_for_updates(
-    pair: tuple[_Connection, H2Server],
+    pair: tuple[Connection, H2Server],
 ) -> None:
     conn, _ = pair
     big = b"x" * 200_000  # over the default 65 535-byte windows: needs WINDOW_UPDATEs
@@ -135,7 +136,7 @@ async def test_request_larger_than_the_initial_window_waits_for_updates(
     assert conn.send_window < 65_535 + 200_005  # windows were consumed and given back
 
 
-async def test_server_reset_and_status(pair: tuple[_Connection, H2Server]) -> None:
+async def test_server_reset_and_status(pair: tuple[Connection, H2Server]) -> None:
     conn, server = pair
 
     def reset(stream_id: int, body: bytes) -> None:
@@ -148,7 +149,7 @@ async def test_server_reset_and_status(pair: tuple[_Connection, H2Server]) -> No
     assert not conn.calls
 
 
-async def test_cancelled_call_resets_its_stream(pair: tuple[_Connection, H2Server]) -> None:
+async def test_cancelled_call_resets_its_stream(pair: tuple[Connection, H2Server]) -> None:
     conn, server = pair
     server.respond = lambda stream_id, body: None  # never answers
     with trio.move_on_after(0.2) as scope:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin_drivers.grpc import object_encoder, wire
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess import object_encoder, wire
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from trio_gateway._exchange import Request, Response
 from trio_gateway._session.model import AccessDefinition, Session
 from trio_gateway.hooks import CONTINUE, ApiInfo, Stage

@@ -11,8 +11,10 @@ import pytest
 import trio
 import trio.testing
 
-from plugin_drivers.grpc import client, h2codec
-from plugin_drivers.grpc.client import GrpcError, GrpcUnavailable, _Connection
+from plugin_drivers.grpc import connection, h2codec
+from plugin_drivers.grpc.client import GrpcError, GrpcUnavailable
+from plugin_drivers.grpc.common import NO_KEEPALIVE
+from plugin_drivers.grpc.connection import Connection
 from plugin_drivers.grpc.h2codec import ErrorCode, Flag, FrameType
 
 PREFACE_LEN = len(h2codec.CLIENT_PREFACE)
@@ -71,9 +73,9 @@ def data(stream_id: int, payload: bytes) -> bytes:
 
 
 @pytest.fixture
-async def pair(nursery: trio.Nursery) -> tuple[_Connection, RawServer]:
+async def pair(nursery: trio.Nursery) -> tuple[Connection, RawServer]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    conn = _Connection.start(client_stream, b"http", client.NO_KEEPALIVE)
+    conn = Connection.start(client_stream, b"http", NO_KEEPALIVE)
     server = RawServer(server_stream)
     nursery.start_soon(server.run)
     nursery.start_soon(conn.run)
@@ -81,7 +83,7 @@ async def pair(nursery: trio.Nursery) -> tuple[_Connection, RawServer]:
 
 
 async def call_answered_with(
-    conn: _Connection, server: RawServer, frames: bytes, wait_for: int, recv_max: int = 1 << 20
+    conn: Connection, server: RawServer, frames: bytes, wait_for: int, recv_max: int = 1 << 20
 ) -> tuple[BaseException, h2codec.Frame]:
     """Start a call, let the server answer it with ``frames``; the call's error and the first
     frame of type ``wait_for`` the client sent back."""
@@ -102,7 +104,7 @@ async def call_answered_with(
 
 
 async def test_a_reply_longer_than_its_message_fails_at_once_and_is_not_kept(
-    pair: tuple[_Connection, RawServer], autojump_clock: trio.testing.MockClock
+    pair: tuple[Connection, RawServer], autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
     # The prefix announces 10 bytes; a megabyte follows, and no END_STREAM ever comes.
@@ -116,7 +118,7 @@ async def test_a_reply_longer_than_its_message_fails_at_once_and_is_not_kept(
 
 @pytest.mark.parametrize("stream_id", [0, 1])
 async def test_a_window_update_of_zero_is_an_error(
-    pair: tuple[_Connection, RawServer], stream_id: int, autojump_clock: trio.testing.MockClock
+    pair: tuple[Connection, RawServer], stream_id: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
     # RFC 9113 §6.9: on a stream, a stream error; on the connection, a connection error.
@@ -135,7 +137,7 @@ async def test_a_window_update_of_zero_is_an_error(
 
 
 async def test_a_stream_window_over_2_31_is_a_flow_control_error(
-    pair: tuple[_Connection, RawServer], autojump_clock: trio.testing.MockClock
+    pair: tuple[Connection, RawServer], autojump_clock: trio.testing.MockClock
 ) -> None:
     conn, server = pair
     frames = h2codec.window_update_frame(1, 2**31 - 1)
@@ -148,9 +150,9 @@ async def test_data_beyond_the_connection_window_ends_the_connection(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A small window, so that one write of the server's overruns it before any grant.
-    monkeypatch.setattr(client, "_CONNECTION_WINDOW", 100_000)
+    monkeypatch.setattr(connection, "_CONNECTION_WINDOW", 100_000)
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    conn = _Connection.start(client_stream, b"http", client.NO_KEEPALIVE)
+    conn = Connection.start(client_stream, b"http", NO_KEEPALIVE)
     server = RawServer(server_stream)
     nursery.start_soon(server.run)
     nursery.start_soon(conn.run)

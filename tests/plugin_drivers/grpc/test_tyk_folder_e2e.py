@@ -17,7 +17,7 @@ from typing import Any
 import trio
 from conftest import Server
 
-from plugin_drivers.grpc.proto import coprocess_object_pb2 as pb
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.helpers.client import fetch
 from tests.helpers.upstream import RawUpstream, start_upstream
 from tests.integration.test_cli_and_shutdown import GatewayProcess, gateway_process

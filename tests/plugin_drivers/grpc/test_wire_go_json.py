@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plugin_drivers.grpc.wire import go_json
+from plugin_drivers.coprocess.wire import go_json
 
 
 @pytest.mark.parametrize(

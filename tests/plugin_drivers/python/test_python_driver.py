@@ -17,7 +17,9 @@ import trio.testing
 from plugin_drivers import create_driver
 from plugin_drivers.python import PythonDriver
 from trio_gateway._apidef.model import ApiDefinition, FailureMode, MiddlewareConfig, PluginRef
+from trio_gateway._config.model import GatewayConfig, HooksConfig
 from trio_gateway._exchange import BytesBody, Request, Response
+from trio_gateway._gateway import build_snapshot
 from trio_gateway._pipeline import ApiPipeline, Exchange, HookDefaults, build_pipeline
 from trio_gateway.errors import PluginDriverError
 
@@ -88,6 +90,23 @@ async def pipeline_for(api: ApiDefinition, **driver: Any) -> ApiPipeline:
 
 async def test_registry_knows_python() -> None:
     assert isinstance(create_driver("python"), PythonDriver)
+
+
+async def test_blocking_threshold_from_the_gateway_config_reaches_the_driver(
+    tmp_path: Path, plugin_file: str
+) -> None:
+    # gateway config (hooks.blocking_threshold) -> DriverSettings -> the driver's factory.
+    config = GatewayConfig(hooks=HooksConfig(blocking_threshold=2.5))
+    mw = MiddlewareConfig(driver="python", pre=(PluginRef(name="add", path=plugin_file),))
+    snapshot = await build_snapshot([api_with(tmp_path, mw)], config)
+    try:
+        (runtime,) = snapshot.runtimes.values()
+        assert runtime.pipeline is not None
+        driver = runtime.pipeline.driver
+        assert isinstance(driver, PythonDriver)
+        assert driver.blocking_threshold == 2.5
+    finally:
+        await snapshot.aclose()
 
 
 async def test_async_and_sync_hooks_from_a_file(tmp_path: Path, plugin_file: str) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -13,7 +14,7 @@ from pipeline_support import exchange_for, make_api, make_pipeline, make_request
 
 from trio_gateway._apidef.model import FailureMode, MiddlewareConfig, PluginRef
 from trio_gateway._exchange import Response
-from trio_gateway._pipeline import DeadlineExceeded, HookDefaults, build_pipeline
+from trio_gateway._pipeline import HookDefaults, build_pipeline
 from trio_gateway.errors import HookTimeout, PluginDriverError
 from trio_gateway.hooks import HookContext, Respond, Session
 
@@ -517,7 +518,22 @@ async def test_hook_that_waits_after_an_instant_one_gets_its_own_deadline(
     assert pipeline.statistics().timeouts == 0
 
 
-async def test_continuation_runs_under_the_request_deadline_not_a_hooks(
+class FakeUpstream:
+    """The walk's upstream step, answering with ``respond()``."""
+
+    def __init__(self, respond: Any) -> None:
+        self.respond = respond
+
+    async def call(self, request: Any, runtime: Any, host_header: Any, exchange: Any) -> Response:
+        response: Response = await self.respond()
+        return response
+
+    @staticmethod
+    def failed(runtime: Any, exc: Exception) -> Response:
+        raise AssertionError("the fake upstream never fails")
+
+
+async def test_upstream_step_runs_under_the_request_deadline_not_a_hooks(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def waits(ctx: HookContext) -> None:
@@ -532,12 +548,14 @@ async def test_continuation_runs_under_the_request_deadline_not_a_hooks(
         return Response(status=200, headers=[])
 
     exchange = exchange_for(api, deadline=start + 5)
-    answer = await pipeline.run_request_then(make_request(), exchange, upstream)
+    runtime: Any = SimpleNamespace(api=api, timeout=5.0)
+    upstream_step = cast(Any, FakeUpstream(upstream))
+    answer = await pipeline.run(make_request(), exchange, upstream_step, runtime)
     assert answer.status == 200
 
 
 @pytest.mark.parametrize("pre", [[], ["instant"], ["waits"]])
-async def test_continuation_past_the_request_deadline_raises(
+async def test_upstream_step_past_the_request_deadline_answers_504(
     pre: list[str], autojump_clock: trio.testing.MockClock
 ) -> None:
     async def waits(ctx: HookContext) -> None:
@@ -551,8 +569,41 @@ async def test_continuation_past_the_request_deadline_raises(
         await trio.sleep_forever()
         raise AssertionError("unreachable")
 
-    with pytest.raises(DeadlineExceeded):
-        await pipeline.run_request_then(
-            make_request(), exchange_for(api, deadline=start + 3), upstream
-        )
+    runtime: Any = SimpleNamespace(api=api, timeout=3.0)
+    answer = await pipeline.run(
+        make_request(), exchange_for(api, deadline=start + 3), cast(Any, FakeUpstream(upstream)),
+        runtime,
+    )
+    assert answer.status == 504
     assert trio.current_time() - start == pytest.approx(3)
+    assert pipeline.statistics().timeouts == 0  # the request's deadline, not a hook's
+
+
+async def test_request_deadline_in_a_builtin_is_the_requests_504(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Built-ins have no deadline of their own: when the request's passes in one (a slow store),
+    # the client gets the request's 504 and the log says the request timed out, as for an API
+    # without built-ins; it is not a hook failure.
+    async def slow_store(request: Any, exchange: Any) -> Response | None:
+        await trio.sleep(10)
+        return None
+
+    api = make_api()
+    pipeline = await build_pipeline(api, HookDefaults(), builtins=[slow_store])
+    start = trio.current_time()
+
+    async def upstream() -> Response:
+        raise AssertionError("the walk never gets this far")
+
+    runtime: Any = SimpleNamespace(api=api, timeout=3.0)
+    exchange = exchange_for(api, deadline=start + 3)
+    with caplog.at_level(logging.WARNING):
+        answer = await pipeline.run(
+            make_request(), exchange, cast(Any, FakeUpstream(upstream)), runtime
+        )
+    assert answer.status == 504
+    assert trio.current_time() - start == pytest.approx(3)
+    assert pipeline.statistics().timeouts == 0
+    assert f"request to API {api.api_id} timed out after 3.0s" in caplog.text
+    assert "hook failed" not in caplog.text

@@ -18,9 +18,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Final
 
-from trio_gateway._exchange import Request, Response
-from trio_gateway._session.model import Session
-from trio_gateway.hooks import ApiInfo, Stage
+from trio_gateway.drivers import ApiInfo, Request, Response, Session, Stage
 
 from . import wire
 from .proto import coprocess_object_pb2 as object_pb

@@ -1,0 +1,1 @@
+"""Analytics records in Tyk Pump's format: build, buffer, write, plugins (docs/observability.md)."""

@@ -1,0 +1,100 @@
+"""What the gateway hands a plugin driver when it builds one (pure: attrs only, no Trio).
+
+Settings flow gateway config → API definition → hook entry: the gateway-wide values are here
+(:class:`DriverSettings`, one per gateway and driver name), the per-API and per-hook ones are
+resolved into each :class:`~trio_gateway.hooks.HookRef` (``timeout``, ``failure_mode``,
+``thread_limit``). Re-exported by the public driver SDK, :mod:`trio_gateway.drivers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal, Protocol, final
+
+import attrs
+
+from ._config.model import DEFAULT_THREAD_LIMIT, GRPC_DEFAULT_RECV_MAX_SIZE
+from ._session.model import Session
+
+__all__ = [
+    "DEFAULT_BLOCKING_THRESHOLD",
+    "DriverSettings",
+    "DriverStore",
+    "GrpcSettings",
+]
+
+#: Seconds one step of an async native hook may hold the event loop before it is reported.
+DEFAULT_BLOCKING_THRESHOLD: Final = 0.1
+
+
+class DriverStore(Protocol):
+    """What a driver may do with the gateway's store (Redis or in-memory): read sessions (JS
+    ``TykGetKeyData``) and keep plugin data (Tyk's ``tyk.store_data`` / ``tyk.get_data``, under
+    ``coprocess-data:<key>`` as in Tyk). All raise ``SessionStoreError`` when the store is down;
+    Tyk's plugins then see an empty answer."""
+
+    async def get_session(self, key: str) -> Session | None:
+        """The session stored for ``key`` (as the client sent it), or None."""
+        ...
+
+    async def store_data(self, key: str, value: bytes, ttl: int) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (0 or less: no expiry)."""
+        ...
+
+    async def get_data(self, key: str) -> bytes | None:
+        """What :meth:`store_data` kept under ``key`` (None: nothing, or expired)."""
+        ...
+
+
+@final
+@attrs.frozen(kw_only=True)
+class GrpcSettings:
+    """Tyk's ``coprocess_options`` as the ``grpc`` driver needs them (docs/configuration.md)."""
+
+    #: ``coprocess_options.enable_coprocess``.
+    enable: bool = False
+    #: ``coprocess_grpc_server`` (``""``: none; APIs may still name their own server).
+    server: str = ""
+    authority: str = ""
+    tls: bool = False
+    ca_file: str | None = None
+    recv_max_size: int = GRPC_DEFAULT_RECV_MAX_SIZE
+    #: 0 means unlimited.
+    send_max_size: int = 0
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 5.0
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the gateway opens the gRPC channels at all."""
+        return self.enable or bool(self.server)
+
+
+@final
+@attrs.frozen(kw_only=True, eq=False)
+class DriverSettings:
+    """The gateway-wide settings a driver is built with (``factory(settings)``).
+
+    Every field comes from the gateway's configuration files (docs/configuration.md names the
+    keys); per-API and per-hook values (timeout, failure mode, thread limit) are on each
+    :class:`~trio_gateway.hooks.HookRef` instead, already resolved.
+    """
+
+    #: ``hooks.timeout``: the default deadline of a hook (seconds).
+    timeout: float = 1.0
+    #: ``hooks.failure_mode``: the default failure policy.
+    failure_mode: Literal["closed", "open"] = "closed"
+    #: ``hooks.thread_limit``: the default worker threads per plugin function.
+    thread_limit: int = DEFAULT_THREAD_LIMIT
+    #: ``hooks.max_body_bytes``: the largest body a hook reads whole (0: unbounded).
+    max_body_bytes: int = 8 * 1024 * 1024
+    #: ``hooks.blocking_threshold``: an async step holding the loop longer is reported.
+    blocking_threshold: float = DEFAULT_BLOCKING_THRESHOLD
+    #: ``coprocess_options``: the gRPC plugin server.
+    grpc: GrpcSettings = GrpcSettings()
+    #: The gateway's store (None when the driver is built outside a gateway).
+    store: DriverStore | None = None
+    #: What each driver's shared-resource opener yielded, by driver name (the ``grpc`` driver:
+    #: its channels), opened once per gateway in its root nursery (``plugin_drivers.open_shared``);
+    #: a driver finds no entry when it has none or the configuration does not ask for it.
+    shared: Mapping[str, Any] = attrs.field(factory=dict)
