@@ -26,7 +26,6 @@ from ._config.model import GatewayConfig
 from ._driver_settings import DriverSettings, DriverStore, GrpcSettings
 from ._error_body import error_response
 from ._exchange import Request, Response
-from ._logsummary import FailureLog
 from ._metrics import current_metrics
 from ._pipeline import ApiPipeline, HookDefaults, build_pipeline
 from ._pipeline.walk import ApiRuntime, Upstream
@@ -37,8 +36,7 @@ from ._upstream.connection import Origin, UpstreamPool
 from .errors import PluginDriverError
 
 log = logging.getLogger("trio_gateway")
-#: Upstream failures and request timeouts: one line per API and cause per interval.
-_failure_log = FailureLog(log)
+
 
 @attrs.define(eq=False)
 class ApiSnapshot:
