@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers.client import open_client
 from tests.helpers.upstream import RawUpstream, ReceivedRequest, Reply, start_upstream
+from tests.integration.test_metrics_and_trace_e2e import api, get, samples
 from trio_gateway._app import RunningGateway, serve_gateway
 from trio_gateway._config.model import GatewayConfig, ListenConfig
 
@@ -32,20 +30,6 @@ def stuck(ctx):
     stuck_started.set()
     stuck_release.wait(30)
 """
-
-
-def api(api_id: str, target: str, **middleware: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": api_id,
-        "api_id": api_id,
-        "org_id": "o",
-        "use_keyless": True,
-        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
-        "proxy": {"listen_path": f"/{api_id}/", "target_url": target, "strip_listen_path": True},
-    }
-    if middleware:
-        doc["custom_middleware"] = {"driver": "python", **middleware}
-    return doc
 
 
 async def start(nursery: trio.Nursery, tmp_path: Path, upstream: RawUpstream) -> RunningGateway:
@@ -74,20 +58,10 @@ async def start(nursery: trio.Nursery, tmp_path: Path, upstream: RawUpstream) ->
     return gateway
 
 
-async def get(address: tuple[str, int], path: str) -> tuple[int, bytes]:
-    async with open_client(address) as client:
-        response = await client.request("GET", path, [])
-    return response.status, response.body
-
-
 async def scrape(address: tuple[str, int]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     status, body = await get(address, "/metrics")
     assert status == 200
-    out = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
+    return samples(body.decode())
 
 
 def plugin_labels(hook: str) -> tuple[tuple[str, str], ...]:
@@ -107,7 +81,7 @@ async def test_abandoned_and_alive_threads_are_counted_per_plugin(
     try:
         # quick runs and returns; stuck passes its deadline: 504, its thread abandoned.
         assert (await get(gateway.address, "/threads/a"))[0] == 504
-        assert module.stuck_started.is_set()
+        assert await trio.to_thread.run_sync(module.stuck_started.wait, 10)
         scraped = await scrape(gateway.address)
         stuck = plugin_labels("pre[1] stuck")
         quick = plugin_labels("pre[0] quick")
