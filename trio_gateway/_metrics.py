@@ -5,7 +5,7 @@ registry of our own per gateway). What the request path pays is ours: plain inte
 updates on objects cached per API and per hook (a labelled prometheus_client child costs a lock,
 a dict lookup and a per-bucket scan per observation; ours costs one ``bisect``). The collector
 turns them into metric families when scraped. Gauges that other parts already keep (requests in
-flight, idle upstream connections, abandoned plugin threads, analytics counts) are read at scrape
+flight, open and idle upstream connections, plugin threads, analytics counts) are read at scrape
 time, so they cost requests nothing.
 
 Label values are bounded: API ids, hook labels and drivers come from the loaded definitions;
@@ -15,7 +15,7 @@ status codes are folded into classes (``2xx``); no path or client value is ever 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -221,6 +221,11 @@ class GatewayMetrics:
             pool = gateway.pool
             idle = sum(len(conns) for conns in pool._idle.values())
             yield GaugeMetricFamily(
+                "trio_gateway_upstream_connections_open",
+                "Upstream connections open (in use or idle)",
+                value=pool.open_count.value,
+            )
+            yield GaugeMetricFamily(
                 "trio_gateway_upstream_connections_idle",
                 "Idle keep-alive upstream connections",
                 value=idle,
@@ -235,30 +240,7 @@ class GatewayMetrics:
                 "Upstream connection attempts that failed or timed out",
                 value=pool.connect_errors,
             )
-            abandoned = GaugeMetricFamily(
-                "trio_gateway_hook_threads_abandoned",
-                "Plugin threads abandoned at their deadline since the API loaded",
-                labels=["api"],
-            )
-            alive = GaugeMetricFamily(
-                "trio_gateway_hook_threads_alive",
-                "Plugin worker threads still running (working or abandoned)",
-                labels=["api"],
-            )
-            for api_id, runtime in snapshot.runtimes.items():
-                driver = runtime.pipeline.driver if runtime.pipeline is not None else None
-                stats = getattr(driver, "statistics", None)
-                if callable(stats):
-                    found = stats()
-                    for family, name in (
-                        (abandoned, "threads_abandoned"),
-                        (alive, "threads_alive"),
-                    ):
-                        value = getattr(found, name, None)
-                        if isinstance(value, int):
-                            family.add_metric([api_id], value)
-            yield abandoned
-            yield alive
+            yield from _hook_threads(snapshot.runtimes)
             yield _grpc_channel_states(snapshot.runtimes.values())
         if self.store is not None:
             store_latency = HistogramMetricFamily(
@@ -313,6 +295,37 @@ class GatewayMetrics:
             reloads.add_metric(["ok"], self.reloader.generation)
             reloads.add_metric(["failed"], self.reloader.failures)
             yield reloads
+
+
+def _hook_threads(runtimes: Mapping[str, Any]) -> Iterator[Metric]:
+    """Sync plugins' worker threads abandoned since load and still alive, per plugin, read
+    from the drivers that keep them (the python driver's ``threads_by_plugin``)."""
+    labels = ["api", "hook", "driver"]
+    abandoned = GaugeMetricFamily(
+        "trio_gateway_hook_threads_abandoned",
+        "Plugin threads abandoned at their deadline since the API loaded",
+        labels=labels,
+    )
+    alive = GaugeMetricFamily(
+        "trio_gateway_hook_threads_alive",
+        "Plugin worker threads still running (working or abandoned)",
+        labels=labels,
+    )
+    for api_id, runtime in runtimes.items():
+        pipeline = runtime.pipeline
+        stats = getattr(getattr(pipeline, "driver", None), "statistics", None)
+        if not callable(stats):
+            continue
+        by_plugin = getattr(stats(), "threads_by_plugin", None)
+        if not isinstance(by_plugin, dict):
+            continue
+        driver_name = str(pipeline.api.middleware.driver)
+        for hook_label, threads in by_plugin.items():
+            values = [api_id, str(hook_label), driver_name]
+            abandoned.add_metric(values, getattr(threads, "abandoned", 0))
+            alive.add_metric(values, getattr(threads, "alive", 0))
+    yield abandoned
+    yield alive
 
 
 def _grpc_channel_states(runtimes: Iterable[Any]) -> Metric:

@@ -68,6 +68,17 @@ class PythonDriverStatistics:
     threads_alive: int
     #: Calls that found every thread of their plugin busy and waited for one.
     thread_waits: int
+    #: Per plugin function (keyed by the label of the first hook that uses it; hooks sharing a
+    #: function share its threads): the same two counts, for ``/metrics``.
+    threads_by_plugin: dict[str, PluginThreads]
+
+
+@attrs.frozen(kw_only=True)
+class PluginThreads:
+    """One plugin function's worker threads."""
+
+    abandoned: int
+    alive: int
 
 
 @attrs.define(eq=False)
@@ -76,6 +87,8 @@ class _Loaded:
     is_async: bool
     limiter: trio.CapacityLimiter
     label: str
+    #: Threads of this function abandoned at their deadline (or by a cancel) since load.
+    abandoned: int = 0
 
 
 def create(settings: DriverSettings) -> PythonDriver:
@@ -94,10 +107,10 @@ class PythonDriver:
     wall_clock: Callable[[], float] = time.perf_counter
 
     _loaded: dict[HookRef, _Loaded] = attrs.field(init=False, factory=dict)
-    _limiters: list[trio.CapacityLimiter] = attrs.field(init=False, factory=list)
+    #: Each plugin function once (hooks may share one); kept after aclose for the statistics.
+    _plugins: list[_Loaded] = attrs.field(init=False, factory=list)
     _calls: int = attrs.field(init=False, default=0)
     _blocking: dict[str, int] = attrs.field(init=False, factory=dict)
-    _abandoned: int = attrs.field(init=False, default=0)
     _thread_waits: int = attrs.field(init=False, default=0)
     _api_id: str = attrs.field(init=False, default="")
     #: Plugin folder -> its module namespace for this load (released by aclose).
@@ -122,15 +135,14 @@ class PythonDriver:
                 raise PluginDriverError(f"API {api.api_id!r}: hook {hook.label}: {exc}") from exc
             loaded = by_function.get(id(fn))
             if loaded is None:
-                limiter = trio.CapacityLimiter(hook.thread_limit)
-                self._limiters.append(limiter)
                 loaded = _Loaded(
                     fn=fn,
                     is_async=_is_async(fn),
-                    limiter=limiter,
+                    limiter=trio.CapacityLimiter(hook.thread_limit),
                     label=hook.label,
                 )
                 by_function[id(fn)] = loaded
+                self._plugins.append(loaded)
             self._loaded[hook] = loaded
 
     @staticmethod
@@ -200,7 +212,7 @@ class PythonDriver:
             )
         except trio.Cancelled:
             if held.handed_over:
-                self._abandoned += 1
+                loaded.abandoned += 1
             raise
         finally:
             held.release_unless_handed_over()
@@ -219,12 +231,20 @@ class PythonDriver:
         )
 
     def statistics(self) -> PythonDriverStatistics:
+        by_plugin = {
+            loaded.label: PluginThreads(
+                abandoned=loaded.abandoned, alive=loaded.limiter.borrowed_tokens
+            )
+            for loaded in self._plugins
+            if not loaded.is_async
+        }
         return PythonDriverStatistics(
             calls=self._calls,
             blocking_reports=dict(self._blocking),
-            threads_abandoned=self._abandoned,
-            threads_alive=sum(lim.borrowed_tokens for lim in self._limiters),
+            threads_abandoned=sum(plugin.abandoned for plugin in by_plugin.values()),
+            threads_alive=sum(plugin.alive for plugin in by_plugin.values()),
             thread_waits=self._thread_waits,
+            threads_by_plugin=by_plugin,
         )
 
     async def aclose(self) -> None:

@@ -33,9 +33,22 @@ class Origin:
 
 
 @attrs.define(eq=False, slots=True)
+class OpenCount:
+    """Upstream connections open now, in use or idle (read by /metrics at scrape time).
+
+    Kept by the connections themselves, once when opened and once when closed, because a
+    connection in use (a streaming body, a WebSocket tunnel) is closed away from the pool.
+    """
+
+    value: int = 0
+
+
+@attrs.define(eq=False, slots=True)
 class UpstreamConnection:
     origin: Origin
     stream: ByteStream
+    #: The pool's count of open connections (None for a connection made outside a pool).
+    open_count: OpenCount | None = None
     parser: H1ClientParser = attrs.field(factory=H1ClientParser)
     #: True once a response has been received in full and the upstream allows another request.
     reusable: bool = False
@@ -64,8 +77,16 @@ class UpstreamConnection:
         """A fresh parser: after a HEAD response, whose body llhttp would otherwise wait for."""
         self.parser = H1ClientParser()
 
+    def mark_closed(self) -> None:
+        """Leave the open count (once, however many times the connection is closed)."""
+        count = self.open_count
+        if count is not None:
+            self.open_count = None
+            count.value -= 1
+
     async def aclose(self) -> None:
         self.reusable = False
+        self.mark_closed()
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
 
@@ -89,6 +110,8 @@ class UpstreamPool:
     opened: dict[Origin, int] = attrs.field(factory=dict)
     #: Connection attempts that failed or timed out (for /metrics).
     connect_errors: int = 0
+    #: Connections open now, in use or idle (for /metrics).
+    open_count: OpenCount = attrs.field(factory=OpenCount)
 
     async def acquire(
         self, origin: Origin, *, fresh: bool = False, retryable: bool = False
@@ -158,7 +181,8 @@ class UpstreamPool:
             self.connect_errors += 1
             raise UpstreamConnectError(f"connect to {origin.host}:{origin.port}: {exc}") from exc
         self.opened[origin] = self.opened.get(origin, 0) + 1
-        return UpstreamConnection(origin=origin, stream=stream)
+        self.open_count.value += 1
+        return UpstreamConnection(origin=origin, stream=stream, open_count=self.open_count)
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
@@ -169,6 +193,7 @@ class UpstreamPool:
 
 def _close_now(conn: UpstreamConnection) -> None:
     conn.reusable = False
+    conn.mark_closed()
     stream = conn.stream
     if isinstance(stream, RawSocketStream | TlsByteStream):
         stream.close()
