@@ -36,7 +36,8 @@ def format_line(request: Request, status: int, sent: int, duration: float) -> st
     """The access-log line (JSON); ``sent`` is -1 when the response could not be completed.
 
     ``upstream_ms`` (the upstream's part of ``duration_ms``) and ``trace_id`` (W3C) appear once
-    the request was routed and sent upstream."""
+    the request was routed and sent upstream; ``stages_ms`` (milliseconds per hook stage) once a
+    plugin hook ran."""
     trace = request.trace
     upstream = request.upstream_latency
     return (
@@ -46,8 +47,15 @@ def format_line(request: Request, status: int, sent: int, duration: float) -> st
         + (f'"upstream_ms":{upstream * 1000:.3f},' if upstream >= 0 else "")
         + f'"request_id":{_quote(request.request_id)},'
         + (f'"trace_id":"{trace.trace_id}",' if trace is not None else "")
+        + (_stages(request.stage_times) if request.stage_times else "")
         + f'"client":{_quote(request.client_addr)}}}'
     )
+
+
+def _stages(times: dict[str, float]) -> str:
+    """``"stages_ms":{"pre":0.120,"post":0.031},``: the time each hook stage took."""
+    inner = ",".join(f'"{stage}":{seconds * 1000:.3f}' for stage, seconds in times.items())
+    return f'"stages_ms":{{{inner}}},'
 
 
 @attrs.define(eq=False)

@@ -121,6 +121,9 @@ class Request:
     response: Response | None = None
     #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
     trace: TraceContext | None = None
+    #: Seconds spent in each hook stage's plugins (stage name -> total), for the access log;
+    #: None until a hook ran.
+    stage_times: dict[str, float] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""

@@ -255,6 +255,10 @@ async def test_trace_context_is_kept_started_or_replaced(
     assert by_path["/hooked/kept"]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert by_path["/plain/started"]["trace_id"] == context.trace_id
     assert by_path["/plain/started"]["upstream_ms"] >= 0
+    # Per-stage timings: the hooked API's Pre stage is timed; a hook-less request has none.
+    assert set(by_path["/hooked/kept"]["stages_ms"]) == {"pre"}
+    assert by_path["/hooked/kept"]["stages_ms"]["pre"] >= 0
+    assert "stages_ms" not in by_path["/plain/started"]
 
 
 async def test_a_hook_cut_short_by_the_client_leaving_counts_as_cancelled(

@@ -343,8 +343,10 @@ class ApiPipeline:
                     except Exception as exc:
                         failure, error = FailureKind.ERROR, exc
                         break
+                    elapsed = current_time() - started
+                    _add_stage_time(request, hook.stage, elapsed)
                     if self.metrics is not None:
-                        self._series(hook).ok(current_time() - started)
+                        self._series(hook).ok(elapsed)
                     if answer is not None:
                         self._responded += 1
                         return answer
@@ -367,7 +369,9 @@ class ApiPipeline:
                     # request's passed (the same 504, logged as the request's timeout).
                     return request_timed_out(self.api.api_id, upstream[1].timeout)
             assert failure is not None  # every other way out of the scope returned
-            answer = self._fail(hook, failure, error, current_time() - started)
+            elapsed = current_time() - started
+            _add_stage_time(request, hook.stage, elapsed)
+            answer = self._fail(hook, failure, error, elapsed)
             if answer is not None:
                 return answer
             i += 1  # fail open: skip exactly this hook
@@ -412,6 +416,16 @@ class ApiPipeline:
 #: The fields of a request (method, path, query, headers) or response (status, headers) known to
 #: be good; the headers a copy, as hooks change the list in place.
 _Fields = tuple[object, ...]
+
+
+def _add_stage_time(request: Request, stage: Stage, seconds: float) -> None:
+    """Add a hook's run time to its stage's total on the request (the access log's
+    ``stages_ms``). Only requests that run hooks pay for it."""
+    times = request.stage_times
+    if times is None:
+        request.stage_times = {stage.value: seconds}
+    else:
+        times[stage.value] = times.get(stage.value, 0.0) + seconds
 
 
 def _known_good(request: Request, response: Response | None) -> _Fields:
