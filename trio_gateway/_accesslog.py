@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import math
 from json.encoder import encode_basestring_ascii as _quote
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from ._exchange import Request
 from ._logwriter import LogWriter
+
+if TYPE_CHECKING:
+    from ._apidef.model import Stage
 
 _log = logging.getLogger("trio_gateway.access")
 #: Where drops are reported (stderr): the access log's own stream is the one not keeping up.
@@ -52,9 +55,9 @@ def format_line(request: Request, status: int, sent: int, duration: float) -> st
     )
 
 
-def _stages(times: dict[str, float]) -> str:
+def _stages(times: dict[Stage, float]) -> str:
     """``"stages_ms":{"pre":0.120,"post":0.031},``: the time each hook stage took."""
-    inner = ",".join(f'"{stage}":{seconds * 1000:.3f}' for stage, seconds in times.items())
+    inner = ",".join(f'"{stage.value}":{seconds * 1000:.3f}' for stage, seconds in times.items())
     return f'"stages_ms":{{{inner}}},'
 
 

@@ -12,13 +12,16 @@ memory.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from ._tracecontext import TraceContext
 from .errors import ClientProtocolError, UpstreamProtocolError
+
+if TYPE_CHECKING:
+    from ._apidef.model import Stage
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -123,7 +126,7 @@ class Request:
     trace: TraceContext | None = None
     #: Seconds spent in each hook stage's plugins (stage name -> total), for the access log;
     #: None until a hook ran.
-    stage_times: dict[str, float] | None = None
+    stage_times: dict[Stage, float] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""

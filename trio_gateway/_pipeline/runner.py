@@ -423,9 +423,9 @@ def _add_stage_time(request: Request, stage: Stage, seconds: float) -> None:
     ``stages_ms``). Only requests that run hooks pay for it."""
     times = request.stage_times
     if times is None:
-        request.stage_times = {stage.value: seconds}
+        request.stage_times = {stage: seconds}
     else:
-        times[stage.value] = times.get(stage.value, 0.0) + seconds
+        times[stage] = times.get(stage, 0.0) + seconds
 
 
 def _known_good(request: Request, response: Response | None) -> _Fields:
