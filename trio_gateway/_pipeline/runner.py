@@ -9,10 +9,11 @@ hooks run inline in the request's task, so anything a hook starts lives in a nur
 itself owns, inside our scope, and is cancelled with it. A cancel from outside (client gone)
 propagates untouched; it is never logged or counted as a failure.
 
-:meth:`ApiPipeline.run` is the whole request walk for the gateway (``walk.ApiRuntime.run``): the
-request steps, the finisher, the upstream call (a step like the others, its deadline moved back to
-the request's) and the RESPONSE hooks, all in that one scope, so a request pays for one cancel
-scope whatever its API has. Built-ins are steps of the same walk, with or without plugin hooks.
+:func:`walk` is the whole request walk for the gateway (``walk.ApiRuntime.run``), for every API,
+with or without a pipeline: the request steps, the finisher, the upstream call (a step like the
+others, its deadline moved back to the request's) and the RESPONSE hooks, all in that one scope,
+so a request pays for one cancel scope whatever its API has, and the request's deadline passing
+is answered in one place. Built-ins are steps of the same walk, with or without plugin hooks.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class ApiPipeline:
         steps = self._steps_for(request)
         if not steps:
             return None
-        answer = await self._walk(steps, request, exchange, None)
+        answer = await walk(self, steps, request, exchange.deadline, exchange)
         if self.finish is not None:
             await self.finish(exchange)
         return answer
@@ -179,15 +180,21 @@ class ApiPipeline:
         upstream: Upstream,
         runtime: ApiRuntime,
     ) -> Response:
-        """The whole walk of one request, in one cancel scope with ``exchange.deadline``: the
+        """The whole walk of one request (:func:`walk`, under ``exchange.deadline``): the
         request steps, the finisher, ``upstream.call`` and the RESPONSE hooks.
 
         Returns what the client gets: a hook's (or a failure policy's) answer, the upstream's
-        response (as RESPONSE hooks left it), or the 504 when the deadline passed in the upstream
-        call.
+        response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
-        answer = await self._walk(
-            self._steps_for(request), request, exchange, None, (upstream, runtime)
+        answer = await walk(
+            self,
+            self._steps_for(request),
+            request,
+            exchange.deadline,
+            exchange,
+            None,
+            (upstream, runtime),
+            exchange.host_header,
         )
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the upstream
@@ -200,181 +207,14 @@ class ApiPipeline:
         """RESPONSE hooks over the upstream's response; returns what the client gets."""
         if not self.chain.response:
             return response
-        answer = await self._walk(self.chain.response, request, exchange, response)
+        deadline = exchange.deadline
+        answer = await walk(self, self.chain.response, request, deadline, exchange, response)
         return answer if answer is not None else response
 
     async def aclose(self) -> None:
         if self.driver is not None:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self.driver.aclose()
-
-    async def _walk(
-        self,
-        hooks: tuple[HookRef, ...],
-        request: Request,
-        exchange: Exchange,
-        response: Response | None,
-        upstream: tuple[Upstream, ApiRuntime] | None = None,
-    ) -> Response | None:
-        """Run ``hooks`` in order. Returns a response that ends the walk, or None.
-
-        With ``upstream`` (the gateway's :class:`~.walk.Upstream` and the API's runtime): once
-        every request step has passed, the finisher (if any) and the upstream call run in the
-        same scope under the request's deadline, then the RESPONSE hooks over the upstream's
-        response, and the walk returns what the client gets (the request's 504 if the deadline
-        passed in the upstream call).
-        """
-        driver = self.driver
-        # The clock's own method: trio.current_time() costs two more calls, twice per hook.
-        current_time = trio.lowlevel.current_clock().current_time
-        i, n = 0, len(hooks)
-        started = 0.0
-        checked = _known_good(request, response)
-        while True:
-            failure: FailureKind | None = None
-            error: Exception | None = None
-            in_upstream = False
-            # The scope starts at the request's deadline; a step that waits moves it to its own.
-            with trio.CancelScope(deadline=exchange.deadline) as scope:
-                while True:
-                    if i == n:
-                        if upstream is None:
-                            return None
-                        if response is not None:
-                            return response  # RESPONSE hooks done: what the client gets
-                        # The upstream step: under the request's deadline only.
-                        if scope.deadline != exchange.deadline:
-                            scope.deadline = exchange.deadline
-                        in_upstream = True
-                        if self.finish is not None:
-                            exchange.finished = True
-                            await self.finish(exchange)
-                        step, runtime = upstream
-                        try:
-                            response = await step.call(
-                                request, runtime, exchange.host_header, exchange
-                            )
-                        except ClientProtocolError:
-                            raise  # the client's answer (413, a broken body), not the upstream's
-                        except GatewayError as exc:
-                            return step.failed(runtime, exc)
-                        in_upstream = False
-                        hooks = self.chain.response
-                        if not hooks or response.tunnel is not None:
-                            return response
-                        i, n = 0, len(hooks)
-                        continue
-                    hook = hooks[i]
-                    # Read per step (not only for hooks with a timeout): /metrics times them all.
-                    started = current_time()
-                    deadline = started + hook.timeout
-                    if deadline > exchange.deadline:
-                        deadline = exchange.deadline
-                    if hook is AUTHENTICATE_STEP:
-                        assert self.authenticate is not None
-                        try:
-                            answer = await _await_with_deadline(
-                                self.authenticate(request, exchange), scope, deadline
-                            )
-                        except Exception as exc:
-                            failure, error = classify(exc), exc
-                            break
-                        if answer is not None:
-                            return answer
-                        i += 1
-                        if exchange.session is not None:
-                            i += len(self.chain.auth)  # authenticated: the AUTH hook is skipped
-                        continue
-                    if hook is BUILTINS_STEP:
-                        try:
-                            for builtin in self.builtins:
-                                answer = await _await_with_deadline(
-                                    builtin(request, exchange), scope, deadline
-                                )
-                                if answer is not None:
-                                    return answer
-                        except Exception as exc:
-                            failure, error = classify(exc), exc
-                            break
-                        i += 1
-                        continue
-                    ctx = HookContext._create(
-                        stage=hook.stage,
-                        api=self._info,
-                        hook=hook,
-                        request=request,
-                        session=exchange.session,
-                        session_key=exchange.session_key,
-                        response=response,
-                    )
-                    assert driver is not None  # a chain with hooks always has a driver
-                    self._calls += 1
-                    try:
-                        decision = await _await_with_deadline(
-                            driver.call(hook, ctx), scope, deadline
-                        )
-                    except ClientProtocolError:
-                        # The client's body is over the hooks' limit (413) or broken: the
-                        # client's answer, not a hook failure (fail open would forward a body
-                        # already partly read).
-                        raise
-                    except Exception as exc:  # Cancelled is a BaseException: it passes
-                        failure, error = classify(exc), exc
-                        break
-                    except trio.Cancelled:
-                        if self.metrics is not None and current_time() < deadline:
-                            self._series(hook).failed("cancelled", None, failed_open=False)
-                        raise
-                    # A hook that never checkpoints cannot be interrupted; one that ran past its
-                    # deadline (or swallowed our cancel, which only its deadline sends) still
-                    # gets the timeout answer.
-                    if current_time() >= deadline:
-                        failure = FailureKind.TIMEOUT
-                        break
-                    if ctx._meta_data_changed:
-                        exchange.meta_data_changed = True
-                    # Nothing a hook set reaches a wire unchecked: a value that would split or
-                    # corrupt a head is this hook's error (500 Middleware error), never sent.
-                    try:
-                        checked = _check_fields(hook.stage, request, response, checked)
-                        answer = (
-                            _checked_answer(decision) if isinstance(decision, Respond) else None
-                        )
-                    except Exception as exc:
-                        failure, error = FailureKind.ERROR, exc
-                        break
-                    elapsed = current_time() - started
-                    _add_stage_time(request, hook.stage, elapsed)
-                    if self.metrics is not None:
-                        self._series(hook).ok(elapsed)
-                    if answer is not None:
-                        self._responded += 1
-                        return answer
-                    if hook.stage is Stage.AUTH:
-                        if ctx._session is None:
-                            return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)
-                        exchange.session, exchange.session_key = ctx._session, ctx._session_key
-                        exchange.session_created = True
-                    i += 1
-            if in_upstream:
-                # Only our scope was cancelled (an outer cancel would have propagated): the
-                # request's deadline passed during the upstream call.
-                assert upstream is not None
-                return request_timed_out(self.api.api_id, upstream[1].timeout)
-            hook = hooks[i]
-            if scope.cancelled_caught:
-                failure = FailureKind.TIMEOUT
-                if upstream is not None and hook.timeout == math.inf:
-                    # Built-in auth and the built-ins have no deadline of their own: the
-                    # request's passed (the same 504, logged as the request's timeout).
-                    return request_timed_out(self.api.api_id, upstream[1].timeout)
-            assert failure is not None  # every other way out of the scope returned
-            elapsed = current_time() - started
-            _add_stage_time(request, hook.stage, elapsed)
-            answer = self._fail(hook, failure, error, elapsed)
-            if answer is not None:
-                return answer
-            i += 1  # fail open: skip exactly this hook
 
     def _series(self, hook: HookRef) -> HookSeries:
         series = self._hook_series.get(hook.label)
@@ -411,6 +251,191 @@ class ApiPipeline:
             error,
         )
         return answer
+
+
+async def walk(
+    pipeline: ApiPipeline | None,
+    hooks: tuple[HookRef, ...],
+    request: Request,
+    deadline: float,
+    exchange: Exchange | None,
+    response: Response | None = None,
+    upstream: tuple[Upstream, ApiRuntime] | None = None,
+    host_header: bytes | None = None,
+) -> Response | None:
+    """Walk ``hooks`` in order under the request's ``deadline`` (absolute): THE walk, for every
+    API. Returns a response that ends the walk, or None (without ``upstream``: every step passed).
+
+    With ``upstream`` (the gateway's :class:`~.walk.Upstream` and the API's runtime): once every
+    request step has passed, the finisher (if any) and the upstream call run in the same scope
+    under the request's deadline, then the RESPONSE hooks over the upstream's response, and the
+    walk returns what the client gets. An API without a pipeline (``pipeline`` and ``exchange``
+    None, no hooks) walks the upstream step alone, in the same scope.
+
+    This is the only place a request's deadline scope is opened, and the only place that answers
+    the request's own deadline passing (:func:`request_timed_out`, the one 504 for it): in the
+    upstream call, or in a built-in step (which has no deadline of its own). A hook's own timeout
+    is its failure policy's (``ApiPipeline._fail``). A new scope is opened only after a hook timed
+    out under fail-open (a cancelled scope cannot be reused).
+    """
+    if pipeline is not None:
+        driver = pipeline.driver
+        # The clock's own method: trio.current_time() costs two more calls, twice per hook.
+        current_time = trio.lowlevel.current_clock().current_time
+    else:
+        driver, current_time = None, trio.current_time  # no hooks: the clock is not read
+    i, n = 0, len(hooks)
+    started = 0.0
+    # Hooks come only with a pipeline and an exchange: these names serve the steps below
+    # (unchecked: an assert per step would cost more than it tells; so would a cast() call).
+    hooked: ApiPipeline = pipeline  # type: ignore[assignment]
+    state: Exchange = exchange  # type: ignore[assignment]
+    # Nothing to check without hooks (and no copy of the headers to pay for).
+    checked = _known_good(request, response) if n else ()
+    while True:
+        failure: FailureKind | None = None
+        error: Exception | None = None
+        in_upstream = False
+        # The scope starts at the request's deadline; a step that waits moves it to its own.
+        with trio.CancelScope(deadline=deadline) as scope:
+            while True:
+                if i == n:
+                    if upstream is None:
+                        return None
+                    if response is not None:
+                        return response  # RESPONSE hooks done: what the client gets
+                    # The upstream step: under the request's deadline only.
+                    if scope.deadline != deadline:
+                        scope.deadline = deadline
+                    in_upstream = True
+                    step, runtime = upstream
+                    if exchange is not None and hooked.finish is not None:
+                        exchange.finished = True
+                        await hooked.finish(exchange)
+                    try:
+                        response = await step.call(request, runtime, host_header, exchange)
+                    except ClientProtocolError:
+                        raise  # the client's answer (413, a broken body), not the upstream's
+                    except GatewayError as exc:
+                        return step.failed(runtime, exc)
+                    in_upstream = False
+                    if pipeline is None:
+                        return response
+                    hooks = pipeline.chain.response
+                    if not hooks or response.tunnel is not None:
+                        return response
+                    i, n = 0, len(hooks)
+                    continue
+                hook = hooks[i]
+                # Read per step (not only for hooks with a timeout): /metrics times them all.
+                started = current_time()
+                step_deadline = started + hook.timeout
+                if step_deadline > deadline:
+                    step_deadline = deadline
+                if hook is AUTHENTICATE_STEP:
+                    assert hooked.authenticate is not None
+                    try:
+                        answer = await _await_with_deadline(
+                            hooked.authenticate(request, state), scope, step_deadline
+                        )
+                    except Exception as exc:
+                        failure, error = classify(exc), exc
+                        break
+                    if answer is not None:
+                        return answer
+                    i += 1
+                    if state.session is not None:
+                        i += len(hooked.chain.auth)  # authenticated: the AUTH hook is skipped
+                    continue
+                if hook is BUILTINS_STEP:
+                    try:
+                        for builtin in hooked.builtins:
+                            answer = await _await_with_deadline(
+                                builtin(request, state), scope, step_deadline
+                            )
+                            if answer is not None:
+                                return answer
+                    except Exception as exc:
+                        failure, error = classify(exc), exc
+                        break
+                    i += 1
+                    continue
+                ctx = HookContext._create(
+                    stage=hook.stage,
+                    api=hooked._info,
+                    hook=hook,
+                    request=request,
+                    session=state.session,
+                    session_key=state.session_key,
+                    response=response,
+                )
+                assert driver is not None  # a chain with hooks always has a driver
+                hooked._calls += 1
+                try:
+                    decision = await _await_with_deadline(
+                        driver.call(hook, ctx), scope, step_deadline
+                    )
+                except ClientProtocolError:
+                    # The client's body is over the hooks' limit (413) or broken: the
+                    # client's answer, not a hook failure (fail open would forward a body
+                    # already partly read).
+                    raise
+                except Exception as exc:  # Cancelled is a BaseException: it passes
+                    failure, error = classify(exc), exc
+                    break
+                except trio.Cancelled:
+                    if hooked.metrics is not None and current_time() < step_deadline:
+                        hooked._series(hook).failed("cancelled", None, failed_open=False)
+                    raise
+                # A hook that never checkpoints cannot be interrupted; one that ran past its
+                # deadline (or swallowed our cancel, which only its deadline sends) still
+                # gets the timeout answer.
+                if current_time() >= step_deadline:
+                    failure = FailureKind.TIMEOUT
+                    break
+                if ctx._meta_data_changed:
+                    state.meta_data_changed = True
+                # Nothing a hook set reaches a wire unchecked: a value that would split or
+                # corrupt a head is this hook's error (500 Middleware error), never sent.
+                try:
+                    checked = _check_fields(hook.stage, request, response, checked)
+                    answer = _checked_answer(decision) if isinstance(decision, Respond) else None
+                except Exception as exc:
+                    failure, error = FailureKind.ERROR, exc
+                    break
+                elapsed = current_time() - started
+                _add_stage_time(request, hook.stage, elapsed)
+                if hooked.metrics is not None:
+                    hooked._series(hook).ok(elapsed)
+                if answer is not None:
+                    hooked._responded += 1
+                    return answer
+                if hook.stage is Stage.AUTH:
+                    if ctx._session is None:
+                        return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)
+                    state.session, state.session_key = ctx._session, ctx._session_key
+                    state.session_created = True
+                i += 1
+        if in_upstream or (
+            scope.cancelled_caught and upstream is not None and hooks[i].timeout == math.inf
+        ):
+            # The request's deadline passed (only our scope can have been cancelled: an outer
+            # cancel propagates): in the upstream call, or in built-in auth or the built-ins,
+            # which have no deadline of their own. The same 504, logged as the request's timeout.
+            assert upstream is not None
+            runtime = upstream[1]
+            return request_timed_out(runtime.api.api_id, runtime.timeout)
+        assert pipeline is not None  # without hooks, only the upstream step ends the scope
+        hook = hooks[i]
+        if scope.cancelled_caught:
+            failure = FailureKind.TIMEOUT
+        assert failure is not None  # every other way out of the scope returned
+        elapsed = current_time() - started
+        _add_stage_time(request, hook.stage, elapsed)
+        answer = pipeline._fail(hook, failure, error, elapsed)
+        if answer is not None:
+            return answer
+        i += 1  # fail open: skip exactly this hook
 
 
 #: The fields of a request (method, path, query, headers) or response (status, headers) known to
