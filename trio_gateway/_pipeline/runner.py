@@ -193,7 +193,8 @@ class ApiPipeline:
             exchange.deadline,
             exchange,
             None,
-            (upstream, runtime),
+            upstream,
+            runtime,
             exchange.host_header,
         )
         if self.finish is not None and not exchange.finished:
@@ -260,13 +261,14 @@ async def walk(
     deadline: float,
     exchange: Exchange | None,
     response: Response | None = None,
-    upstream: tuple[Upstream, ApiRuntime] | None = None,
+    upstream: Upstream | None = None,
+    runtime: ApiRuntime | None = None,
     host_header: bytes | None = None,
 ) -> Response | None:
     """Walk ``hooks`` in order under the request's ``deadline`` (absolute): THE walk, for every
     API. Returns a response that ends the walk, or None (without ``upstream``: every step passed).
 
-    With ``upstream`` (the gateway's :class:`~.walk.Upstream` and the API's runtime): once every
+    With ``upstream`` (the gateway's :class:`~.walk.Upstream`; ``runtime``, the API's): once every
     request step has passed, the finisher (if any) and the upstream call run in the same scope
     under the request's deadline, then the RESPONSE hooks over the upstream's response, and the
     walk returns what the client gets. An API without a pipeline (``pipeline`` and ``exchange``
@@ -278,24 +280,25 @@ async def walk(
     is its failure policy's (``ApiPipeline._fail``). A new scope is opened only after a hook timed
     out under fail-open (a cancelled scope cannot be reused).
     """
+    i, n = 0, len(hooks)
     if pipeline is not None:
+        # What walking hooks needs (now, or RESPONSE hooks after the upstream). An API without a
+        # pipeline has no hooks and skips it: its walk is the upstream step alone, kept as cheap
+        # as the scope around it.
         driver = pipeline.driver
         # The clock's own method: trio.current_time() costs two more calls, twice per hook.
         current_time = trio.lowlevel.current_clock().current_time
-    else:
-        driver, current_time = None, trio.current_time  # no hooks: the clock is not read
-    i, n = 0, len(hooks)
-    started = 0.0
-    # Hooks come only with a pipeline and an exchange: these names serve the steps below
-    # (unchecked: an assert per step would cost more than it tells; so would a cast() call).
-    hooked: ApiPipeline = pipeline  # type: ignore[assignment]
-    state: Exchange = exchange  # type: ignore[assignment]
-    # Nothing to check without hooks (and no copy of the headers to pay for).
-    checked = _known_good(request, response) if n else ()
+        started = 0.0
+        hooked = pipeline
+        # Hooks come with an exchange (unchecked: an assert per step costs more than it tells).
+        state: Exchange = exchange  # type: ignore[assignment]
+        # Nothing to check without hooks (and no copy of the headers to pay for).
+        checked = _known_good(request, response) if n else ()
+    # Set where a step fails (a ``break`` out of the scope), or after the scope when it was
+    # cancelled; declared only: the upstream step alone never needs them.
+    failure: FailureKind
+    error: Exception | None
     while True:
-        failure: FailureKind | None = None
-        error: Exception | None = None
-        in_upstream = False
         # The scope starts at the request's deadline; a step that waits moves it to its own.
         with trio.CancelScope(deadline=deadline) as scope:
             while True:
@@ -304,21 +307,25 @@ async def walk(
                         return None
                     if response is not None:
                         return response  # RESPONSE hooks done: what the client gets
-                    # The upstream step: under the request's deadline only.
-                    if scope.deadline != deadline:
+                    # The upstream step: under the request's deadline only (a step that waited
+                    # moved it; with no steps, none did, and reading it back costs).
+                    if n and scope.deadline != deadline:
                         scope.deadline = deadline
-                    in_upstream = True
-                    step, runtime = upstream
                     if exchange is not None and hooked.finish is not None:
                         exchange.finished = True
                         await hooked.finish(exchange)
                     try:
-                        response = await step.call(request, runtime, host_header, exchange)
+                        # ``runtime`` comes with ``upstream`` (unchecked: the hot path).
+                        response = await upstream.call(
+                            request,
+                            runtime,  # type: ignore[arg-type]
+                            host_header,
+                            exchange,
+                        )
                     except ClientProtocolError:
                         raise  # the client's answer (413, a broken body), not the upstream's
                     except GatewayError as exc:
-                        return step.failed(runtime, exc)
-                    in_upstream = False
+                        return upstream.failed(runtime, exc)  # type: ignore[arg-type]
                     if pipeline is None:
                         return response
                     hooks = pipeline.chain.response
@@ -391,7 +398,7 @@ async def walk(
                 # deadline (or swallowed our cancel, which only its deadline sends) still
                 # gets the timeout answer.
                 if current_time() >= step_deadline:
-                    failure = FailureKind.TIMEOUT
+                    failure, error = FailureKind.TIMEOUT, None
                     break
                 if ctx._meta_data_changed:
                     state.meta_data_changed = True
@@ -416,20 +423,21 @@ async def walk(
                     state.session, state.session_key = ctx._session, ctx._session_key
                     state.session_created = True
                 i += 1
-        if in_upstream or (
+        # Out of the scope without an answer. With every step passed (i == n), only the upstream
+        # step can have been under way, and only our scope cancelled (an outer cancel propagates).
+        if i == n or (
             scope.cancelled_caught and upstream is not None and hooks[i].timeout == math.inf
         ):
-            # The request's deadline passed (only our scope can have been cancelled: an outer
-            # cancel propagates): in the upstream call, or in built-in auth or the built-ins,
-            # which have no deadline of their own. The same 504, logged as the request's timeout.
-            assert upstream is not None
-            runtime = upstream[1]
+            # The request's deadline passed: in the upstream call, or in built-in auth or the
+            # built-ins, which have no deadline of their own. The same 504, logged as the
+            # request's timeout.
+            assert runtime is not None
             return request_timed_out(runtime.api.api_id, runtime.timeout)
         assert pipeline is not None  # without hooks, only the upstream step ends the scope
         hook = hooks[i]
         if scope.cancelled_caught:
-            failure = FailureKind.TIMEOUT
-        assert failure is not None  # every other way out of the scope returned
+            failure, error = FailureKind.TIMEOUT, None
+        # (Every other way out of the scope set ``failure`` with its ``break``, or returned.)
         elapsed = current_time() - started
         _add_stage_time(request, hook.stage, elapsed)
         answer = pipeline._fail(hook, failure, error, elapsed)
