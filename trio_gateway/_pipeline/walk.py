@@ -1,7 +1,7 @@
 """One request's walk through its API: every step under the request's one deadline scope.
 
 ``ApiRuntime.run`` is the request path after routing. Every API, with or without a pipeline,
-walks through :func:`.runner.walk`, the one place that opens the request's deadline scope: the
+walks through :func:`.steps.walk`, the one place that opens the request's deadline scope: the
 request steps (PRE, built-in auth, AUTH, POST_AUTH, built-ins, ENDPOINT, POST, each hook under
 ``min(its timeout, the deadline)``), the finisher, the upstream call (:class:`Upstream`, the
 deadline moved back to the request's) and the RESPONSE hooks. An API without a pipeline (keyless,
@@ -10,7 +10,7 @@ callback into the gateway: the upstream call is a step of the walk like the othe
 
 Errors become responses in fixed places: a hook's failure by its policy
 (``policy.failure_response``), an upstream failure here (:meth:`Upstream.failed`, the error's own
-status), the request deadline in :func:`.runner.walk` by :func:`policy.request_timed_out` (the one
+status), the request deadline in :func:`.steps.walk` by :func:`policy.request_timed_out` (the one
 504 producer, whose answer hook timeouts share).
 """
 
@@ -33,7 +33,8 @@ from .._upstream.proxy import UpstreamRequest, discard_body, forward
 from ..errors import GatewayError
 from .exchange import Exchange
 from .policy import log
-from .runner import ApiPipeline, walk
+from .runner import ApiPipeline
+from .steps import walk
 
 __all__ = ["RESPONSE_HOOK_BODY_LIMIT", "ApiRuntime", "Upstream"]
 
@@ -65,7 +66,7 @@ class ApiRuntime:
         self, request: Request, host_header: bytes | None, upstream: Upstream, hook_body_limit: int
     ) -> Coroutine[Any, Any, Response]:
         """The request's walk under its deadline (:attr:`timeout` seconds from now), to await:
-        what the client gets. Every API walks through :func:`~.runner.walk`, which owns the
+        what the client gets. Every API walks through :func:`~.steps.walk`, which owns the
         deadline's scope and answers its passing (the one 504 for it).
 
         Not ``async``: it hands back the walk's own coroutine, so the request path pays for no
