@@ -310,9 +310,8 @@ class H2ClientConnection:
             return  # a stream we already gave up: only the connection window counts it
         call.unacked += flow
         if call.unacked > STREAM_WINDOW:
-            error = GrpcError(StatusCode.INTERNAL, "server sent beyond the stream window")
-            self._fail(call, error, events)
-            self.reset(call, ErrorCode.FLOW_CONTROL_ERROR)
+            why = "server sent beyond the stream window"
+            self._stream_error(call, ErrorCode.FLOW_CONTROL_ERROR, why, events)
             return
         if not call.ended:
             # Bounded by recv_max: the prefix says how long the message is, and a reply that runs
@@ -356,17 +355,21 @@ class H2ClientConnection:
             return  # a stream already closed on our side
         # RFC 9113 §6.9 / §6.9.1: stream errors.
         if increment == 0:
-            error = GrpcError(StatusCode.INTERNAL, "WINDOW_UPDATE of 0 on the stream")
-            self._fail(call, error, events)
-            self.reset(call, ErrorCode.PROTOCOL_ERROR)
+            why = "WINDOW_UPDATE of 0 on the stream"
+            self._stream_error(call, ErrorCode.PROTOCOL_ERROR, why, events)
             return
         call.send_window += increment
         if call.send_window > _MAX_STREAM_ID:
-            error = GrpcError(StatusCode.INTERNAL, "stream window over 2^31-1")
-            self._fail(call, error, events)
-            self.reset(call, ErrorCode.FLOW_CONTROL_ERROR)
+            why = "stream window over 2^31-1"
+            self._stream_error(call, ErrorCode.FLOW_CONTROL_ERROR, why, events)
             return
         events.append(WindowOpened(call))
+
+    def _stream_error(self, call: Call, code: ErrorCode, why: str, events: list[Event]) -> None:
+        """The server broke the rules on one stream (RFC 9113 §5.4.2): that call fails and its
+        stream is reset with ``code``; the connection goes on."""
+        self._fail(call, GrpcError(StatusCode.INTERNAL, why), events)
+        self.reset(call, code)
 
     def _fail(self, call: Call, error: GrpcError, events: list[Event]) -> None:
         """Fail ``call`` (the first error wins) and report it, once."""
