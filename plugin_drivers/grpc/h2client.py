@@ -225,7 +225,11 @@ class H2ClientConnection:
         events: list[Event] = []
         try:
             for received in self.parser.feed(data):
-                self._handle(received, events)
+                # DATA first, straight to its handler: most frames are.
+                if received[0] == FrameType.DATA:
+                    self._data(received, events)
+                else:
+                    self._handle(received, events)
             if self.recv_unacked >= CONNECTION_WINDOW // 2:
                 self.out += h2codec.window_update_frame(0, self.recv_unacked)
                 self.recv_unacked = 0
@@ -236,10 +240,8 @@ class H2ClientConnection:
         return events
 
     def _handle(self, received: h2codec.Frame, events: list[Event]) -> None:
-        type_, flags, stream_id, payload, flow = received
-        if type_ == FrameType.DATA:
-            self._data(stream_id, flags, payload, flow, events)
-        elif type_ == FrameType.HEADERS:
+        type_, flags, stream_id, payload, _ = received
+        if type_ == FrameType.HEADERS:
             headers = self._decoded.get(payload)
             if headers is None:
                 headers = self._decode(payload)
@@ -296,9 +298,8 @@ class H2ClientConnection:
             raise h2codec.H2ProtocolError(ErrorCode.PROTOCOL_ERROR, "PUSH_PROMISE (push is off)")
         # PRIORITY and unknown types: nothing to do.
 
-    def _data(
-        self, stream_id: int, flags: int, payload: bytes, flow: int, events: list[Event]
-    ) -> None:
+    def _data(self, received: h2codec.Frame, events: list[Event]) -> None:
+        _, flags, stream_id, payload, flow = received
         self.recv_unacked += flow
         if self.recv_unacked > CONNECTION_WINDOW:
             # RFC 9113 §6.9.1: more than our connection window allowed.
