@@ -10,7 +10,7 @@ import math
 import struct
 import urllib.parse
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -63,6 +63,9 @@ class Call:
     remote_closed: bool = False
     local_closed: bool = False
     reset_sent: bool = False
+    #: The caller's own handle for waking up when the call ends (the Trio shell keeps its event
+    #: here: no look-up per call); the protocol core never reads it.
+    waiter: Any = None
 
     def fail(self, error: GrpcError) -> None:
         if not self.ended:

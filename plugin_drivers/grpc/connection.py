@@ -20,7 +20,6 @@ from trio_gateway.drivers import RawSocketStream
 from .call import MESSAGE_PREFIX, Call
 from .common import GrpcNotProcessed, GrpcUnavailable, Keepalive
 from .h2client import (
-    CallEnded,
     ConnectionFailed,
     GoingAway,
     H2ClientConnection,
@@ -75,8 +74,6 @@ class Connection:
     keepalive: Keepalive = attrs.field(factory=Keepalive)
     #: Reads from the socket so far: the keepalive and suspicion checks compare it over time.
     reads: int = 0
-    #: Per call (by stream id): set when its reply is complete or it failed.
-    _done: dict[int, trio.Event] = attrs.field(factory=dict)
     #: Per call waiting for send window: set when the window may have grown.
     _window: dict[int, trio.Event] = attrs.field(factory=dict)
     _ping_acked: trio.Event = attrs.field(factory=trio.Event)
@@ -174,9 +171,8 @@ class Connection:
 
     def _ended(self, call: Call) -> None:
         """Wake the caller of ``call`` (and its sender, if it waits for window)."""
-        done = self._done.get(call.stream_id)
-        if done is not None:
-            done.set()
+        if call.waiter is not None:
+            call.waiter.set()
         window = self._window.get(call.stream_id)
         if window is not None:
             window.set()
@@ -233,12 +229,10 @@ class Connection:
             self.reads += 1
             for event in h2.receive_data(data):
                 # ``type() is``: cheaper than isinstance, and the common event comes first.
-                if type(event) is CallEnded:
-                    stream_id = event.call.stream_id
-                    done = self._done.get(stream_id)
-                    if done is not None:
-                        done.set()
-                    if self._window and (window := self._window.get(stream_id)) is not None:
+                if type(event) is Call:  # it ended: wake its caller (the common event)
+                    if event.waiter is not None:
+                        event.waiter.set()
+                    if self._window and (window := self._window.get(event.stream_id)) is not None:
                         window.set()  # a sender waiting for window stops sending
                 elif type(event) is WindowOpened:
                     call = event.call
@@ -281,8 +275,7 @@ class Connection:
             self.graceful = True  # out of stream ids: the next call takes a new connection
             self.unusable.set()
             raise
-        stream_id = call.stream_id
-        done = self._done[stream_id] = trio.Event()
+        done = call.waiter = trio.Event()  # set when its reply is complete or it failed
         finished = False
         reads_at_start = self.reads
         try:
@@ -298,7 +291,6 @@ class Connection:
                 self._note_timeout(reads_at_start)
             raise
         finally:
-            del self._done[stream_id]
             h2.end_call(call)  # RST_STREAM(CANCEL) if it was cancelled or abandoned
             if not self.closed and not (finished and call.local_closed):
                 await self.flush()  # shielded inside: the reset goes out even when cancelled

@@ -1,9 +1,10 @@
 """The client side of one HTTP/2 connection carrying unary gRPC calls (pure: no I/O, no Trio).
 
 Bytes in, events and bytes out, as h2 and h11 do it: :meth:`H2ClientConnection.receive_data`
-takes what the server sent and returns what happened (:class:`CallEnded`, :class:`WindowOpened`,
-...); everything owed to the server (acks, window updates, resets, our HEADERS and DATA) is
-queued in :attr:`H2ClientConnection.out` for the shell (``connection.py``) to write. The shell
+takes what the server sent and returns what happened (a :class:`~.call.Call` whose reply is
+complete or which failed, :class:`WindowOpened`, ...); everything owed to the server (acks,
+window updates, resets, our HEADERS and DATA) is queued in :attr:`H2ClientConnection.out` for
+the shell (``connection.py``) to write. The shell
 owns the socket, the tasks, the timers and the waiting; this module owns the protocol state:
 stream ids, both sides' flow-control windows, the server's settings, HPACK decoding, and each
 call's receive buffer.
@@ -32,7 +33,6 @@ from .h2codec import ErrorCode, Flag, FrameType, Setting
 __all__ = [
     "CONNECTION_WINDOW",
     "STREAM_WINDOW",
-    "CallEnded",
     "ConnectionFailed",
     "Event",
     "GoingAway",
@@ -56,14 +56,6 @@ _PING: Final = struct.Struct(">Q")
 
 
 @attrs.define(slots=True)
-class CallEnded:
-    """The call's reply is complete, or the call failed (``call.error``): its caller may read
-    :meth:`Call.result`."""
-
-    call: Call
-
-
-@attrs.define(slots=True)
 class WindowOpened:
     """The server gave back send window: on ``call``'s stream, or the connection's (None)."""
 
@@ -83,7 +75,7 @@ class PingAcked:
 @attrs.define(slots=True)
 class GoingAway:
     """GOAWAY: no new calls here. Calls the server will not process already got
-    :class:`CallEnded` (with :class:`GrpcNotProcessed`); the others may still finish."""
+    reported as ended (with :class:`GrpcNotProcessed`); the others may still finish."""
 
     graceful: bool
     #: ENHANCE_YOUR_CALM: grpc servers say so ("too_many_pings") to pings they find too frequent.
@@ -98,7 +90,10 @@ class ConnectionFailed:
     reason: str
 
 
-Event = CallEnded | WindowOpened | SettingsChanged | PingAcked | GoingAway | ConnectionFailed
+#: What :meth:`H2ClientConnection.receive_data` reports. A call that ended (its reply complete, or
+#: failed: ``call.error``; its caller may read :meth:`Call.result`) is reported as the
+#: :class:`Call` itself, so that the common event costs no allocation.
+Event = Call | WindowOpened | SettingsChanged | PingAcked | GoingAway | ConnectionFailed
 
 _SETTINGS_CHANGED: Final = SettingsChanged()
 _PING_ACKED: Final = PingAcked()
@@ -252,7 +247,7 @@ class H2ClientConnection:
                     call.remote_closed = True
                     if not call.ended:
                         call.ended = True
-                        events.append(CallEnded(call))
+                        events.append(call)
         elif type_ == FrameType.RST_STREAM:
             code = h2codec.parse_u32(payload, "RST_STREAM")
             call = self.calls.get(stream_id)
@@ -327,7 +322,7 @@ class H2ClientConnection:
             call.remote_closed = True
             if not call.ended:
                 call.ended = True
-                events.append(CallEnded(call))
+                events.append(call)
         elif call.unacked >= STREAM_WINDOW // 2 and not call.ended:
             # Window given back only to a call still reading its reply.
             self.out += h2codec.window_update_frame(stream_id, call.unacked)
@@ -376,7 +371,7 @@ class H2ClientConnection:
         """Fail ``call`` (the first error wins) and report it, once."""
         if not call.ended:
             call.fail(error)
-            events.append(CallEnded(call))
+            events.append(call)
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:

@@ -24,7 +24,6 @@ from plugin_drivers.grpc.common import (
 from plugin_drivers.grpc.h2client import (
     CONNECTION_WINDOW,
     STREAM_WINDOW,
-    CallEnded,
     ConnectionFailed,
     Event,
     GoingAway,
@@ -99,7 +98,8 @@ def wire() -> Wire:
 
 
 def ended(events: list[Event]) -> list[Call]:
-    return [event.call for event in events if isinstance(event, CallEnded)]
+    """The calls reported as ended (a ``Call`` itself is that event)."""
+    return [event for event in events if isinstance(event, Call)]
 
 
 def test_handshake_sends_our_settings_and_acks_the_servers() -> None:
