@@ -107,7 +107,7 @@ def test_variables_for_keys_we_do_not_use_are_listed_in_one_warning() -> None:
     _, warnings = load_config(None, env, {})
     assert warnings == [
         "ignored TYK_GW_* environment variables for tyk.conf keys that do not apply to "
-        "trio-gateway: TYK_GW_TEMPLATEPATH, TYK_GW_PIDFILELOCATION"
+        "trio-gateway: TYK_GW_PIDFILELOCATION, TYK_GW_TEMPLATEPATH"
     ]
 
 
