@@ -507,3 +507,40 @@ async def test_key_data_builtins_use_the_session_store(
     assert (headers["x-rate"], headers["x-set-by"]) == (["7"], ["js"])
     missing = await gw.request("GET", "/kd/", [("X-Action", "get"), ("X-Key", "nope")])
     assert seen_headers(missing)["x-status"] == ["error"]  # Tyk's "Key not found" object
+
+
+async def test_tyk_js_path_globals_load_before_the_api_files(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    globals_js = tmp_path / "globals.js"
+    globals_js.write_text('function greeting(who) { return "hi " + who; }\n')
+    uses = middleware("usesGlobal", '    request.SetHeaders["X-Greeting"] = greeting("you");')
+    hook = {"pre": [{"name": "usesGlobal", "path": str(tmp_path / "js/u.js")}]}
+    gw = await start_gateway(
+        nursery,
+        tmp_path,
+        [api("glob", middleware=hook)],
+        {"u.js": uses},
+        javascript=JavascriptConfig(enable=True, tyk_js_path=str(globals_js)),
+    )
+    response = await gw.request("GET", "/glob/")
+    assert seen_headers(response)["x-greeting"] == ["hi you"]
+
+
+async def test_a_configured_underscore_file_is_the_one_loaded(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A stand-in for Underscore.js: the setting decides what `_` is.
+    fake = tmp_path / "underscore.js"
+    fake.write_text('var _ = {"VERSION": "configured"};\n')
+    uses = middleware("usesUnderscore", '    request.SetHeaders["X-Underscore"] = _.VERSION;')
+    hook = {"pre": [{"name": "usesUnderscore", "path": str(tmp_path / "js/u.js")}]}
+    gw = await start_gateway(
+        nursery,
+        tmp_path,
+        [api("us", middleware=hook)],
+        {"u.js": uses},
+        javascript=JavascriptConfig(enable=True, underscore_path=str(fake)),
+    )
+    response = await gw.request("GET", "/us/")
+    assert seen_headers(response)["x-underscore"] == ["configured"]
