@@ -628,3 +628,28 @@ async def test_the_vm_serves_other_requests_while_a_script_waits_for_its_http_re
     with trio.fail_after(10):
         await answered.wait()
     assert seen_headers(waiting[0])["x-called"] == ["200"]
+
+
+async def test_an_oas_api_runs_its_javascript_plugins(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    js = str(tmp_path / "js" / "add.js")
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": "oas-js", "version": "1"},
+        "paths": {},
+        "x-tyk-api-gateway": {
+            "info": {"id": "oas-js", "name": "oas-js", "orgId": "org1", "state": {"active": True}},
+            "server": {"listenPath": {"value": "/oas-js/", "strip": True}},
+            "middleware": {
+                "global": {
+                    "pluginConfig": {"driver": "otto"},
+                    "prePlugins": [{"enabled": True, "functionName": "addHeader", "path": js}],
+                }
+            },
+        },
+    }
+    gw = await start_gateway(nursery, tmp_path, [doc], {"add.js": ADD_HEADER})
+    response = await gw.request("GET", "/oas-js/x")
+    assert response.status == 200, response.body
+    assert seen_headers(response)["x-js"] == ["from-oas-js"]
