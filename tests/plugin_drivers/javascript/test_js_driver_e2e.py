@@ -643,3 +643,41 @@ async def test_an_oas_api_runs_its_javascript_plugins(
     response = await gw.request("GET", "/oas-js/x")
     assert response.status == 200, response.body
     assert seen_headers(response)["x-js"] == ["from-oas-js"]
+
+
+async def test_tyk_make_http_request_goes_through_the_proxy_from_the_environment(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Go's client reads HTTP_PROXY / NO_PROXY; so does ours. The echo upstream plays the proxy:
+    # it receives the request for the unreachable host in absolute form.
+    seen: list[str] = []
+
+    async def proxy(request: Request) -> Response:
+        seen.append(request.path)
+        return await echo(request)
+
+    via = middleware(
+        "viaProxy",
+        """
+    var reply = TykMakeHttpRequest(JSON.stringify(
+        {"Method": "GET", "Domain": "http://backend.invalid", "Resource": "/through"}));
+    request.SetHeaders["X-Proxied"] =
+        reply === undefined ? "failed" : String(JSON.parse(reply).Code);
+""",
+    )
+    hook = {"pre": [{"name": "viaProxy", "path": str(tmp_path / "js/v.js")}]}
+    gw = await start_gateway(
+        nursery, tmp_path, [api("px", middleware=hook)], {"v.js": via}, upstream=proxy
+    )
+    host, port = gw.upstream
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{host}:{port}")
+    response = await gw.request("GET", "/px/")
+    assert seen_headers(response)["x-proxied"] == ["200"]
+    assert "http://backend.invalid/through" in seen
+    # NO_PROXY names the host: no proxy, and the unreachable host fails the request.
+    monkeypatch.setenv("NO_PROXY", "backend.invalid")
+    response = await gw.request("GET", "/px/")
+    assert seen_headers(response)["x-proxied"] == ["failed"]
