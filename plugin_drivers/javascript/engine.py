@@ -168,10 +168,10 @@ class JsVm:
 
         self._run(run)
 
-    def eval_json(self, code: str, *, timeout: float, filename: str = "<call>") -> Any:
-        """Evaluate an expression whose value is JSON text (or undefined); return it decoded."""
+    def eval_text(self, code: str, *, timeout: float, filename: str = "<call>") -> str | None:
+        """Evaluate an expression whose value is a string (or undefined); return it."""
 
-        def run() -> Any:
+        def run() -> str | None:
             self._context.set_time_limit(timeout)
             try:
                 out = self._context.eval(code)
@@ -179,13 +179,16 @@ class JsVm:
                 raise self._classify(exc, filename, load=False) from None
             finally:
                 self._context.set_time_limit(-1)
-            if out is None:
-                return None
-            if not isinstance(out, str):
-                raise JsError(f"{filename}: returned {type(out).__name__}, not JSON text")
-            return json.loads(out)
+            if out is None or isinstance(out, str):
+                return out
+            raise JsError(f"{filename}: returned {type(out).__name__}, not text")
 
         return self._run(run)
+
+    def eval_json(self, code: str, *, timeout: float, filename: str = "<call>") -> Any:
+        """Evaluate an expression whose value is JSON text (or undefined); return it decoded."""
+        out = self.eval_text(code, timeout=timeout, filename=filename)
+        return None if out is None else json.loads(out)
 
     def call_json(self, function: str, *args: Any, timeout: float) -> Any:
         """Call the global ``function`` (dotted name) with JSON-able ``args``; return its value.
