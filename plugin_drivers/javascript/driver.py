@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -72,9 +73,11 @@ T = TypeVar("T")
 #: Stages whose hooks see the session (with ``require_session``) and write ``meta_data`` back.
 _SESSION_STAGES: Final = frozenset({Stage.POST_AUTH, Stage.ENDPOINT, Stage.POST})
 _FRAMING: Final = (b"content-length", b"transfer-encoding")
-_TOKEN_CHARS: Final = frozenset(
-    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+#: An HTTP field name (RFC 9110 token) and what a field value must not hold (controls but HTAB).
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: What a request target cannot hold: spaces, controls, anything outside ASCII.
+_URL_UNSAFE: Final = re.compile(r"[^\x21-\x7e]")
 
 
 @attrs.frozen
@@ -380,14 +383,14 @@ def _checked_headers(pairs: Sequence[tuple[str, str]], what: str) -> list[tuple[
     a control character (nothing a plugin hands us reaches a wire unchecked)."""
     out: list[tuple[bytes, bytes]] = []
     for name, value in pairs:
-        if not name or any(c not in _TOKEN_CHARS for c in name):
+        if _TOKEN.fullmatch(name) is None:
             raise JsResultError(f"{what}: {name!r} is not a valid header name")
-        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        if _CONTROL.search(value) is not None:
             raise JsResultError(f"{what}: the value of {name} holds a control character")
         try:
-            out.append((name.encode("latin-1"), value.encode("latin-1")))
+            out.append((name.encode("ascii"), value.encode("latin-1")))
         except UnicodeEncodeError:
-            out.append((name.encode("latin-1"), value.encode("utf-8")))
+            out.append((name.encode("ascii"), value.encode("utf-8")))
     return out
 
 
@@ -416,7 +419,7 @@ def _override(result: JsResult) -> Respond | None:
 def _apply_to_request(current: GatewayRequest, result: JsResult, request: Request) -> Decision:
     changed = apply_js_request(current, result.request)
     headers = _checked_headers(changed.headers, "Request.SetHeaders")
-    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in changed.url):
+    if _URL_UNSAFE.search(changed.url) is not None:
         raise JsResultError(f"Request.URL {changed.url!r} holds characters a request line cannot")
     if changed.body != current.body:
         request.set_body(changed.body)

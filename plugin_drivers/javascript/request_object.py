@@ -223,50 +223,57 @@ def _bool(value: Any, what: str) -> bool:
     return value
 
 
+def _folded(value: Any, what: str) -> dict[str, Any]:
+    """A JSON object with its keys folded to lower case, a later spelling of a key winning: one
+    pass, then each field is one lookup (the same matching as :func:`go_field`)."""
+    return {key.lower(): item for key, item in _object(value, what).items()}
+
+
 def _overrides(value: Any) -> ReturnOverrides:
-    obj = _object(value, "ReturnOverrides")
+    obj = _folded(value, "ReturnOverrides")
     return ReturnOverrides(
-        response_code=_int(go_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
-        response_error=go_string(go_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
-        response_body=go_string(go_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
+        response_code=_int(obj.get("responsecode"), "ReturnOverrides.ResponseCode"),
+        response_error=go_string(obj.get("responseerror"), "ReturnOverrides.ResponseError"),
+        response_body=go_string(obj.get("responsebody"), "ReturnOverrides.ResponseBody"),
         response_headers=go_string_map(
-            go_field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
+            obj.get("responseheaders"), "ReturnOverrides.ResponseHeaders"
         ),
-        override_error=_bool(go_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
+        override_error=_bool(obj.get("overrideerror"), "ReturnOverrides.OverrideError"),
     )
 
 
 def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     """Decode a middleware's returned object (after ``JSON.parse``) the way Go decodes it."""
-    request = _object(go_field(result, "Request"), "Request")
-    ignore_body = _bool(go_field(request, "IgnoreBody"), "Request.IgnoreBody")
+    top = _folded(result, "the result")
+    request = _folded(top.get("request"), "Request")
+    ignore_body = _bool(request.get("ignorebody"), "Request.IgnoreBody")
     body: bytes | None = None
     if not ignore_body:
-        encoded = go_string(go_field(request, "Body"), "Request.Body")
+        encoded = go_string(request.get("body"), "Request.Body")
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise JsResultError(f"Request.Body is not base64: {exc}") from None
-    extended = _object(go_field(request, "ExtendedParams"), "Request.ExtendedParams")
+    extended = _object(request.get("extendedparams"), "Request.ExtendedParams")
     changes = JsRequestChanges(
         body=body,
-        url=go_string(go_field(request, "URL"), "Request.URL"),
-        delete_headers=_strings(go_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
-        set_headers=go_string_map(go_field(request, "SetHeaders"), "Request.SetHeaders"),
-        delete_params=_strings(go_field(request, "DeleteParams"), "Request.DeleteParams"),
-        add_params=go_string_map(go_field(request, "AddParams"), "Request.AddParams"),
+        url=go_string(request.get("url"), "Request.URL"),
+        delete_headers=_strings(request.get("deleteheaders"), "Request.DeleteHeaders"),
+        set_headers=go_string_map(request.get("setheaders"), "Request.SetHeaders"),
+        delete_params=_strings(request.get("deleteparams"), "Request.DeleteParams"),
+        add_params=go_string_map(request.get("addparams"), "Request.AddParams"),
         extended_params=tuple(
             (k, _strings(v, f"Request.ExtendedParams.{k}")) for k, v in extended.items()
         ),
-        return_overrides=_overrides(go_field(request, "ReturnOverrides")),
+        return_overrides=_overrides(request.get("returnoverrides")),
     )
-    meta = go_field(result, "SessionMeta")
-    session = go_field(result, "Session")
+    meta = top.get("sessionmeta")
+    session = top.get("session")
     return JsResult(
         request=changes,
         session_meta=None if meta is None else _object(meta, "SessionMeta"),
         session=None if session is None else _object(session, "Session"),
-        auth_value=go_string(go_field(result, "AuthValue"), "AuthValue"),
+        auth_value=go_string(top.get("authvalue"), "AuthValue"),
     )
 
 
