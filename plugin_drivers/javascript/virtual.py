@@ -303,7 +303,9 @@ async def call_virtual(runner: VmRunner, api_id: str, hook: HookRef, ctx: HookCo
     config: dict[str, Any] = {"OrgID": ctx.api.org_id, "APIID": ctx.api.api_id}
     if ctx.api.config_data is not None:
         config["config_data"] = dict(ctx.api.config_data)
-    timeout = runner.call_timeout()
+    # The hook's own deadline may not be in force yet: the pipeline moves the scope's deadline
+    # only when the hook first waits, and nothing above had to.
+    timeout = min(runner.call_timeout(), hook.timeout)
     function = virtual.function_name
 
     def run(scripts: ApiScripts) -> VirtualReply:
