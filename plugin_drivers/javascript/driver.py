@@ -180,11 +180,14 @@ class JsDriver:
             raise PluginDriverError("the JavaScript driver is not loaded")
         return self._host
 
-    def call_timeout(self) -> float:
-        """The JS time limit for a call made now: ``jsvm_timeout``, or the time left before the
-        hook's deadline when that is smaller."""
+    def call_timeout(self, hook: HookRef) -> float:
+        """The JS time limit for ``hook``'s call made now: ``jsvm_timeout``, or the hook's own
+        deadline, or the time the request has left, whichever is smallest.
+
+        (The pipeline moves its scope to the hook's deadline only once the call first waits, so
+        the scope may still show the request's: ``hook.timeout`` bounds it.)"""
         left = trio.current_effective_deadline() - trio.current_time()
-        return max(0.0, min(self.settings.timeout, left))
+        return max(0.0, min(self.settings.timeout, hook.timeout, left))
 
     async def run_on_vm(self, hook: HookRef, fn: Callable[[ApiScripts], T]) -> T:
         """``fn(scripts)`` in a worker thread under the API's thread limit, within the caller's
@@ -235,7 +238,7 @@ class JsDriver:
         config: dict[str, Any] = {"OrgID": ctx.api.org_id, "APIID": ctx.api.api_id}
         if ctx.api.config_data is not None:
             config["config_data"] = dict(ctx.api.config_data)
-        timeout = self.call_timeout()
+        timeout = self.call_timeout(hook)
         name = hook.plugin.name
 
         def run(scripts: ApiScripts) -> JsResult:

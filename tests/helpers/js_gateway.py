@@ -15,6 +15,9 @@ from trio_gateway._config.model import GatewayConfig, JavascriptConfig, ListenCo
 from trio_gateway._exchange import Request, Response
 from trio_gateway._server import HttpServer
 
+#: Written in an API definition, becomes the echo upstream's base URL (``http://host:port``).
+UPSTREAM = "__UPSTREAM__"
+
 
 async def echo(request: Request) -> Response:
     """The upstream: answers with what it received, as JSON."""
@@ -90,7 +93,8 @@ async def start_gateway(
     javascript: JavascriptConfig | None = None,
     **config: Any,
 ) -> JsGateway:
-    """Write ``scripts`` (file name -> source) under ``tmp_path/js`` and serve ``apis``."""
+    """Write ``scripts`` (file name -> source) under ``tmp_path/js`` and serve ``apis``
+    (:data:`UPSTREAM` in them replaced by the upstream's URL)."""
     upstream_server = HttpServer(handler=echo, log_requests=False)
     host, port = await nursery.start(upstream_server.serve, "127.0.0.1", 0)
     js = tmp_path / "js"
@@ -102,7 +106,8 @@ async def start_gateway(
     apps.mkdir(exist_ok=True)
     for doc in apis:
         doc["proxy"]["target_url"] = f"http://{host}:{port}/"
-        (apps / f"{doc['api_id']}.json").write_text(json.dumps(doc))
+        text = json.dumps(doc).replace(UPSTREAM, f"http://{host}:{port}")
+        (apps / f"{doc['api_id']}.json").write_text(text)
     gateway_config = GatewayConfig(
         listen=ListenConfig(host="127.0.0.1", port=0),
         javascript=javascript or JavascriptConfig(enable=True),
