@@ -93,7 +93,7 @@ class VirtualReplyError(ValueError):
 class VmRunner(Protocol):
     """What :func:`call_virtual` needs from the driver (``JsDriver``)."""
 
-    def call_timeout(self) -> float: ...
+    def call_timeout(self, hook: HookRef) -> float: ...
 
     async def run_on_vm(self, hook: HookRef, fn: Callable[[ApiScripts], T]) -> T: ...
 
@@ -303,9 +303,7 @@ async def call_virtual(runner: VmRunner, api_id: str, hook: HookRef, ctx: HookCo
     config: dict[str, Any] = {"OrgID": ctx.api.org_id, "APIID": ctx.api.api_id}
     if ctx.api.config_data is not None:
         config["config_data"] = dict(ctx.api.config_data)
-    # The hook's own deadline may not be in force yet: the pipeline moves the scope's deadline
-    # only when the hook first waits, and nothing above had to.
-    timeout = min(runner.call_timeout(), hook.timeout)
+    timeout = runner.call_timeout(hook)
     function = virtual.function_name
 
     def run(scripts: ApiScripts) -> VirtualReply:
