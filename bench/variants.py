@@ -280,3 +280,14 @@ RATIO_TARGETS: dict[str, float] = {
     "keyless-analytics": 0.85,
     "keyless-analytics-plugin": 0.80,
 }
+
+
+def _register_js_virtual() -> None:
+    # Its own module (it imports this one); registered here so that --variant lists it.
+    from variant_js_virtual import js_virtual
+
+    VARIANTS["js-virtual"] = js_virtual
+    RATIO_TARGETS["js-virtual"] = 0.50  # issue 15
+
+
+_register_js_virtual()

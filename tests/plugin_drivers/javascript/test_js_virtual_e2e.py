@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,40 @@ async def test_bad_definitions_are_reported_and_the_others_serve(
     assert "notDefinedAnywhere" in caplog.text
     assert (await _get(running, "/nofunc/x")).status == 503
     assert (await _get(running, "/good/echo")).status == 201
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "javascript"
+
+
+async def test_the_virtual_endpoint_example(nursery: trio.Nursery, tmp_path: Path) -> None:
+    upstream = HttpServer(handler=echo, log_requests=False)
+    host, port = await nursery.start(upstream.serve, "127.0.0.1", 0)
+    shutil.copy(EXAMPLES / "virtual_endpoint.js", tmp_path)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    doc = json.loads((EXAMPLES / "apps" / "virtual-endpoint.json").read_text())
+    doc["proxy"]["target_url"] = f"http://{host}:{port}/"
+    (apps / "virtual-endpoint.json").write_text(json.dumps(doc))
+    config = GatewayConfig(
+        listen=ListenConfig(host="127.0.0.1", port=0), javascript=JavascriptConfig(enable=True)
+    )
+    running: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
+    )
+    assert running.report.errors == []
+    health = await _get(running, "/js/virtual/health?verbose=1")
+    assert health.status == 200
+    assert health.header("content-type") == b"application/json"
+    assert json.loads(health.body) == {
+        "status": "ok",
+        "api": "js-virtual",
+        "gateway": "example-gateway",
+        "url": "/js/virtual/health?verbose=1",
+    }
+    echoed = await _get(running, "/js/virtual/echo", method="POST", body=b'{"n": 1}')
+    assert (echoed.status, echoed.body) == (200, b'{"n": 1}')
+    assert echoed.header("content-type") == b"text/plain; charset=utf-8"
+    empty = await _get(running, "/js/virtual/echo", method="POST", body=b"")
+    assert json.loads(empty.body) == {"error": VIRTUAL_ERROR}
+    upstream_answer = await _get(running, "/js/virtual/anything-else")
+    assert upstream_answer.header("x-upstream") == b"yes"
