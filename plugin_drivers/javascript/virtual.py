@@ -268,6 +268,10 @@ def parse_virtual_reply(out: Mapping[str, Any]) -> VirtualReply:
         header = _header(name, _string(value, f"Response.Headers.{name}"))
         by_name[header[0]] = header
     headers = list(by_name.values())
+    location = by_name.get(b"Location", (b"", b""))[1]
+    if status in (301, 302) and location.startswith(b"tyk://"):
+        # Tyk would route the request again inside the gateway (a "looping" redirect).
+        raise VirtualReplyError("internal loops (Location: tyk://...) are not supported")
     if needs_sniffed_type(status, [(k.decode(), v.decode()) for k, v in headers], body):
         headers.append((b"Content-Type", detect_content_type(body).encode("ascii")))
     meta = _object(go_field(out, "SessionMeta"), "SessionMeta")

@@ -132,6 +132,10 @@ def test_fields_match_without_case_and_names_are_canonical() -> None:
         (_reply({"Headers": {"A": "x\u0000y"}, "Code": 200}), "control character"),
         (_reply("nope"), "Response must be an object"),
         (_reply({"Code": 200}, meta=[1]), "SessionMeta must be an object"),
+        (
+            _reply({"Headers": {"location": "tyk://self/other"}, "Code": 302}),
+            "internal loops",
+        ),
     ],
 )
 def test_bad_replies_are_refused(out: dict[str, Any], message: str) -> None:
