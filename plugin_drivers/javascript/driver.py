@@ -61,7 +61,7 @@ from .request_object import (
     updated_meta_data,
 )
 from .scripts import ApiScripts, JsSource
-from .virtual import call_virtual, virtual_blobs, virtual_function_problem
+from .virtual import call_virtual, refused_blobs, virtual_blobs, virtual_function_problem
 
 __all__ = ["JsDriver", "create"]
 
@@ -107,6 +107,10 @@ class JsDriver:
                 "(tyk.conf; or TYK_GW_ENABLEJSVM=true, or enable = true under [javascript] in "
                 "gateway.toml)"
             )
+        if self.settings.disable_virtual_path_blobs:
+            refusal = refused_blobs(hooks)
+            if refusal:
+                raise PluginDriverError(f"API {api.api_id!r}: {refusal}")
         files: list[str] = []
         for hook in hooks:
             path = hook.plugin.path

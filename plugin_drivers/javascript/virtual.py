@@ -62,6 +62,7 @@ __all__ = [
     "form_params",
     "go_parse_query",
     "parse_virtual_reply",
+    "refused_blobs",
     "virtual_blobs",
     "virtual_function_problem",
     "virtual_request_object",
@@ -109,6 +110,25 @@ def virtual_blobs(hooks: Sequence[HookRef]) -> list[JsSource]:
         for hook in hooks
         if (virtual := hook.plugin.virtual) is not None and virtual.source is VirtualSource.BLOB
     ]
+
+
+def refused_blobs(hooks: Sequence[HookRef]) -> str | None:
+    """Why the API cannot load under ``disable_virtual_path_blobs`` (None: it has no blobs).
+
+    Tyk logs "Blobs not allowed on this node" and the endpoint then fails on every call; we
+    refuse the API at load, naming the endpoints.
+    """
+    blobs = [
+        f"{hook.endpoint_method} {hook.endpoint_path}"
+        for hook in hooks
+        if (virtual := hook.plugin.virtual) is not None and virtual.source is VirtualSource.BLOB
+    ]
+    if not blobs:
+        return None
+    return (
+        f"virtual endpoints with a blob source ({', '.join(blobs)}) are not allowed on this "
+        "gateway (disable_virtual_path_blobs is set)"
+    )
 
 
 def virtual_function_problem(scripts: ApiScripts, hook: HookRef) -> str | None:

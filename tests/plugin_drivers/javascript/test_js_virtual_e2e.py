@@ -305,3 +305,30 @@ async def test_the_virtual_endpoint_example(nursery: trio.Nursery, tmp_path: Pat
     assert json.loads(empty.body) == {"error": VIRTUAL_ERROR}
     upstream_answer = await _get(running, "/js/virtual/anything-else")
     assert upstream_answer.header("x-upstream") == b"yes"
+
+
+async def test_blobs_refused_when_disabled(nursery: trio.Nursery, tmp_path: Path) -> None:
+    blob = base64.b64encode(BLOB.encode()).decode()
+    blob_api = _api(
+        "blobs",
+        [_virtual("/b", "fromBlob", function_source_type="blob", function_source_uri=blob)],
+    )
+    file_api = _api("files", [_virtual("/page", "htmlPage")])
+    upstream = HttpServer(handler=echo, log_requests=False)
+    host, port = await nursery.start(upstream.serve, "127.0.0.1", 0)
+    (tmp_path / "js").mkdir()
+    (tmp_path / "js" / "virtual.js").write_text(SCRIPTS)
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    for doc in (blob_api, file_api):
+        doc["proxy"]["target_url"] = f"http://{host}:{port}/"
+        (apps / f"{doc['api_id']}.json").write_text(json.dumps(doc))
+    config = GatewayConfig(
+        listen=ListenConfig(host="127.0.0.1", port=0),
+        javascript=JavascriptConfig(enable=True, disable_virtual_path_blobs=True),
+    )
+    running: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
+    )
+    assert (await _get(running, "/blobs/b?who=x")).status == 503
+    assert (await _get(running, "/files/page")).status == 200
