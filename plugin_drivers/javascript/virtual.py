@@ -179,9 +179,7 @@ def _unescape(text: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def form_params(
-    method: str, content_type: str, query: str, body: bytes
-) -> dict[str, list[str]]:
+def form_params(method: str, content_type: str, query: str, body: bytes) -> dict[str, list[str]]:
     """Go's ``r.Form`` after ``ParseForm``: a urlencoded body's fields (POST, PUT, PATCH), then
     the query's, values appended per key."""
     params: dict[str, list[str]] = {}
