@@ -249,6 +249,33 @@ def keyless_analytics_plugin(ctx: VariantContext) -> GatewaySetup:
     return _analytics_setup(ctx, keyless_api("bench", ctx.upstream_url, analytics_plugin=spec))
 
 
+_JS_PRE = """\
+// One JavaScript Pre hook that sets a header (issue 15's throughput target).
+var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
+benchPre.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Bench-Js"] = "1";
+    return benchPre.ReturnData(request, {});
+});
+"""
+
+
+def js_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one JavaScript (otto) Pre hook that sets a header (issue 15)."""
+    script = ctx.workdir / "bench_pre.js"
+    script.write_text(_JS_PRE)
+    config = ctx.workdir / "tyk.conf"
+    config.write_text(json.dumps({"enable_jsvm": True}))
+    middleware = {
+        "driver": "otto",
+        "pre": [{"name": "benchPre", "path": str(script)}],
+        "post": [],
+        "post_key_auth": [],
+        "response": [],
+    }
+    api = keyless_api("bench-js", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+
+
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
     def variant(ctx: VariantContext) -> GatewaySetup:
         raise VariantUnavailable(f"variant {name!r} ({what}) is not written yet: see issue {issue}")
@@ -262,6 +289,7 @@ VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
     # Filled in by the issues that build these features; each compares against "keyless".
     "hooks-pre-post": hooks_pre_post,
     "grpc-pre": grpc_pre,
+    "js-pre": js_pre,
     "token-memory": token_memory,
     "token-redis": token_redis,
     "keyless-no-metrics": keyless_no_metrics,
@@ -275,6 +303,7 @@ BASELINE = "keyless"
 RATIO_TARGETS: dict[str, float] = {
     "hooks-pre-post": 0.80,  # issue 3
     "token-memory": 0.80,  # issue 4
+    "js-pre": 0.50,  # issue 15
     "token-redis": 0.50,  # issue 4
     # issue 16: against "keyless" (metrics on, the default; keyless-no-metrics shows their cost)
     "keyless-analytics": 0.85,

@@ -2,13 +2,14 @@
 
 The files are ``<middleware_path>/<api_id>/{pre,auth,post_auth,post}/*.js``.
 
-Tyk (``tyk-compat.md`` §2.7) adds these files to an API's hooks when ``enable_jsvm`` is on, with
-no entry in the API definition: the hook name is the file name up to its first dot, and a name
-ending in ``_with_session`` asks for the session. Folder hooks run before the definition's own
-hooks of the same stage, as in Tyk; the ``auth`` folder gives the custom-auth hook only when the
-definition names none (its first file in name order). They run as JavaScript, so they are added
-only to APIs whose driver is ``otto`` / ``javascript``, or names no driver (then it becomes
-``otto``). Reading the folder touches the disk: call this in a worker thread.
+Tyk (``tyk-compat.md`` §2.7; ``loadCustomMiddleware`` in Tyk's ``gateway/server.go``) adds these
+files to an API's hooks with no entry in the API definition: the hook name is the file name up to
+its first dot, and a name ending in ``_with_session`` asks for the session. Files are taken in
+name order. As in Tyk, ``pre`` and ``post`` files run after the definition's hooks of that stage,
+``post_auth`` files before them, and an ``auth`` file replaces the definition's ``auth_check``
+(the last one in name order wins). A definition that names no driver gets Tyk's default,
+``otto``; one naming another driver is left alone (its hooks are not JavaScript). We read the
+folder only when ``enable_jsvm`` is on. Reading it touches the disk: call this in a worker thread.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ def with_folder_middleware(api: ApiDefinition, middleware_path: str) -> ApiDefin
     middleware = attrs.evolve(
         mw,
         driver=mw.driver or "otto",
-        pre=pre + mw.pre,
-        auth_check=mw.auth_check if mw.auth_check is not None or not auth else auth[0],
+        pre=mw.pre + pre,
+        auth_check=auth[-1] if auth else mw.auth_check,
         post_key_auth=post_auth + mw.post_key_auth,
-        post=post + mw.post,
+        post=mw.post + post,
     )
     return attrs.evolve(api, middleware=middleware)

@@ -48,7 +48,7 @@ from trio_gateway.drivers import (
 from ..python.loader import resolve_path
 from ..threads import run_limited
 from .engine import JsError, JsLoadError, JsTimeoutError
-from .host import GatewayJsHost, make_ssl_context
+from .host import GatewayJsHost
 from .request_object import (
     GatewayRequest,
     JsErrorReply,
@@ -124,9 +124,8 @@ class JsDriver:
             api_id=api.api_id,
             store=self.store,
             trio_token=trio.lowlevel.current_trio_token(),
-            ssl_context=make_ssl_context(
-                insecure_skip_verify=settings.ssl_insecure_skip_verify, ca_file=settings.ca_file
-            ),
+            insecure_skip_verify=settings.ssl_insecure_skip_verify,
+            ca_file=settings.ca_file,
         )
 
         def build() -> ApiScripts:

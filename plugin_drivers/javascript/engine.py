@@ -183,6 +183,12 @@ class JsVm:
         )
         return self.eval_json(code, timeout=timeout)
 
+    def set_global_text(self, name: str, text: str) -> None:
+        """Make the global ``name`` the string ``text`` (no parsing: a large text costs a copy)."""
+        if not _JS_NAME.fullmatch(name) or "." in name:
+            raise ValueError(f"not a JavaScript global name: {name!r}")
+        self._run(lambda: self._context.set(name, text))
+
     def collect_garbage(self) -> None:
         self._run(lambda: self._context.gc())
 

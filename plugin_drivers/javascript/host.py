@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 from urllib.parse import urlencode
@@ -77,7 +78,21 @@ class GatewayJsHost:
     store: DriverStore | None
     #: The event loop's token, for reaching the store from the VM's caller thread.
     trio_token: trio.lowlevel.TrioToken
-    ssl_context: ssl.SSLContext | bool = True
+    #: The upstream TLS settings ``TykMakeHttpRequest`` uses.
+    insecure_skip_verify: bool = False
+    ca_file: str | None = None
+    #: Made on the first request, in its worker thread: loading the system's CA store takes
+    #: tens of milliseconds, which 100 APIs would otherwise pay at start-up, on the event loop.
+    _ssl_context: ssl.SSLContext | None = attrs.field(init=False, default=None)
+    _ssl_lock: threading.Lock = attrs.field(init=False, factory=threading.Lock)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        with self._ssl_lock:
+            if self._ssl_context is None:
+                self._ssl_context = make_ssl_context(
+                    insecure_skip_verify=self.insecure_skip_verify, ca_file=self.ca_file
+                )
+            return self._ssl_context
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -116,7 +131,7 @@ class GatewayJsHost:
             raise JsHostError("no time left for the request")
         # trust_env: HTTP_PROXY / HTTPS_PROXY / NO_PROXY as Go's default transport reads them.
         with httpx.Client(
-            verify=self.ssl_context, timeout=timeout, trust_env=True, follow_redirects=True
+            verify=self.ssl_context(), timeout=timeout, trust_env=True, follow_redirects=True
         ) as client:
             with client.stream(method, url, headers=headers, content=body) as response:
                 data = bytearray()

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.helpers.js_gateway import UPSTREAM, api, seen_headers, start_gateway
-from trio_gateway._config.model import JavascriptConfig
+from trio_gateway._config.model import BundlesConfig, JavascriptConfig
 
 
 def middleware(name: str, body: str, *, auth: bool = False) -> str:
@@ -335,8 +335,13 @@ async def test_directory_loaded_middleware_runs_in_its_stages(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     folder = tmp_path / "middleware" / "dir-api"
+    order = (
+        '    request.SetHeaders["X-Order"] ='
+        ' (request.Headers["X-Order"] || []).concat(["%s"]).join(",");'
+    )
     scripts = {
-        "pre/first.js": middleware("first", '    request.SetHeaders["X-Pre"] = "folder";'),
+        "pre/b_second.js": middleware("b_second", order % "folder-b"),
+        "pre/a_first.js": middleware("a_first", order % "folder-a"),
         "post/tagIt_with_session.js": middleware(
             "tagIt_with_session",
             '    request.SetHeaders["X-Session-Keys"] = Object.keys(session).length > 0 '
@@ -347,22 +352,49 @@ async def test_directory_loaded_middleware_runs_in_its_stages(
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(source)
     (folder / "pre" / "notes.txt").write_text("not a script")
-    from trio_gateway._config.model import BundlesConfig
-
-    doc = api("dir-api", middleware={})
+    # An API without plugins in its definition gets Tyk's default driver for its folder, otto.
+    plain = tmp_path / "middleware" / "dir-plain" / "pre" / "a_first.js"
+    plain.parent.mkdir(parents=True)
+    plain.write_text(scripts["pre/a_first.js"])
+    definition = tmp_path / "js" / "definition.js"
+    doc = api("dir-api", middleware={"pre": [{"name": "fromDefinition", "path": str(definition)}]})
+    no_driver = api("dir-plain", middleware={})
+    del no_driver["custom_middleware"]
     gw = await start_gateway(
         nursery,
         tmp_path,
-        [doc],
-        {},
+        [doc, no_driver],
+        {"definition.js": middleware("fromDefinition", order % "definition")},
         bundles=BundlesConfig(middleware_path=str(tmp_path / "middleware")),
     )
     response = await gw.request("GET", "/dir-api/")
     assert response.status == 200, response.body
     headers = seen_headers(response)
-    assert headers["x-pre"] == ["folder"]
+    # The definition's Pre hook first, then the folder's files in name order (as Tyk does).
+    assert headers["x-order"] == ["definition,folder-a,folder-b"]
     # A keyless API has no session: the _with_session hook gets an empty object.
     assert headers["x-session-keys"] == ["none"]
+    plain_response = await gw.request("GET", "/dir-plain/")
+    assert seen_headers(plain_response)["x-order"] == ["folder-a"]
+
+
+async def test_a_directory_loaded_auth_file_replaces_the_definitions(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    folder = tmp_path / "middleware" / "dir-auth" / "auth"
+    folder.mkdir(parents=True)
+    (folder / "jsAuth.js").write_text(AUTH.replace("Bearer ann-secret", "Bearer folder-secret"))
+    gw = await start_gateway(
+        nursery,
+        tmp_path,
+        [auth_api("dir-auth", tmp_path)],
+        {"auth.js": AUTH, "post.js": POST_WITH_SESSION},
+        bundles=BundlesConfig(middleware_path=str(tmp_path / "middleware")),
+    )
+    old = await gw.request("GET", "/dir-auth/", [("Authorization", "Bearer ann-secret")])
+    assert old.status == 401
+    new = await gw.request("GET", "/dir-auth/", [("Authorization", "Bearer folder-secret")])
+    assert new.status == 200, new.body
 
 
 async def test_without_enable_jsvm_the_api_answers_503_and_others_serve(
