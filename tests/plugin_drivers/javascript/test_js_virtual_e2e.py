@@ -311,3 +311,43 @@ async def test_blobs_refused_when_disabled(nursery: trio.Nursery, tmp_path: Path
     running = await _serve(nursery, tmp_path, [blob_api, file_api], javascript=javascript)
     assert (await _get(running, "/blobs/b?who=x")).status == 503
     assert (await _get(running, "/files/page")).status == 200
+
+
+async def test_oas_virtual_endpoint(nursery: trio.Nursery, tmp_path: Path) -> None:
+    blob = base64.b64encode(BLOB.encode()).decode()
+    doc: dict[str, Any] = {
+        "openapi": "3.0.3",
+        "info": {"title": "oas-virtual", "version": "1"},
+        "paths": {"/greet": {"get": {"operationId": "greetGET"}}},
+        "x-tyk-api-gateway": {
+            "info": {"id": "oasv", "name": "oasv", "state": {"active": True}},
+            "upstream": {"url": "http://127.0.0.1:1/"},
+            "server": {"listenPath": {"value": "/oasv/", "strip": True}},
+            "middleware": {
+                "operations": {
+                    "greetGET": {
+                        "virtualEndpoint": {
+                            "enabled": True,
+                            "functionName": "fromBlob",
+                            "body": blob,
+                        }
+                    }
+                }
+            },
+        },
+    }
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "oasv-oas.json").write_text(json.dumps(doc))
+    config = GatewayConfig(
+        listen=ListenConfig(host="127.0.0.1", port=0), javascript=JavascriptConfig(enable=True)
+    )
+    running: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
+    )
+    assert running.report.errors == []
+    response = await _get(running, "/oasv/greet?who=oas")
+    assert (response.status, response.body) == (200, b"blob says oas")
+    assert response.header("content-type") == b"text/plain; charset=utf-8"
+    # POST is another operation: not the virtual endpoint (the upstream is down: 502).
+    assert (await _get(running, "/oasv/greet", method="POST", body=b"")).status == 502
