@@ -16,9 +16,12 @@ API, the hook (stage and name) and the file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 import trio
@@ -60,7 +63,7 @@ from .request_object import (
     to_js_request,
     updated_meta_data,
 )
-from .scripts import ApiScripts, JsSource
+from .scripts import ApiScripts, JsCall, JsPending, JsSource, middleware_result
 from .virtual import call_virtual, refused_blobs, virtual_blobs, virtual_function_problem
 
 __all__ = ["JsDriver", "create"]
@@ -73,6 +76,13 @@ _FRAMING: Final = (b"content-length", b"transfer-encoding")
 _TOKEN_CHARS: Final = frozenset(
     "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 )
+
+
+@attrs.frozen
+class _Finished(Generic[T]):
+    """A call's last step: what ``finish`` made of the function's value."""
+
+    value: T
 
 
 def create(settings: DriverSettings) -> JsDriver:
@@ -91,6 +101,7 @@ class JsDriver:
     _scripts: ApiScripts | None = attrs.field(init=False, default=None)
     _host: GatewayJsHost | None = attrs.field(init=False, default=None)
     _limiter: trio.CapacityLimiter | None = attrs.field(init=False, default=None)
+    _trio_token: trio.lowlevel.TrioToken | None = attrs.field(init=False, default=None)
     #: The file each hook's middleware comes from, for messages.
     _files: dict[HookRef, str] = attrs.field(init=False, factory=dict)
     #: Calls abandoned at their deadline while their thread waited on the VM (it returns once the
@@ -119,11 +130,12 @@ class JsDriver:
             if filename and filename not in files:
                 files.append(filename)
         self._limiter = trio.CapacityLimiter(hooks[0].thread_limit if hooks else 1)
+        self._trio_token = trio.lowlevel.current_trio_token()
         settings = self.settings
         self._host = host = GatewayJsHost(
             api_id=api.api_id,
             store=self.store,
-            trio_token=trio.lowlevel.current_trio_token(),
+            trio_token=self._trio_token,
             insecure_skip_verify=settings.ssl_insecure_skip_verify,
             ca_file=settings.ca_file,
         )
@@ -193,12 +205,89 @@ class JsDriver:
         return max(0.0, min(self.settings.timeout, hook.timeout, left))
 
     async def run_on_vm(self, hook: HookRef, fn: Callable[[ApiScripts], T]) -> T:
-        """``fn(scripts)`` in a worker thread under the API's thread limit, within the caller's
-        deadline (a thread still running at the deadline is abandoned; it ends when the engine's
-        time limit stops the script). Engine errors propagate as raised by ``fn``."""
-        scripts, limiter = self.scripts, self._limiter
+        """``fn(scripts)`` on the API's VM thread, awaited from Trio without a worker thread of
+        our own (a Trio worker thread handing over to the VM thread cost ~9x more per call,
+        bench/js_vm_pool.py and docs/javascript.md). Raises what ``fn`` raises.
+
+        Under the API's thread limit, as other sync plugin code: a call takes one of its
+        ``thread_limit`` tokens (waiting for one within the caller's deadline) and holds it until
+        the VM has finished the work, even when the caller gave up at its deadline (the engine's
+        time limit ends the script). Engine calls made inside ``fn`` run inline; gateway
+        built-ins must not be called inside it (they would hold the VM): use
+        :meth:`call_function`, which performs them in a worker thread between steps.
+        """
+        scripts, limiter, token = self.scripts, self._limiter, self._trio_token
         assert limiter is not None
-        return await run_limited(limiter, fn, scripts, on_abandon=self._count_abandoned)
+        assert token is not None
+        borrower = object()
+        await limiter.acquire_on_behalf_of(borrower)
+        try:
+            future = scripts.submit(lambda: fn(scripts))
+        except BaseException:
+            limiter.release_on_behalf_of(borrower)
+            raise
+        done = trio.Event()
+
+        def finished_on_trio() -> None:
+            limiter.release_on_behalf_of(borrower)
+            done.set()
+
+        def finished(_: object) -> None:
+            with contextlib.suppress(trio.RunFinishedError):  # the gateway has stopped
+                token.run_sync_soon(finished_on_trio)
+
+        future.add_done_callback(finished)
+        try:
+            await done.wait()
+        except trio.Cancelled:
+            # Not started yet: it never will. Running: abandoned, it ends at its time limit.
+            if not future.cancel() and not future.done():
+                self._count_abandoned()
+            raise
+        return future.result()
+
+    async def call_function(
+        self,
+        hook: HookRef,
+        function: str,
+        *args: Any,
+        js_timeout: float,
+        finish: Callable[[Any], T],
+    ) -> T:
+        """Call the global ``function(*args)`` (JSON-able arguments) on the API's VM within
+        ``timeout`` seconds of JS time, and return ``finish(its value)`` (``finish`` runs on the
+        VM's thread: decoding a large result stays off the event loop).
+
+        Gateway built-ins the script calls (``TykMakeHttpRequest`` …) are performed between
+        steps in a worker thread under the thread limit, so the VM serves the API's other
+        requests meanwhile (suspend and replay: ``scripts.py``).
+        """
+        scripts = self.scripts
+        call = JsCall.start(function, *args)
+        deadline = time.monotonic() + js_timeout
+
+        def step(vm: ApiScripts, budget: float) -> JsPending | _Finished[T]:
+            pending = vm.step(call, budget)
+            return pending if pending is not None else _Finished(finish(call.out))
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise JsTimeoutError(f"{function}: no time left after its requests to the gateway")
+            outcome = await self.run_on_vm(hook, functools.partial(step, budget=remaining))
+            if isinstance(outcome, _Finished):
+                return outcome.value
+            pending = outcome
+            limiter = self._limiter
+            assert limiter is not None
+            await run_limited(
+                limiter,
+                scripts.answer,
+                call,
+                pending,
+                deadline - time.monotonic(),
+                on_abandon=self._count_abandoned,
+            )
 
     def _count_abandoned(self) -> None:
         self.abandoned += 1
@@ -241,15 +330,17 @@ class JsDriver:
         config: dict[str, Any] = {"OrgID": ctx.api.org_id, "APIID": ctx.api.api_id}
         if ctx.api.config_data is not None:
             config["config_data"] = dict(ctx.api.config_data)
-        timeout = self.call_timeout(hook)
         name = hook.plugin.name
-
-        def run(scripts: ApiScripts) -> JsResult:
-            out = scripts.run_middleware(name, js_request, session_json, config, timeout=timeout)
-            return parse_js_result(out)
-
         try:
-            result = await self.run_on_vm(hook, run)
+            result = await self.call_function(
+                hook,
+                f"{name}.DoProcessRequest",
+                js_request,
+                session_json,
+                config,
+                js_timeout=self.call_timeout(hook),
+                finish=lambda out: parse_js_result(middleware_result(name, out)),
+            )
             if response is not None:
                 return _apply_to_response(current, result, response)
             decision = _apply_to_request(current, result, request)

@@ -113,6 +113,7 @@ class JsVm:
             max_workers=1, thread_name_prefix=f"jsvm-{name}"
         )
         self._closed = False
+        self._thread: threading.Thread | None = None  # set on the VM's thread when it starts
         self._lock = threading.Lock()  # guards _closed against a racing close()
         try:
             self._context: Any = self._run(self._make_context)
@@ -125,17 +126,31 @@ class JsVm:
         return self._name
 
     def _make_context(self) -> Any:
+        self._thread = threading.current_thread()
         context = quickjs.Context()
         context.set_memory_limit(self._memory_limit)
         return context
 
-    def _run(self, fn: Callable[[], T]) -> T:
+    def on_vm_thread(self) -> bool:
+        """Whether the caller is this VM's own thread (inside a :meth:`submit` job)."""
+        return threading.current_thread() is self._thread
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on this VM's thread; the caller may wait for the future however it likes
+        (the driver awaits it from Trio without a worker thread of its own). Inside ``fn`` the
+        VM's methods run inline."""
         with self._lock:
             if self._closed:
                 raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
-            future = self._executor.submit(fn)
+            return self._executor.submit(fn)
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        if self.on_vm_thread():
+            if self._closed:
+                raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
+            return fn()
         # No wait bound here: the engine's own time limit ends every call we submit.
-        return future.result()
+        return self.submit(fn).result()
 
     def evaluate(self, source: str, *, filename: str, timeout: float) -> None:
         """Run ``source`` in the global scope (a script file); raise :class:`JsLoadError`."""
@@ -207,7 +222,9 @@ class JsVm:
             self._context = None
 
         self._executor.submit(drop)
-        self._executor.shutdown(wait=True)
+        # From a job on the VM's own thread (a rebuild after the memory cap) the thread cannot
+        # wait for itself: it ends once that job and ``drop`` are done.
+        self._executor.shutdown(wait=not self.on_vm_thread())
 
     def _classify(self, exc: BaseException, filename: str, *, load: bool) -> JsError:
         text = str(exc)

@@ -51,7 +51,7 @@ from trio_gateway.drivers import (
 
 from .engine import JsError, JsTimeoutError
 from .request_object import canonical_header_name, go_field
-from .scripts import ApiScripts, JsSource
+from .scripts import ApiScripts, JsSource, virtual_result
 from .sniff import detect_content_type, needs_sniffed_type
 
 __all__ = [
@@ -96,7 +96,14 @@ class VmRunner(Protocol):
 
     def call_timeout(self, hook: HookRef) -> float: ...
 
-    async def run_on_vm(self, hook: HookRef, fn: Callable[[ApiScripts], T]) -> T: ...
+    async def call_function(
+        self,
+        hook: HookRef,
+        function: str,
+        *args: Any,
+        js_timeout: float,
+        finish: Callable[[Any], T],
+    ) -> T: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -325,19 +332,22 @@ async def call_virtual(runner: VmRunner, api_id: str, hook: HookRef, ctx: HookCo
     config: dict[str, Any] = {"OrgID": ctx.api.org_id, "APIID": ctx.api.api_id}
     if ctx.api.config_data is not None:
         config["config_data"] = dict(ctx.api.config_data)
-    timeout = runner.call_timeout(hook)
     function = virtual.function_name
-
-    def run(scripts: ApiScripts) -> VirtualReply:
-        out = scripts.run_virtual(function, js_request, session_json, config, timeout=timeout)
-        return parse_virtual_reply(out)
-
     where = (
         f"API {api_id!r}: virtual endpoint {hook.label} "
         f"({hook.endpoint_method} {hook.endpoint_path}, {virtual.path or 'blob'})"
     )
     try:
-        reply = await runner.run_on_vm(hook, run)
+        # The reply is decoded (and its type sniffed) on the VM's thread, off the event loop.
+        reply = await runner.call_function(
+            hook,
+            function,
+            js_request,
+            session_json,
+            config,
+            js_timeout=runner.call_timeout(hook),
+            finish=lambda out: parse_virtual_reply(virtual_result(function, out)),
+        )
     except JsTimeoutError as exc:
         raise HookTimeout(f"{where}: {exc}") from exc
     except (JsError, VirtualReplyError) as exc:

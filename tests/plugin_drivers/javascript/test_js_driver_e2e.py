@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import trio
 
-from tests.helpers.js_gateway import UPSTREAM, api, seen_headers, start_gateway
+from tests.helpers.client import RawResponse
+from tests.helpers.js_gateway import UPSTREAM, api, echo, seen_headers, start_gateway
 from trio_gateway._config.model import BundlesConfig, JavascriptConfig
+from trio_gateway._exchange import Request, Response
 
 
 def middleware(name: str, body: str, *, auth: bool = False) -> str:
@@ -576,3 +578,53 @@ async def test_a_configured_underscore_file_is_the_one_loaded(
     )
     response = await gw.request("GET", "/us/")
     assert seen_headers(response)["x-underscore"] == ["configured"]
+
+
+async def test_the_vm_serves_other_requests_while_a_script_waits_for_its_http_request(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    slow_started, release = trio.Event(), trio.Event()
+
+    async def upstream(request: Request) -> Response:
+        if request.path == "/slow":
+            slow_started.set()
+            with trio.fail_after(10):
+                await release.wait()
+        return await echo(request)
+
+    calls_out = middleware(
+        "maybeCall",
+        """
+    if (request.Headers["X-Call"]) {
+        var reply = TykMakeHttpRequest(JSON.stringify(
+            {"Method": "GET", "Domain": config.config_data.upstream, "Resource": "/slow"}));
+        request.SetHeaders["X-Called"] = String(JSON.parse(reply).Code);
+    }
+""",
+    )
+    hook = {"pre": [{"name": "maybeCall", "path": str(tmp_path / "js/c.js"), "timeout": 10}]}
+    gw = await start_gateway(
+        nursery,
+        tmp_path,
+        [api("wait", middleware=hook, config_data={"upstream": UPSTREAM})],
+        {"c.js": calls_out},
+        upstream=upstream,
+    )
+    waiting: list[RawResponse] = []
+    answered = trio.Event()
+
+    async def slow_request() -> None:
+        waiting.append(await gw.request("GET", "/wait/", [("X-Call", "1")]))
+        answered.set()
+
+    nursery.start_soon(slow_request)
+    with trio.fail_after(10):
+        await slow_started.wait()
+    # The first request's script is suspended in TykMakeHttpRequest: the same API's VM answers.
+    quick = await gw.request("GET", "/wait/")
+    assert quick.status == 200
+    assert not waiting
+    release.set()
+    with trio.fail_after(10):
+        await answered.wait()
+    assert seen_headers(waiting[0])["x-called"] == ["200"]
