@@ -52,6 +52,15 @@ function spin(request, session, config) {
     while (true) {}
 }
 
+function aggregate(request, session, config) {
+    var reply = JSON.parse(TykMakeHttpRequest(JSON.stringify({
+        Method: "GET", Domain: config.config_data.upstream, Resource: "/inner?x=1",
+        Headers: {}, Body: ""
+    })));
+    var seen = JSON.parse(reply.Body);
+    return TykJsResponse({Body: "upstream saw " + seen.path + "?" + seen.query, Code: 200}, {});
+}
+
 function counter(request, session, config) {
     var meta = session.meta_data || {};
     var seen = meta.visits || 0;
@@ -99,6 +108,8 @@ async def _serve(
     javascript: JavascriptConfig | None = None,
     all_load: bool = True,
 ) -> RunningGateway:
+    """Serve ``apis`` (``SCRIPTS`` in ``js/virtual.js``) before an echo upstream; the text
+    ``{upstream}`` anywhere in a definition becomes the upstream's URL."""
     upstream = HttpServer(handler=echo, log_requests=False)
     host, port = await nursery.start(upstream.serve, "127.0.0.1", 0)
     (tmp_path / "js").mkdir()
@@ -107,7 +118,8 @@ async def _serve(
     apps.mkdir()
     for doc in apis:
         doc["proxy"]["target_url"] = f"http://{host}:{port}/"
-        (apps / f"{doc['api_id']}.json").write_text(json.dumps(doc))
+        text = json.dumps(doc).replace("{upstream}", f"http://{host}:{port}")
+        (apps / f"{doc['api_id']}.json").write_text(text)
     config = GatewayConfig(
         listen=ListenConfig(host="127.0.0.1", port=0),
         javascript=javascript or JavascriptConfig(enable=True),
@@ -351,3 +363,13 @@ async def test_oas_virtual_endpoint(nursery: trio.Nursery, tmp_path: Path) -> No
     assert response.header("content-type") == b"text/plain; charset=utf-8"
     # POST is another operation: not the virtual endpoint (the upstream is down: 502).
     assert (await _get(running, "/oasv/greet", method="POST", body=b"")).status == 502
+
+
+async def test_virtual_endpoint_calls_the_gateway_built_ins(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    doc = _api("v7", [_virtual("/agg", "aggregate")], config_data={"upstream": "{upstream}"})
+    running = await _serve(nursery, tmp_path, [doc])
+    response = await _get(running, "/v7/agg")
+    assert (response.status, response.body) == (200, b"upstream saw /inner?x=1")
+
