@@ -120,6 +120,18 @@ async def _serve(
         doc["proxy"]["target_url"] = f"http://{host}:{port}/"
         text = json.dumps(doc).replace("{upstream}", f"http://{host}:{port}")
         (apps / f"{doc['api_id']}.json").write_text(text)
+    return await _start(nursery, apps, store, javascript=javascript, all_load=all_load)
+
+
+async def _start(
+    nursery: trio.Nursery,
+    apps: Path,
+    store: MemorySessionStore | None = None,
+    *,
+    javascript: JavascriptConfig | None = None,
+    all_load: bool = True,
+) -> RunningGateway:
+    """A gateway with JavaScript on, serving the definitions in ``apps``."""
     config = GatewayConfig(
         listen=ListenConfig(host="127.0.0.1", port=0),
         javascript=javascript or JavascriptConfig(enable=True),
@@ -287,13 +299,7 @@ async def test_the_virtual_endpoint_example(nursery: trio.Nursery, tmp_path: Pat
     doc = json.loads((EXAMPLES / "apps" / "virtual-endpoint.json").read_text())
     doc["proxy"]["target_url"] = f"http://{host}:{port}/"
     (apps / "virtual-endpoint.json").write_text(json.dumps(doc))
-    config = GatewayConfig(
-        listen=ListenConfig(host="127.0.0.1", port=0), javascript=JavascriptConfig(enable=True)
-    )
-    running: RunningGateway = await nursery.start(
-        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
-    )
-    assert running.report.errors == []
+    running = await _start(nursery, apps)
     health = await _get(running, "/js/virtual/health?verbose=1")
     assert health.status == 200
     assert health.header("content-type") == b"application/json"
@@ -351,13 +357,7 @@ async def test_oas_virtual_endpoint(nursery: trio.Nursery, tmp_path: Path) -> No
     apps = tmp_path / "apps"
     apps.mkdir()
     (apps / "oasv-oas.json").write_text(json.dumps(doc))
-    config = GatewayConfig(
-        listen=ListenConfig(host="127.0.0.1", port=0), javascript=JavascriptConfig(enable=True)
-    )
-    running: RunningGateway = await nursery.start(
-        lambda task_status: serve_gateway(config, apps_dir=apps, task_status=task_status)
-    )
-    assert running.report.errors == []
+    running = await _start(nursery, apps)
     response = await _get(running, "/oasv/greet?who=oas")
     assert (response.status, response.body) == (200, b"blob says oas")
     assert response.header("content-type") == b"text/plain; charset=utf-8"
