@@ -77,24 +77,9 @@ async def measure(runs: int, runaways: int) -> None:
             apps = write_api_files(folder, upstream, apis)
             # jsvm_timeout 5 s for "deadline"; the "jsvm" API gets its own gateway below.
             gw = await start_gateway(nursery, apps, JavascriptConfig(enable=True))
-            answered, freed = [], []
-            for _ in range(runs):
-                start = time.perf_counter()
-                assert await get(gw.address, "/deadline/stop") == 504
-                answered.append(time.perf_counter() - start)
-                assert await get(gw.address, "/deadline/other") == 200
-                freed.append(time.perf_counter() - start)
-            report("hook deadline 0.5 s, jsvm_timeout 5 s", answered, freed)
-
+            await stop_and_recover(gw.address, "deadline", runs)
             gw2 = await start_gateway(nursery, apps, JavascriptConfig(enable=True, timeout=0.5))
-            answered, freed = [], []
-            for _ in range(runs):
-                start = time.perf_counter()
-                assert await get(gw2.address, "/jsvm/stop") == 504
-                answered.append(time.perf_counter() - start)
-                assert await get(gw2.address, "/jsvm/other") == 200
-                freed.append(time.perf_counter() - start)
-            report("jsvm_timeout 0.5 s, hook deadline 10 s", answered, freed)
+            await stop_and_recover(gw2.address, "jsvm", runs)
 
             before = rss_mib()
             statuses = []
@@ -113,7 +98,22 @@ async def measure(runs: int, runaways: int) -> None:
             nursery.cancel_scope.cancel()
 
 
-def report(what: str, answered: list[float], freed: list[float]) -> None:
+CASES = {
+    "deadline": "hook deadline 0.5 s, jsvm_timeout 5 s",
+    "jsvm": "jsvm_timeout 0.5 s, hook deadline 10 s",
+}
+
+
+async def stop_and_recover(address: tuple[str, int], api_id: str, runs: int) -> None:
+    """The loop's 504, then the same API's next request: how long until each came."""
+    answered, freed = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        assert await get(address, f"/{api_id}/stop") == 504
+        answered.append(time.perf_counter() - start)
+        assert await get(address, f"/{api_id}/other") == 200
+        freed.append(time.perf_counter() - start)
+    what = CASES[api_id]
     print(
         f"{what}: 504 after {statistics.median(answered):.2f} s (max {max(answered):.2f});"
         f" thread and VM free after {statistics.median(freed):.2f} s (max {max(freed):.2f})"

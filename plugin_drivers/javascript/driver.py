@@ -104,8 +104,8 @@ class JsDriver:
     _trio_token: trio.lowlevel.TrioToken | None = attrs.field(init=False, default=None)
     #: The file each hook's middleware comes from, for messages.
     _files: dict[HookRef, str] = attrs.field(init=False, factory=dict)
-    #: Calls abandoned at their deadline while their thread waited on the VM (it returns once the
-    #: engine's time limit stops the script).
+    #: Steps (or gateway built-ins' worker threads) abandoned at their caller's deadline while
+    #: still running; a step ends when the engine's time limit stops the script.
     abandoned: int = attrs.field(init=False, default=0)
 
     # -- load ------------------------------------------------------------------------------

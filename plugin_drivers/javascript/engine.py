@@ -11,8 +11,10 @@ the gateway suspend the script instead (``scripts.py`` explains how).
 Thread discipline. The QuickJS binding's authors report crashes when one runtime is used from
 several threads, even one after another (QuickJS records the C stack of the thread that made the
 runtime for its stack-overflow check). So every VM owns one thread of its own: it is created there
-and every engine call runs there. Callers (Trio worker threads under the gateway's thread limit)
-block on the VM thread's answer; calls to one VM are therefore serialised, in arrival order.
+and every engine call runs there. Callers either block on the VM thread's answer (the methods) or
+hand it a whole job with :meth:`JsVm.submit` and wait for the future as they like (the driver
+awaits it from Trio); inside a job the methods run inline. Calls to one VM are serialised, in
+arrival order.
 
 Time limit. QuickJS stops a script from its interrupt handler once the call has used ``timeout``
 seconds of *processor* time (the binding measures with C ``clock()``); a script waiting in a
@@ -102,8 +104,8 @@ def _message(exc: BaseException, filename: str) -> str:
 class JsVm:
     """One JavaScript global environment with its own thread; see the module docstring.
 
-    All methods are synchronous and may be called from any thread (not from the VM's own thread,
-    i.e. not from inside a callback). ``timeout`` is in seconds.
+    All methods are synchronous and may be called from any thread; on the VM's own thread (inside
+    a :meth:`submit` job) they run inline. ``timeout`` is in seconds.
     """
 
     def __init__(self, *, memory_limit: int, name: str = "js") -> None:

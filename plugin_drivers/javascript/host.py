@@ -14,7 +14,7 @@ import logging
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 from urllib.parse import urlencode
 
 import attrs
@@ -23,7 +23,7 @@ import trio
 
 from trio_gateway.drivers import DriverStore, session_from_json, session_to_json
 
-from .request_object import canonical_header_name, go_field
+from .request_object import canonical_header_name, go_field, go_string, go_string_map
 
 __all__ = ["MAX_RESPONSE_BYTES", "GatewayJsHost", "JsHostError", "make_ssl_context"]
 
@@ -51,22 +51,6 @@ def make_ssl_context(*, insecure_skip_verify: bool, ca_file: str | None) -> ssl.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def _text(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise JsHostError(f"{what} must be a string, not {type(value).__name__}")
-    return value
-
-
-def _text_map(value: Any, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise JsHostError(f"{what} must be an object, not {type(value).__name__}")
-    return {str(k): _text(v, f"{what}.{k}") for k, v in value.items()}
 
 
 @attrs.define(eq=False)
@@ -116,12 +100,12 @@ class GatewayJsHost:
             raise JsHostError(f"the request is not JSON: {exc}") from None
         if not isinstance(spec, Mapping):
             raise JsHostError("the request must be a JSON object")
-        method = _text(go_field(spec, "Method"), "Method").upper() or "GET"
-        domain = _text(go_field(spec, "Domain"), "Domain")
-        url = domain + _text(go_field(spec, "Resource"), "Resource")
-        headers = _text_map(go_field(spec, "Headers"), "Headers")
-        body = _text(go_field(spec, "Body"), "Body").encode()
-        form = _text_map(go_field(spec, "FormData"), "FormData")
+        method = go_string(go_field(spec, "Method"), "Method").upper() or "GET"
+        domain = go_string(go_field(spec, "Domain"), "Domain")
+        url = domain + go_string(go_field(spec, "Resource"), "Resource")
+        headers = dict(go_string_map(go_field(spec, "Headers"), "Headers"))
+        body = go_string(go_field(spec, "Body"), "Body").encode()
+        form = dict(go_string_map(go_field(spec, "FormData"), "FormData"))
         if not body and form:
             # Tyk: the body wins; form data is sent only without one, URL-encoded.
             body = urlencode(sorted(form.items())).encode()

@@ -36,6 +36,8 @@ __all__ = [
     "apply_js_request",
     "canonical_header_name",
     "go_field",
+    "go_string",
+    "go_string_map",
     "override_reply",
     "parse_js_result",
     "to_js_request",
@@ -182,7 +184,9 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def _string(value: Any, what: str) -> str:
+def go_string(value: Any, what: str) -> str:
+    """A JSON string field as Go decodes it into a ``string`` (absent: ""); else
+    :class:`JsResultError` naming ``what``."""
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -195,11 +199,12 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise JsResultError(f"{what} must be an array, not {type(value).__name__}")
-    return tuple(_string(item, f"{what} item") for item in value)
+    return tuple(go_string(item, f"{what} item") for item in value)
 
 
-def _string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
-    return tuple((k, _string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
+def go_string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of strings as Go decodes a ``map[string]string`` (absent: empty)."""
+    return tuple((k, go_string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
 
 
 def _int(value: Any, what: str) -> int:
@@ -222,9 +227,9 @@ def _overrides(value: Any) -> ReturnOverrides:
     obj = _object(value, "ReturnOverrides")
     return ReturnOverrides(
         response_code=_int(go_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
-        response_error=_string(go_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
-        response_body=_string(go_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
-        response_headers=_string_map(
+        response_error=go_string(go_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
+        response_body=go_string(go_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
+        response_headers=go_string_map(
             go_field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
         ),
         override_error=_bool(go_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
@@ -237,7 +242,7 @@ def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     ignore_body = _bool(go_field(request, "IgnoreBody"), "Request.IgnoreBody")
     body: bytes | None = None
     if not ignore_body:
-        encoded = _string(go_field(request, "Body"), "Request.Body")
+        encoded = go_string(go_field(request, "Body"), "Request.Body")
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -245,11 +250,11 @@ def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     extended = _object(go_field(request, "ExtendedParams"), "Request.ExtendedParams")
     changes = JsRequestChanges(
         body=body,
-        url=_string(go_field(request, "URL"), "Request.URL"),
+        url=go_string(go_field(request, "URL"), "Request.URL"),
         delete_headers=_strings(go_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
-        set_headers=_string_map(go_field(request, "SetHeaders"), "Request.SetHeaders"),
+        set_headers=go_string_map(go_field(request, "SetHeaders"), "Request.SetHeaders"),
         delete_params=_strings(go_field(request, "DeleteParams"), "Request.DeleteParams"),
-        add_params=_string_map(go_field(request, "AddParams"), "Request.AddParams"),
+        add_params=go_string_map(go_field(request, "AddParams"), "Request.AddParams"),
         extended_params=tuple(
             (k, _strings(v, f"Request.ExtendedParams.{k}")) for k, v in extended.items()
         ),
@@ -261,7 +266,7 @@ def parse_js_result(result: Mapping[str, Any]) -> JsResult:
         request=changes,
         session_meta=None if meta is None else _object(meta, "SessionMeta"),
         session=None if session is None else _object(session, "Session"),
-        auth_value=_string(go_field(result, "AuthValue"), "AuthValue"),
+        auth_value=go_string(go_field(result, "AuthValue"), "AuthValue"),
     )
 
 

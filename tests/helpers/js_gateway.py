@@ -95,8 +95,8 @@ async def start_gateway(
     upstream: Callable[[Request], Awaitable[Response]] = echo,
     **config: Any,
 ) -> JsGateway:
-    """Write ``scripts`` (file name -> source) under ``tmp_path/js`` and serve ``apis``
-    (:data:`UPSTREAM` in them replaced by the upstream's URL)."""
+    """Write ``scripts`` (file name -> source) under ``tmp_path/js`` and serve ``apis`` (Classic
+    or OAS; :data:`UPSTREAM` in them replaced by the upstream's URL)."""
     upstream_server = HttpServer(handler=upstream, log_requests=False)
     host, port = await nursery.start(upstream_server.serve, "127.0.0.1", 0)
     js = tmp_path / "js"
@@ -107,9 +107,15 @@ async def start_gateway(
     apps = tmp_path / "apps"
     apps.mkdir(exist_ok=True)
     for doc in apis:
-        doc["proxy"]["target_url"] = f"http://{host}:{port}/"
+        if "openapi" in doc:
+            tyk = doc["x-tyk-api-gateway"]
+            tyk["upstream"] = {"url": f"http://{host}:{port}/"}
+            name = tyk["info"]["id"]
+        else:
+            doc["proxy"]["target_url"] = f"http://{host}:{port}/"
+            name = doc["api_id"]
         text = json.dumps(doc).replace(UPSTREAM, f"http://{host}:{port}")
-        (apps / f"{doc['api_id']}.json").write_text(text)
+        (apps / f"{name}.json").write_text(text)
     gateway_config = GatewayConfig(
         listen=ListenConfig(host="127.0.0.1", port=0),
         javascript=javascript or JavascriptConfig(enable=True),

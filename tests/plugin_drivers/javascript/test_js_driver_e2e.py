@@ -543,41 +543,31 @@ async def test_key_data_builtins_use_the_session_store(
     assert seen_headers(missing)["x-status"] == ["error"]  # Tyk's "Key not found" object
 
 
-async def test_tyk_js_path_globals_load_before_the_api_files(
-    nursery: trio.Nursery, tmp_path: Path
+@pytest.mark.parametrize(
+    ("setting", "preloaded", "uses", "expected"),
+    [
+        # tyk_js_path: user globals loaded before the API's files.
+        ("tyk_js_path", "function greet(w) { return 'hi ' + w; }", "greet('you')", "hi you"),
+        # underscore_path: a stand-in for Underscore.js; the setting decides what `_` is.
+        ("underscore_path", 'var _ = {"VERSION": "configured"};', "_.VERSION", "configured"),
+    ],
+)
+async def test_files_the_settings_name_are_loaded_before_the_api_files(
+    nursery: trio.Nursery, tmp_path: Path, setting: str, preloaded: str, uses: str, expected: str
 ) -> None:
-    globals_js = tmp_path / "globals.js"
-    globals_js.write_text('function greeting(who) { return "hi " + who; }\n')
-    uses = middleware("usesGlobal", '    request.SetHeaders["X-Greeting"] = greeting("you");')
-    hook = {"pre": [{"name": "usesGlobal", "path": str(tmp_path / "js/u.js")}]}
+    file = tmp_path / "preloaded.js"
+    file.write_text(preloaded + "\n")
+    script = middleware("usesIt", f'    request.SetHeaders["X-Seen"] = {uses};')
+    hook = {"pre": [{"name": "usesIt", "path": str(tmp_path / "js/u.js")}]}
     gw = await start_gateway(
         nursery,
         tmp_path,
-        [api("glob", middleware=hook)],
-        {"u.js": uses},
-        javascript=JavascriptConfig(enable=True, tyk_js_path=str(globals_js)),
+        [api("pl", middleware=hook)],
+        {"u.js": script},
+        javascript=JavascriptConfig(enable=True, **{setting: str(file)}),
     )
-    response = await gw.request("GET", "/glob/")
-    assert seen_headers(response)["x-greeting"] == ["hi you"]
-
-
-async def test_a_configured_underscore_file_is_the_one_loaded(
-    nursery: trio.Nursery, tmp_path: Path
-) -> None:
-    # A stand-in for Underscore.js: the setting decides what `_` is.
-    fake = tmp_path / "underscore.js"
-    fake.write_text('var _ = {"VERSION": "configured"};\n')
-    uses = middleware("usesUnderscore", '    request.SetHeaders["X-Underscore"] = _.VERSION;')
-    hook = {"pre": [{"name": "usesUnderscore", "path": str(tmp_path / "js/u.js")}]}
-    gw = await start_gateway(
-        nursery,
-        tmp_path,
-        [api("us", middleware=hook)],
-        {"u.js": uses},
-        javascript=JavascriptConfig(enable=True, underscore_path=str(fake)),
-    )
-    response = await gw.request("GET", "/us/")
-    assert seen_headers(response)["x-underscore"] == ["configured"]
+    response = await gw.request("GET", "/pl/")
+    assert seen_headers(response)["x-seen"] == [expected]
 
 
 async def test_the_vm_serves_other_requests_while_a_script_waits_for_its_http_request(
@@ -628,3 +618,28 @@ async def test_the_vm_serves_other_requests_while_a_script_waits_for_its_http_re
     with trio.fail_after(10):
         await answered.wait()
     assert seen_headers(waiting[0])["x-called"] == ["200"]
+
+
+async def test_an_oas_api_runs_its_javascript_plugins(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    js = str(tmp_path / "js" / "add.js")
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": "oas-js", "version": "1"},
+        "paths": {},
+        "x-tyk-api-gateway": {
+            "info": {"id": "oas-js", "name": "oas-js", "orgId": "org1", "state": {"active": True}},
+            "server": {"listenPath": {"value": "/oas-js/", "strip": True}},
+            "middleware": {
+                "global": {
+                    "pluginConfig": {"driver": "otto"},
+                    "prePlugins": [{"enabled": True, "functionName": "addHeader", "path": js}],
+                }
+            },
+        },
+    }
+    gw = await start_gateway(nursery, tmp_path, [doc], {"add.js": ADD_HEADER})
+    response = await gw.request("GET", "/oas-js/x")
+    assert response.status == 200, response.body
+    assert seen_headers(response)["x-js"] == ["from-oas-js"]
