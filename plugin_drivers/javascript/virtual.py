@@ -50,7 +50,13 @@ from trio_gateway.drivers import (
 )
 
 from .engine import JsError, JsTimeoutError
-from .request_object import canonical_header_name, go_field
+from .request_object import (
+    JsResultError,
+    canonical_header_name,
+    go_field,
+    go_string,
+    go_string_map,
+)
 from .scripts import ApiScripts, JsSource, virtual_result
 from .sniff import detect_content_type, needs_sniffed_type
 
@@ -87,8 +93,9 @@ _VALUE_CONTROLS: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-class VirtualReplyError(ValueError):
-    """What the function returned does not decode as Tyk's reply, or cannot be sent."""
+class VirtualReplyError(JsResultError):
+    """What the function returned cannot be sent (the decoding helpers of ``request_object``
+    raise their :class:`JsResultError` for a field of the wrong type)."""
 
 
 class VmRunner(Protocol):
@@ -241,14 +248,6 @@ class VirtualReply:
     session_meta: dict[str, Any]
 
 
-def _string(value: Any, what: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise VirtualReplyError(f"{what} must be a string, not {type(value).__name__}")
-    return value
-
-
 def _object(value: Any, what: str) -> Mapping[str, Any]:
     if value is None:
         return {}
@@ -284,13 +283,13 @@ def parse_virtual_reply(out: Mapping[str, Any]) -> VirtualReply:
     """Decode ``{Response: {Body, Headers, Code}, SessionMeta}`` as Go decodes it, check what
     would reach the wire, and add the sniffed ``Content-Type`` Go's server would add."""
     response = _object(go_field(out, "Response"), "Response")
-    body = _string(go_field(response, "Body"), "Response.Body").encode("utf-8")
-    headers_in = _object(go_field(response, "Headers"), "Response.Headers")
+    body = go_string(go_field(response, "Body"), "Response.Body").encode("utf-8")
+    headers_in = go_string_map(go_field(response, "Headers"), "Response.Headers")
     status = _status(go_field(response, "Code"))
     # Go's Header.Set: a later spelling of the same canonical name replaces an earlier one.
     by_name: dict[bytes, tuple[bytes, bytes]] = {}
-    for name, value in headers_in.items():
-        header = _header(name, _string(value, f"Response.Headers.{name}"))
+    for name, value in headers_in:
+        header = _header(name, value)
         by_name[header[0]] = header
     headers = list(by_name.values())
     location = by_name.get(b"Location", (b"", b""))[1]
@@ -350,7 +349,7 @@ async def call_virtual(runner: VmRunner, api_id: str, hook: HookRef, ctx: HookCo
         )
     except JsTimeoutError as exc:
         raise HookTimeout(f"{where}: {exc}") from exc
-    except (JsError, VirtualReplyError) as exc:
+    except (JsError, JsResultError) as exc:
         outcome = "proxying to the upstream" if virtual.proxy_on_error else "answering 500"
         log.error("%s: %s (%s)", where, exc, outcome)
         return CONTINUE if virtual.proxy_on_error else virtual_error()

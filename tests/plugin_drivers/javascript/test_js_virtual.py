@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from plugin_drivers.javascript.request_object import JsResultError
 from plugin_drivers.javascript.virtual import (
-    VirtualReplyError,
     form_params,
     go_parse_query,
     parse_virtual_reply,
@@ -139,5 +139,5 @@ def test_fields_match_without_case_and_names_are_canonical() -> None:
     ],
 )
 def test_bad_replies_are_refused(out: dict[str, Any], message: str) -> None:
-    with pytest.raises(VirtualReplyError, match=message):
+    with pytest.raises(JsResultError, match=message):
         parse_virtual_reply(out)
