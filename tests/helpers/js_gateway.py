@@ -92,12 +92,12 @@ async def start_gateway(
     scripts: dict[str, str],
     *,
     javascript: JavascriptConfig | None = None,
-    upstream: Callable[[Request], Awaitable[Response]] = echo,
+    upstream_handler: Callable[[Request], Awaitable[Response]] = echo,
     **config: Any,
 ) -> JsGateway:
     """Write ``scripts`` (file name -> source) under ``tmp_path/js`` and serve ``apis`` (Classic
     or OAS; :data:`UPSTREAM` in them replaced by the upstream's URL)."""
-    upstream_server = HttpServer(handler=upstream, log_requests=False)
+    upstream_server = HttpServer(handler=upstream_handler, log_requests=False)
     host, port = await nursery.start(upstream_server.serve, "127.0.0.1", 0)
     js = tmp_path / "js"
     js.mkdir(exist_ok=True)

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
 
 from tests.helpers.client import RawResponse
 from tests.helpers.js_gateway import UPSTREAM, api, echo, seen_headers, start_gateway
-from trio_gateway._config.model import BundlesConfig, JavascriptConfig
+from tests.helpers.upstream import start_upstream, tls_server_context, write_ca_file
+from trio_gateway._config.model import BundlesConfig, JavascriptConfig, UpstreamConfig
 from trio_gateway._exchange import Request, Response
 
 
@@ -598,7 +600,7 @@ async def test_the_vm_serves_other_requests_while_a_script_waits_for_its_http_re
         tmp_path,
         [api("wait", middleware=hook, config_data={"upstream": UPSTREAM})],
         {"c.js": calls_out},
-        upstream=upstream,
+        upstream_handler=upstream,
     )
     waiting: list[RawResponse] = []
     answered = trio.Event()
@@ -643,3 +645,67 @@ async def test_an_oas_api_runs_its_javascript_plugins(
     response = await gw.request("GET", "/oas-js/x")
     assert response.status == 200, response.body
     assert seen_headers(response)["x-js"] == ["from-oas-js"]
+
+
+async def test_tyk_make_http_request_goes_through_the_proxy_from_the_environment(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Go's client reads HTTP_PROXY / NO_PROXY; so does ours. The echo upstream plays the proxy:
+    # it receives the request for the unreachable host in absolute form.
+    seen: list[str] = []
+
+    async def proxy(request: Request) -> Response:
+        seen.append(request.path)
+        return await echo(request)
+
+    via = middleware(
+        "viaProxy",
+        """
+    var reply = TykMakeHttpRequest(JSON.stringify(
+        {"Method": "GET", "Domain": "http://backend.invalid", "Resource": "/through"}));
+    request.SetHeaders["X-Proxied"] =
+        reply === undefined ? "failed" : String(JSON.parse(reply).Code);
+""",
+    )
+    hook = {"pre": [{"name": "viaProxy", "path": str(tmp_path / "js/v.js")}]}
+    gw = await start_gateway(
+        nursery, tmp_path, [api("px", middleware=hook)], {"v.js": via}, upstream_handler=proxy
+    )
+    host, port = gw.upstream
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{host}:{port}")
+    response = await gw.request("GET", "/px/")
+    assert seen_headers(response)["x-proxied"] == ["200"]
+    assert "http://backend.invalid/through" in seen
+    # NO_PROXY names the host: no proxy, and the unreachable host fails the request.
+    monkeypatch.setenv("NO_PROXY", "backend.invalid")
+    response = await gw.request("GET", "/px/")
+    assert seen_headers(response)["x-proxied"] == ["failed"]
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_tyk_make_http_request_uses_the_upstream_tls_settings(
+    nursery: trio.Nursery, tmp_path: Path, trusted: bool
+) -> None:
+    ca = trustme.CA()
+    server = await start_upstream(nursery, tls=tls_server_context(ca))
+    call = middleware(
+        "callTls",
+        """
+    var reply = TykMakeHttpRequest(JSON.stringify(
+        {"Method": "GET", "Domain": config.config_data.target, "Resource": "/tls"}));
+    request.SetHeaders["X-Tls"] =
+        reply === undefined ? "failed" : String(JSON.parse(reply).Code);
+""",
+    )
+    hook = {"pre": [{"name": "callTls", "path": str(tmp_path / "js/t.js")}]}
+    doc = api("tls", middleware=hook, config_data={"target": server.url})
+    upstream = UpstreamConfig(ca_file=str(write_ca_file(ca, tmp_path)) if trusted else None)
+    gw = await start_gateway(nursery, tmp_path, [doc], {"t.js": call}, upstream=upstream)
+    response = await gw.request("GET", "/tls/")
+    # With the CA the gateway trusts for upstreams, the script's request is verified and
+    # answered; without it, the unverified server gets nothing and the script gets undefined.
+    assert seen_headers(response)["x-tls"] == (["200"] if trusted else ["failed"])
+    assert [r.target for r in server.requests] == ([b"/tls"] if trusted else [])
