@@ -91,6 +91,8 @@ class JsSettings:
     memory_limit: int = 64 * 1024 * 1024
     #: ``javascript.underscore_path`` ("": the copy an installed package ships).
     underscore_path: str = ""
+    #: ``disable_virtual_path_blobs``: virtual endpoints with a ``blob`` source are refused.
+    disable_virtual_path_blobs: bool = False
     #: ``middleware_path``: directory-loaded middleware lives in ``<middleware_path>/<api_id>/``.
     middleware_path: str = "middleware"
     #: The upstream TLS settings, which ``TykMakeHttpRequest`` uses as Tyk uses the API's.

@@ -100,6 +100,7 @@ def driver_settings(
             tyk_js_path=config.javascript.tyk_js_path,
             memory_limit=config.javascript.memory_limit,
             underscore_path=config.javascript.underscore_path,
+            disable_virtual_path_blobs=config.javascript.disable_virtual_path_blobs,
             middleware_path=config.bundles.middleware_path,
             ssl_insecure_skip_verify=config.upstream.ssl_insecure_skip_verify,
             ca_file=config.upstream.ca_file,

@@ -35,7 +35,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
+from ._apidef.model import (
+    ApiDefinition,
+    FailureMode,
+    PluginRef,
+    Stage,
+    VirtualEndpoint,
+    VirtualSource,
+)
 from ._driver_settings import (
     DEFAULT_BLOCKING_THRESHOLD,
     DriverSettings,
@@ -97,6 +104,8 @@ __all__ = [
     "Session",
     "Stage",
     "TraceContext",
+    "VirtualEndpoint",
+    "VirtualSource",
     "error_body",
     "open_raw_tcp_stream",
     "session_from_json",

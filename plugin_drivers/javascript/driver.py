@@ -65,6 +65,7 @@ from .request_object import (
     updated_meta_data,
 )
 from .scripts import ApiScripts, JsCall, JsPending, JsSource, middleware_result
+from .virtual import call_virtual, refused_blobs, virtual_blobs, virtual_function_problem
 
 __all__ = ["JsDriver", "create"]
 
@@ -120,6 +121,10 @@ class JsDriver:
                 "(tyk.conf; or TYK_GW_ENABLEJSVM=true, or enable = true under [javascript] in "
                 "gateway.toml)"
             )
+        if self.settings.disable_virtual_path_blobs:
+            refusal = refused_blobs(hooks)
+            if refusal:
+                raise PluginDriverError(f"API {api.api_id!r}: {refusal}")
         files: list[str] = []
         for hook in hooks:
             path = hook.plugin.path
@@ -143,6 +148,7 @@ class JsDriver:
             if settings.tyk_js_path:
                 sources.append(_read(Path(settings.tyk_js_path), "tyk_js_path"))
             sources.extend(_read(Path(name), "plugin file") for name in files)
+            sources.extend(virtual_blobs(hooks))
             scripts = ApiScripts(
                 api_id=api.api_id,
                 sources=sources,
@@ -290,12 +296,12 @@ class JsDriver:
         self.abandoned += 1
 
     async def _call_virtual(self, hook: HookRef, ctx: HookContext) -> Decision:
-        raise PluginDriverError("virtual endpoints not wired")
+        return await call_virtual(self, self._api_id, hook, ctx)
 
     # -- calls -----------------------------------------------------------------------------
 
     async def call(self, hook: HookRef, ctx: HookContext) -> Decision:
-        if getattr(hook.plugin, "virtual", None) is not None:
+        if hook.plugin.virtual is not None:
             return await self._call_virtual(hook, ctx)
         request = ctx.raw_request
         response = ctx.raw_response if hook.stage is Stage.RESPONSE else None
@@ -466,8 +472,11 @@ def _read(path: Path, what: str) -> JsSource:
 def _check_middleware(scripts: ApiScripts, hook: HookRef, filename: str) -> None:
     name = hook.plugin.name
     where = f"hook {hook.label} ({filename})"
-    if getattr(hook.plugin, "virtual", None) is not None:
-        return  # virtual endpoints name a plain function, checked by virtual.py
+    if hook.plugin.virtual is not None:
+        problem = virtual_function_problem(scripts, hook)
+        if problem:
+            raise _LoadFailure(f"{where}: {problem}")
+        return
     try:
         defined = scripts.defines(name, "DoProcessRequest")
     except ValueError:

@@ -269,9 +269,7 @@ class ApiScripts:
     ) -> dict[str, Any]:
         """A virtual endpoint's ``function(request, session, config)``: the TykJsResponse object."""
         out = self._call(function, request, session, config, timeout=timeout)
-        if out is None:
-            raise JsError(f"virtual endpoint {function} returned nothing")
-        return _json_object(out, f"virtual endpoint {function}")
+        return virtual_result(function, out)
 
     # -- one call, step by step (the driver awaits each step; see JsCall) -------------------
 
@@ -399,6 +397,14 @@ def middleware_result(name: str, out: Any) -> dict[str, Any]:
     if out is None:
         raise JsError(f"middleware {name} returned no request object")
     return _json_object(out, f"middleware {name}")
+
+
+def virtual_result(function: str, out: Any) -> dict[str, Any]:
+    """What a virtual endpoint's ``function`` returned (``TykJsResponse``'s JSON text), as the
+    object Tyk decodes, or :class:`JsError`."""
+    if out is None:
+        raise JsError(f"virtual endpoint {function} returned nothing")
+    return _json_object(out, f"virtual endpoint {function}")
 
 
 def _json_object(out: Any, what: str) -> dict[str, Any]:

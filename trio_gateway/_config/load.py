@@ -499,6 +499,7 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
     ("enable_jsvm",): (("javascript", "enable"),),
     ("jsvm_timeout",): (("javascript", "timeout"),),
     ("tyk_js_path",): (("javascript", "tyk_js_path"),),
+    ("disable_virtual_path_blobs",): (("javascript", "disable_virtual_path_blobs"),),
     # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.
     ("local_session_cache", "cached_session_timeout"): (("storage", "session_cache_ttl"),),
     ("local_session_cache", "disable_cached_session_state"): (),

@@ -201,6 +201,9 @@ class JavascriptConfig:
     memory_limit: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
     #: Our extension: Underscore.js to preload ("": the copy an installed package ships).
     underscore_path: str = ""
+    #: Tyk's ``disable_virtual_path_blobs``: virtual endpoints whose script is an inline base64
+    #: ``blob`` are refused (their API answers 503); ``file`` sources still run.
+    disable_virtual_path_blobs: bool = False
 
 
 @attrs.frozen(kw_only=True)

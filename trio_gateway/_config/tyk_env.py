@@ -60,6 +60,7 @@ GO_FIELDS: Final[Mapping[TykPath, tuple[tuple[str, ...], Kind]]] = {
     ("enable_jsvm",): (("EnableJSVM",), "bool"),
     ("jsvm_timeout",): (("JSVMTimeout",), "int"),
     ("tyk_js_path",): (("TykJSPath",), "str"),
+    ("disable_virtual_path_blobs",): (("DisableVirtualPathBlobs",), "bool"),
     ("storage", "type"): (("Storage", "Type"), "str"),
     ("storage", "host"): (("Storage", "Host"), "str"),
     ("storage", "port"): (("Storage", "Port"), "int"),
