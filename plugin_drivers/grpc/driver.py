@@ -31,7 +31,6 @@ import google.protobuf.message
 import trio
 
 from trio_gateway.drivers import (
-    CONTINUE,
     ApiDefinition,
     ApiInfo,
     Decision,
@@ -43,12 +42,11 @@ from trio_gateway.drivers import (
     HookTimeout,
     PluginDriverError,
     Request,
-    Respond,
-    Response,
     Stage,
 )
 
 from ..coprocess import object_encoder, wire
+from ..coprocess.hook_call import apply_reply, read_response_body
 from ..coprocess.proto import coprocess_object_pb2 as object_pb
 from .client import (
     DEFAULT_RECV_MAX,
@@ -263,7 +261,7 @@ class GrpcDriver:
         response = ctx.raw_response if stage is Stage.RESPONSE else None
         response_body = b""
         if response is not None:
-            response_body = await _read_response_body(response)
+            response_body = await read_response_body(response)
         spec = self._spec
         if spec is None or ctx.api is not self._spec_api:
             spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
@@ -301,16 +299,7 @@ class GrpcDriver:
                 reply = object_pb.Object.FromString(data)
             else:
                 reply = await trio.to_thread.run_sync(object_pb.Object.FromString, data)
-            if response is not None:
-                wire.apply_response_reply(reply, response, wire.first_values(response.headers))
-                return CONTINUE
-            if stage is Stage.AUTH:
-                result = wire.apply_auth_reply(reply, request, self._org_id)
-                if isinstance(result, Respond):
-                    return result
-                ctx.set_session(result.token, result.session)
-                return CONTINUE
-            return wire.apply_request_reply(reply, request)
+            return apply_reply(reply, ctx)
         except (google.protobuf.message.DecodeError, wire.WireError) as exc:
             raise HookError(f"gRPC plugin {hook.label} sent an unusable reply: {exc}") from exc
 
@@ -349,16 +338,3 @@ class GrpcDriver:
             (self._api_id, name, "timeout"), f"gRPC event {name} for API {self._api_id} timed out"
         )
         return False
-
-
-async def _read_response_body(response: Response) -> bytes:
-    if response.body_bytes is not None:
-        return response.body_bytes
-    parts: list[bytes] = []
-    source = response.body_source
-    if source is not None:
-        while chunk := await source.receive_some():
-            parts.append(chunk)
-    response.body_bytes = b"".join(parts)
-    response.body_source = None
-    return response.body_bytes
