@@ -63,6 +63,7 @@ from .loader import (
     resolve_path,
 )
 from .namespace import ModuleNamespace
+from .thread_hop import run_in_worker_thread
 from .tyk_api import PluginServices, plugin_builtins, provided_modules
 
 log = logging.getLogger("trio_gateway.plugins.python")
@@ -252,28 +253,16 @@ class PythonDriver:
 
     async def _run_in_thread(self, loaded: _Loaded, fn: Callable[[], Any]) -> Any:
         """``fn()`` in a worker thread under the plugin's limiter, abandoned at a cancel (the
-        deadline); the caller's cancel scope bounds the wait for a thread too."""
+        deadline); the caller's cancel scope bounds the wait for a thread too (a deadline
+        passing in that wait started nothing, so nothing is abandoned)."""
         limiter = loaded.limiter
         if limiter.available_tokens < 1:
             self._thread_waits += 1
-        # The token is taken here, not inside to_thread, so that a deadline passing while we
-        # wait for it (nothing started, nothing to abandon) is told apart from one passing
-        # while the thread runs (the thread is abandoned and keeps its token).
-        held = _HeldToken(limiter)
-        await limiter.acquire_on_behalf_of(held)
-        try:
-            return await trio.to_thread.run_sync(
-                fn,
-                # Trio documents "CapacityLimiter-like" limiters; its annotation is narrower.
-                limiter=held,  # type: ignore[arg-type]
-                abandon_on_cancel=True,
-            )
-        except trio.Cancelled:
-            if held.handed_over:
-                loaded.abandoned += 1
-            raise
-        finally:
-            held.release_unless_handed_over()
+
+        def abandoned() -> None:
+            loaded.abandoned += 1
+
+        return await run_in_worker_thread(fn, limiter, abandoned)
 
     def _report_blocking(self, hook: HookRef, seconds: float) -> None:
         label = hook.label
@@ -310,30 +299,6 @@ class PythonDriver:
         for namespace in self._namespaces.values():
             namespace.release()
         self._namespaces.clear()
-
-
-@attrs.define(eq=False)
-class _HeldToken:
-    """A limiter token already acquired, handed to ``trio.to_thread.run_sync`` as its limiter.
-
-    Trio then "acquires" it without waiting and releases the real token when the thread
-    returns, abandoned or not (the rule that keeps abandoned threads counted). If ``run_sync``
-    gives up before taking it (cancelled at its first checkpoint), the caller releases it.
-    """
-
-    limiter: trio.CapacityLimiter
-    handed_over: bool = False
-
-    async def acquire_on_behalf_of(self, borrower: object) -> None:
-        self.handed_over = True
-
-    def release_on_behalf_of(self, borrower: object) -> None:
-        self.limiter.release_on_behalf_of(self)
-
-    def release_unless_handed_over(self) -> None:
-        if not self.handed_over:
-            self.handed_over = True
-            self.limiter.release_on_behalf_of(self)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
