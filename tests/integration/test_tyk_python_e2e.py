@@ -449,3 +449,102 @@ async def test_hooks_tyk_cannot_call_fail_their_api_at_load(
     assert f"hook pre[0] {name}" in lines[0]
     if name == "NoSuchHook":
         assert str(plugin) in lines[0]
+
+
+# -- the examples -------------------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def test_the_tyk_style_examples_behave_like_the_native_ones(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    import shutil
+
+    upstream = await start_upstream(nursery)
+    shutil.copytree(EXAMPLES / "tyk-python", tmp_path / "tyk-python")
+    apps = tmp_path / "tyk-python" / "apps"
+    for source in apps.glob("*.json"):
+        doc = json.loads(source.read_text())
+        doc["proxy"]["target_url"] = upstream.url
+        source.write_text(json.dumps(doc))
+    gw = await start_gateway(nursery, apps)
+    addr = gw.address
+
+    seen = upstream_saw(
+        await fetch(addr, "GET", "/tyk-python/headers/x", [("X-Internal-Debug", "1")])
+    )
+    assert seen["x-gateway"] == "example-gateway"
+    assert seen["x-api-id"] == "tyk-python-add-headers"
+    assert "x-internal-debug" not in seen
+
+    bad = await fetch(addr, "POST", "/tyk-python/orders/", body=b'{"item": "tea"}')
+    assert bad.status == 400
+    assert bad.header("content-type") == b"application/json"
+    assert bad.json() == {"error": "quantity must be a positive integer"}
+    assert (await fetch(addr, "POST", "/tyk-python/orders/", body=b"nope")).json() == {
+        "error": "body must be JSON"
+    }
+    good = await fetch(addr, "POST", "/tyk-python/orders/", body=b'{"item": "tea", "quantity": 2}')
+    assert good.status == 200
+
+    rewritten = await fetch(addr, "GET", "/tyk-python/rewrite/a")
+    assert rewritten.status == 200
+    assert rewritten.header("x-rewritten-by") == b"trio-gateway"
+    doc = rewritten.json()
+    assert doc["api"] == "tyk-python-rewrite-response"
+    assert doc["status"] == 200
+    assert doc["data"]["target"] == "/a"
+
+    refused = await fetch(addr, "GET", "/tyk-python/auth/me")
+    assert refused.status == 403
+    assert refused.json() == {"error": "Key not authorised"}
+    token = [("Authorization", "Bearer secret-token-ann")]
+    for visit in ("1", "2"):
+        seen = upstream_saw(await fetch(addr, "GET", "/tyk-python/auth/me", token))
+        assert seen["x-user"] == "ann"
+        assert seen["x-visits"] == visit
+        assert "authorization" not in seen
+
+
+async def test_the_tyk_style_example_builds_into_a_bundle_that_serves(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    import shutil
+
+    from trio_gateway._cli import main
+    from trio_gateway._config.model import BundlesConfig
+
+    source = tmp_path / "tyk-python"
+    shutil.copytree(EXAMPLES / "tyk-python", source)
+    served = tmp_path / "served"
+    served.mkdir()
+    output = served / "tyk-python-v1.zip"
+    assert (
+        main(["bundle", "build", "-y", "-m", str(source / "manifest.json"), "-o", str(output)]) == 0
+    )
+    upstream = await start_upstream(nursery)
+    doc = json.loads((EXAMPLES / "bundles" / "apps" / "tyk-python-bundle.json").read_text())
+    doc["proxy"]["target_url"] = upstream.url
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "api.json").write_text(json.dumps(doc))
+    config = GatewayConfig(
+        bundles=BundlesConfig(
+            enable_downloader=True,
+            base_url=served.as_uri(),
+            middleware_path=str(tmp_path / "middleware"),
+        )
+    )
+    gw = await start_gateway(nursery, apps, config=config)
+    path = doc["proxy"]["listen_path"] + "orders"
+    assert (await fetch(gw.address, "POST", path, body=b"{}")).status == 403
+    token = [("Authorization", "Bearer secret-token-ann")]
+    bad = await fetch(gw.address, "POST", path, token, b'{"item": "tea"}')
+    assert (bad.status, bad.json()) == (400, {"error": "quantity must be a positive integer"})
+    ok = await fetch(gw.address, "POST", path, token, b'{"item": "tea", "quantity": 1}')
+    assert ok.status == 200
+    envelope = ok.json()
+    assert envelope["api"] == doc["api_id"]
+    headers = {k.lower(): v for k, v in envelope["data"]["headers"]}
+    assert (headers["x-user"], headers["x-gateway"]) == ("ann", "bundle-gateway")
