@@ -548,3 +548,31 @@ async def test_the_tyk_style_example_builds_into_a_bundle_that_serves(
     assert envelope["api"] == doc["api_id"]
     headers = {k.lower(): v for k, v in envelope["data"]["headers"]}
     assert (headers["x-user"], headers["x-gateway"]) == ("ann", "bundle-gateway")
+
+
+async def test_a_one_file_bundle_uses_that_file_as_its_entry(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # Tyk's Python loader: middleware.py, except when file_list has exactly one entry.
+    s = await setup(nursery, tmp_path)
+    plugin = b"""
+from tyk.decorators import *
+
+@Hook
+def Single(request, session, spec):
+    request.add_header("X-Single", "yes")
+    return request, session
+"""
+    s.server.files["single.zip"] = make_bundle(
+        {"my_plugin.py": plugin}, middleware={"driver": "python", "pre": [{"name": "Single"}]}
+    )
+    apps = tmp_path / "apps"
+    write_keyless_api(
+        apps,
+        api_id="single",
+        listen_path="/single/",
+        target_url=s.upstream_url,
+        custom_middleware_bundle="single.zip",
+    )
+    gw = await start_gateway(nursery, apps, config=bundles_config(s))
+    assert upstream_saw(await fetch(gw.address, "GET", "/single/x"))["x-single"] == "yes"
