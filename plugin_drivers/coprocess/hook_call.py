@@ -1,20 +1,64 @@
 """One coprocess hook call on the gateway's side, for every driver that speaks the ``Object``.
 
-A driver gets the ``Object`` answered (over gRPC, or by Tyk-style Python code editing it in
-place); :func:`apply_reply` applies it to the call's exchange with Tyk's rules per stage
-(:mod:`.wire`): Response hooks change the response, custom auth sets the session, every other
-stage changes the request and may answer the client. :func:`read_response_body` gets the
-upstream's body whole for a Response hook.
+:func:`encode_call` reads what a call's ``Object`` carries (the request body, a Response hook's
+body) and encodes it; the driver gets it answered (over gRPC, or by Tyk-style Python code
+editing it in place); :func:`apply_reply` applies the answer to the call's exchange with Tyk's
+rules per stage (:mod:`.wire`): Response hooks change the response, custom auth sets the
+session, every other stage changes the request and may answer the client.
 """
 
 from __future__ import annotations
 
-from trio_gateway.drivers import CONTINUE, Decision, HookContext, Respond, Response, Stage
+import functools
+from collections.abc import Callable
+from typing import Final
 
-from . import wire
+import trio
+
+from trio_gateway.drivers import (
+    CONTINUE,
+    Decision,
+    HookContext,
+    HookRef,
+    Respond,
+    Response,
+    Stage,
+)
+
+from . import object_encoder, wire
 from .proto import coprocess_object_pb2 as object_pb
 
-__all__ = ["apply_reply", "read_response_body"]
+__all__ = ["OFF_LOOP_ENCODE", "apply_reply", "encode_call", "read_response_body"]
+
+#: Calls whose bodies add up to this much encode their ``Object`` in a worker thread.
+OFF_LOOP_ENCODE: Final = 1 << 20
+
+
+async def encode_call(hook: HookRef, ctx: HookContext, spec: bytes) -> bytes:
+    """The ``Object`` Tyk sends for this call, encoded (``spec``: the API's encoded spec map,
+    :func:`object_encoder.encode_spec`, or ``b""`` to leave it out). Reads the request body
+    (and a Response hook's body) whole first."""
+    request = ctx.raw_request
+    body = await request.read_body()
+    response = ctx.raw_response if hook.stage is Stage.RESPONSE else None
+    response_body = b"" if response is None else await read_response_body(response)
+    encode: Callable[[], bytes] = functools.partial(
+        object_encoder.encode_object,
+        stage=hook.stage,
+        hook_name=hook.name,
+        api=ctx.api,
+        request=request,
+        body=body,
+        raw_body_only=hook.plugin.raw_body_only,
+        session=ctx.raw_session,
+        response=response,
+        response_body=response_body,
+        spec=spec,
+    )
+    if len(body) + len(response_body) < OFF_LOOP_ENCODE:
+        return encode()
+    # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
+    return await trio.to_thread.run_sync(encode)
 
 
 async def read_response_body(response: Response) -> bytes:
