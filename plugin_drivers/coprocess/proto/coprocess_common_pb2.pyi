@@ -26,9 +26,7 @@ class _HookType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType
 
-class _HookTypeEnumTypeWrapper(
-    _enum_type_wrapper._EnumTypeWrapper[_HookType.ValueType], _builtins.type
-):
+class _HookTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HookType.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     Unknown: _HookType.ValueType  # 0
     Pre: _HookType.ValueType  # 1

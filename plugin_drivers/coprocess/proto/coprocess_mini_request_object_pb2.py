@@ -4,9 +4,7 @@
 # source: coprocess_mini_request_object.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from __future__ import annotations
-
 # ruff: noqa
 # mypy: ignore-errors
 from google.protobuf import descriptor as _descriptor
@@ -14,9 +12,13 @@ from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "coprocess_mini_request_object.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'coprocess_mini_request_object.proto'
 )
 # @@protoc_insertion_point(imports)
 
@@ -26,36 +28,34 @@ _sym_db = _symbol_database.Default()
 from . import coprocess_return_overrides_pb2 as coprocess__return__overrides__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b'\n#coprocess_mini_request_object.proto\x12\tcoprocess\x1a coprocess_return_overrides.proto"\x9a\x06\n\x11MiniRequestObject\x12:\n\x07headers\x18\x01 \x03(\x0b\x32).coprocess.MiniRequestObject.HeadersEntry\x12\x41\n\x0bset_headers\x18\x02 \x03(\x0b\x32,.coprocess.MiniRequestObject.SetHeadersEntry\x12\x16\n\x0e\x64\x65lete_headers\x18\x03 \x03(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x38\n\x06params\x18\x06 \x03(\x0b\x32(.coprocess.MiniRequestObject.ParamsEntry\x12?\n\nadd_params\x18\x07 \x03(\x0b\x32+.coprocess.MiniRequestObject.AddParamsEntry\x12I\n\x0f\x65xtended_params\x18\x08 \x03(\x0b\x32\x30.coprocess.MiniRequestObject.ExtendedParamsEntry\x12\x15\n\rdelete_params\x18\t \x03(\t\x12\x34\n\x10return_overrides\x18\n \x01(\x0b\x32\x1a.coprocess.ReturnOverrides\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x13\n\x0brequest_uri\x18\x0c \x01(\t\x12\x0e\n\x06scheme\x18\r \x01(\t\x12\x10\n\x08raw_body\x18\x0e \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fSetHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x41\x64\x64ParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x45xtendedParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0cZ\n/coprocessb\x06proto3'
-)
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#coprocess_mini_request_object.proto\x12\tcoprocess\x1a coprocess_return_overrides.proto\"\x9a\x06\n\x11MiniRequestObject\x12:\n\x07headers\x18\x01 \x03(\x0b\x32).coprocess.MiniRequestObject.HeadersEntry\x12\x41\n\x0bset_headers\x18\x02 \x03(\x0b\x32,.coprocess.MiniRequestObject.SetHeadersEntry\x12\x16\n\x0e\x64\x65lete_headers\x18\x03 \x03(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12\x0b\n\x03url\x18\x05 \x01(\t\x12\x38\n\x06params\x18\x06 \x03(\x0b\x32(.coprocess.MiniRequestObject.ParamsEntry\x12?\n\nadd_params\x18\x07 \x03(\x0b\x32+.coprocess.MiniRequestObject.AddParamsEntry\x12I\n\x0f\x65xtended_params\x18\x08 \x03(\x0b\x32\x30.coprocess.MiniRequestObject.ExtendedParamsEntry\x12\x15\n\rdelete_params\x18\t \x03(\t\x12\x34\n\x10return_overrides\x18\n \x01(\x0b\x32\x1a.coprocess.ReturnOverrides\x12\x0e\n\x06method\x18\x0b \x01(\t\x12\x13\n\x0brequest_uri\x18\x0c \x01(\t\x12\x0e\n\x06scheme\x18\r \x01(\t\x12\x10\n\x08raw_body\x18\x0e \x01(\x0c\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fSetHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0e\x41\x64\x64ParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x35\n\x13\x45xtendedParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0cZ\n/coprocessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "coprocess_mini_request_object_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coprocess_mini_request_object_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    _globals["DESCRIPTOR"]._loaded_options = None
-    _globals["DESCRIPTOR"]._serialized_options = b"Z\n/coprocess"
-    _globals["_MINIREQUESTOBJECT_HEADERSENTRY"]._loaded_options = None
-    _globals["_MINIREQUESTOBJECT_HEADERSENTRY"]._serialized_options = b"8\001"
-    _globals["_MINIREQUESTOBJECT_SETHEADERSENTRY"]._loaded_options = None
-    _globals["_MINIREQUESTOBJECT_SETHEADERSENTRY"]._serialized_options = b"8\001"
-    _globals["_MINIREQUESTOBJECT_PARAMSENTRY"]._loaded_options = None
-    _globals["_MINIREQUESTOBJECT_PARAMSENTRY"]._serialized_options = b"8\001"
-    _globals["_MINIREQUESTOBJECT_ADDPARAMSENTRY"]._loaded_options = None
-    _globals["_MINIREQUESTOBJECT_ADDPARAMSENTRY"]._serialized_options = b"8\001"
-    _globals["_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY"]._loaded_options = None
-    _globals["_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY"]._serialized_options = b"8\001"
-    _globals["_MINIREQUESTOBJECT"]._serialized_start = 85
-    _globals["_MINIREQUESTOBJECT"]._serialized_end = 879
-    _globals["_MINIREQUESTOBJECT_HEADERSENTRY"]._serialized_start = 630
-    _globals["_MINIREQUESTOBJECT_HEADERSENTRY"]._serialized_end = 676
-    _globals["_MINIREQUESTOBJECT_SETHEADERSENTRY"]._serialized_start = 678
-    _globals["_MINIREQUESTOBJECT_SETHEADERSENTRY"]._serialized_end = 727
-    _globals["_MINIREQUESTOBJECT_PARAMSENTRY"]._serialized_start = 729
-    _globals["_MINIREQUESTOBJECT_PARAMSENTRY"]._serialized_end = 774
-    _globals["_MINIREQUESTOBJECT_ADDPARAMSENTRY"]._serialized_start = 776
-    _globals["_MINIREQUESTOBJECT_ADDPARAMSENTRY"]._serialized_end = 824
-    _globals["_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY"]._serialized_start = 826
-    _globals["_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY"]._serialized_end = 879
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z\n/coprocess'
+  _globals['_MINIREQUESTOBJECT_HEADERSENTRY']._loaded_options = None
+  _globals['_MINIREQUESTOBJECT_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_MINIREQUESTOBJECT_SETHEADERSENTRY']._loaded_options = None
+  _globals['_MINIREQUESTOBJECT_SETHEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_MINIREQUESTOBJECT_PARAMSENTRY']._loaded_options = None
+  _globals['_MINIREQUESTOBJECT_PARAMSENTRY']._serialized_options = b'8\001'
+  _globals['_MINIREQUESTOBJECT_ADDPARAMSENTRY']._loaded_options = None
+  _globals['_MINIREQUESTOBJECT_ADDPARAMSENTRY']._serialized_options = b'8\001'
+  _globals['_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY']._loaded_options = None
+  _globals['_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY']._serialized_options = b'8\001'
+  _globals['_MINIREQUESTOBJECT']._serialized_start=85
+  _globals['_MINIREQUESTOBJECT']._serialized_end=879
+  _globals['_MINIREQUESTOBJECT_HEADERSENTRY']._serialized_start=630
+  _globals['_MINIREQUESTOBJECT_HEADERSENTRY']._serialized_end=676
+  _globals['_MINIREQUESTOBJECT_SETHEADERSENTRY']._serialized_start=678
+  _globals['_MINIREQUESTOBJECT_SETHEADERSENTRY']._serialized_end=727
+  _globals['_MINIREQUESTOBJECT_PARAMSENTRY']._serialized_start=729
+  _globals['_MINIREQUESTOBJECT_PARAMSENTRY']._serialized_end=774
+  _globals['_MINIREQUESTOBJECT_ADDPARAMSENTRY']._serialized_start=776
+  _globals['_MINIREQUESTOBJECT_ADDPARAMSENTRY']._serialized_end=824
+  _globals['_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY']._serialized_start=826
+  _globals['_MINIREQUESTOBJECT_EXTENDEDPARAMSENTRY']._serialized_end=879
 # @@protoc_insertion_point(module_scope)

@@ -180,36 +180,7 @@ class MiniRequestObject(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["return_overrides", b"return_overrides"]
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "add_params",
-        b"add_params",
-        "body",
-        b"body",
-        "delete_headers",
-        b"delete_headers",
-        "delete_params",
-        b"delete_params",
-        "extended_params",
-        b"extended_params",
-        "headers",
-        b"headers",
-        "method",
-        b"method",
-        "params",
-        b"params",
-        "raw_body",
-        b"raw_body",
-        "request_uri",
-        b"request_uri",
-        "return_overrides",
-        b"return_overrides",
-        "scheme",
-        b"scheme",
-        "set_headers",
-        b"set_headers",
-        "url",
-        b"url",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_params", b"add_params", "body", b"body", "delete_headers", b"delete_headers", "delete_params", b"delete_params", "extended_params", b"extended_params", "headers", b"headers", "method", b"method", "params", b"params", "raw_body", b"raw_body", "request_uri", b"request_uri", "return_overrides", b"return_overrides", "scheme", b"scheme", "set_headers", b"set_headers", "url", b"url"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

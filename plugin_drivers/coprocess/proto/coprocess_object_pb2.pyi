@@ -99,26 +99,9 @@ class Object(_message.Message):
         spec: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         response: _coprocess_response_object_pb2.ResponseObject | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal[
-        "request", b"request", "response", b"response", "session", b"session"
-    ]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "response", b"response", "session", b"session"]
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "hook_name",
-        b"hook_name",
-        "hook_type",
-        b"hook_type",
-        "metadata",
-        b"metadata",
-        "request",
-        b"request",
-        "response",
-        b"response",
-        "session",
-        b"session",
-        "spec",
-        b"spec",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hook_name", b"hook_name", "hook_type", b"hook_type", "metadata", b"metadata", "request", b"request", "response", b"response", "session", b"session", "spec", b"spec"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -54,9 +54,7 @@ class ResponseObject(_message.Message):
     @_builtins.property
     def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
-    def multivalue_headers(
-        self,
-    ) -> _containers.RepeatedCompositeFieldContainer[Global___Header]: ...
+    def multivalue_headers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Header]: ...
     def __init__(
         self,
         *,
@@ -68,18 +66,7 @@ class ResponseObject(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "body",
-        b"body",
-        "headers",
-        b"headers",
-        "multivalue_headers",
-        b"multivalue_headers",
-        "raw_body",
-        b"raw_body",
-        "status_code",
-        b"status_code",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "headers", b"headers", "multivalue_headers", b"multivalue_headers", "raw_body", b"raw_body", "status_code", b"status_code"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

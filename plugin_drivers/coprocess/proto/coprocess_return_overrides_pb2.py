@@ -4,9 +4,7 @@
 # source: coprocess_return_overrides.proto
 # Protobuf Python Version: 7.35.1
 """Generated protocol buffer code."""
-
 from __future__ import annotations
-
 # ruff: noqa
 # mypy: ignore-errors
 from google.protobuf import descriptor as _descriptor
@@ -14,29 +12,33 @@ from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
-
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC, 7, 35, 1, "", "coprocess_return_overrides.proto"
+    _runtime_version.Domain.PUBLIC,
+    7,
+    35,
+    1,
+    '',
+    'coprocess_return_overrides.proto'
 )
 # @@protoc_insertion_point(imports)
 
 _sym_db = _symbol_database.Default()
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
-    b"\n coprocess_return_overrides.proto\x12\tcoprocess\"\xd9\x01\n\x0fReturnOverrides\x12\x15\n\rresponse_code\x18\x01 \x01(\x05\x12\x16\n\x0eresponse_error\x18\x02 \x01(\t\x12\x38\n\x07headers\x18\x03 \x03(\x0b\x32'.coprocess.ReturnOverrides.HeadersEntry\x12\x16\n\x0eoverride_error\x18\x04 \x01(\x08\x12\x15\n\rresponse_body\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0cZ\n/coprocessb\x06proto3"
-)
+
+
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n coprocess_return_overrides.proto\x12\tcoprocess\"\xd9\x01\n\x0fReturnOverrides\x12\x15\n\rresponse_code\x18\x01 \x01(\x05\x12\x16\n\x0eresponse_error\x18\x02 \x01(\t\x12\x38\n\x07headers\x18\x03 \x03(\x0b\x32\'.coprocess.ReturnOverrides.HeadersEntry\x12\x16\n\x0eoverride_error\x18\x04 \x01(\x08\x12\x15\n\rresponse_body\x18\x05 \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0cZ\n/coprocessb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "coprocess_return_overrides_pb2", _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coprocess_return_overrides_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-    _globals["DESCRIPTOR"]._loaded_options = None
-    _globals["DESCRIPTOR"]._serialized_options = b"Z\n/coprocess"
-    _globals["_RETURNOVERRIDES_HEADERSENTRY"]._loaded_options = None
-    _globals["_RETURNOVERRIDES_HEADERSENTRY"]._serialized_options = b"8\001"
-    _globals["_RETURNOVERRIDES"]._serialized_start = 48
-    _globals["_RETURNOVERRIDES"]._serialized_end = 265
-    _globals["_RETURNOVERRIDES_HEADERSENTRY"]._serialized_start = 219
-    _globals["_RETURNOVERRIDES_HEADERSENTRY"]._serialized_end = 265
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z\n/coprocess'
+  _globals['_RETURNOVERRIDES_HEADERSENTRY']._loaded_options = None
+  _globals['_RETURNOVERRIDES_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_RETURNOVERRIDES']._serialized_start=48
+  _globals['_RETURNOVERRIDES']._serialized_end=265
+  _globals['_RETURNOVERRIDES_HEADERSENTRY']._serialized_start=219
+  _globals['_RETURNOVERRIDES_HEADERSENTRY']._serialized_end=265
 # @@protoc_insertion_point(module_scope)

@@ -65,18 +65,7 @@ class ReturnOverrides(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "headers",
-        b"headers",
-        "override_error",
-        b"override_error",
-        "response_body",
-        b"response_body",
-        "response_code",
-        b"response_code",
-        "response_error",
-        b"response_error",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "override_error", b"override_error", "response_body", b"response_body", "response_code", b"response_code", "response_error", b"response_error"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -68,16 +68,7 @@ class AccessDefinition(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "allowed_urls",
-        b"allowed_urls",
-        "api_id",
-        b"api_id",
-        "api_name",
-        b"api_name",
-        "versions",
-        b"versions",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_urls", b"allowed_urls", "api_id", b"api_id", "api_name", b"api_name", "versions", b"versions"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -323,80 +314,9 @@ class SessionState(_message.Message):
         post_expiry_action: _builtins.str = ...,
         post_expiry_grace_period: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal[
-        "basic_auth_data", b"basic_auth_data", "jwt_data", b"jwt_data", "monitor", b"monitor"
-    ]
+    _HasFieldArgType: _TypeAlias = _typing.Literal["basic_auth_data", b"basic_auth_data", "jwt_data", b"jwt_data", "monitor", b"monitor"]
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "access_rights",
-        b"access_rights",
-        "alias",
-        b"alias",
-        "allowance",
-        b"allowance",
-        "apply_policies",
-        b"apply_policies",
-        "apply_policy_id",
-        b"apply_policy_id",
-        "basic_auth_data",
-        b"basic_auth_data",
-        "certificate",
-        b"certificate",
-        "data_expires",
-        b"data_expires",
-        "enable_detailed_recording",
-        b"enable_detailed_recording",
-        "expires",
-        b"expires",
-        "hmac_enabled",
-        b"hmac_enabled",
-        "hmac_secret",
-        b"hmac_secret",
-        "id_extractor_deadline",
-        b"id_extractor_deadline",
-        "is_inactive",
-        b"is_inactive",
-        "jwt_data",
-        b"jwt_data",
-        "key_id",
-        b"key_id",
-        "last_check",
-        b"last_check",
-        "last_updated",
-        b"last_updated",
-        "max_query_depth",
-        b"max_query_depth",
-        "metadata",
-        b"metadata",
-        "monitor",
-        b"monitor",
-        "oauth_client_id",
-        b"oauth_client_id",
-        "oauth_keys",
-        b"oauth_keys",
-        "org_id",
-        b"org_id",
-        "per",
-        b"per",
-        "post_expiry_action",
-        b"post_expiry_action",
-        "post_expiry_grace_period",
-        b"post_expiry_grace_period",
-        "quota_max",
-        b"quota_max",
-        "quota_remaining",
-        b"quota_remaining",
-        "quota_renewal_rate",
-        b"quota_renewal_rate",
-        "quota_renews",
-        b"quota_renews",
-        "rate",
-        b"rate",
-        "session_lifetime",
-        b"session_lifetime",
-        "tags",
-        b"tags",
-    ]
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_rights", b"access_rights", "alias", b"alias", "allowance", b"allowance", "apply_policies", b"apply_policies", "apply_policy_id", b"apply_policy_id", "basic_auth_data", b"basic_auth_data", "certificate", b"certificate", "data_expires", b"data_expires", "enable_detailed_recording", b"enable_detailed_recording", "expires", b"expires", "hmac_enabled", b"hmac_enabled", "hmac_secret", b"hmac_secret", "id_extractor_deadline", b"id_extractor_deadline", "is_inactive", b"is_inactive", "jwt_data", b"jwt_data", "key_id", b"key_id", "last_check", b"last_check", "last_updated", b"last_updated", "max_query_depth", b"max_query_depth", "metadata", b"metadata", "monitor", b"monitor", "oauth_client_id", b"oauth_client_id", "oauth_keys", b"oauth_keys", "org_id", b"org_id", "per", b"per", "post_expiry_action", b"post_expiry_action", "post_expiry_grace_period", b"post_expiry_grace_period", "quota_max", b"quota_max", "quota_remaining", b"quota_remaining", "quota_renewal_rate", b"quota_renewal_rate", "quota_renews", b"quota_renews", "rate", b"rate", "session_lifetime", b"session_lifetime", "tags", b"tags"]
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
