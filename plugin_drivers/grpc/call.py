@@ -41,6 +41,9 @@ def encode_timeout(seconds: float) -> bytes:
     return b"99999999H"
 
 
+
+
+
 @attrs.define(eq=False, slots=True)
 class Call:
     stream_id: int

@@ -50,6 +50,7 @@ _JOIN_LIMIT: Final = 64 * 1024
 _SEND_PIECE: Final = 256 * 1024
 
 
+
 #: The connection's byte stream: the raw socket stream for plain TCP, a Trio stream otherwise
 #: (TLS, unix sockets).
 Transport = trio.abc.Stream | RawSocketStream
