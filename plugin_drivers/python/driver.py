@@ -50,9 +50,6 @@ from trio_gateway.drivers import (
     Stage,
 )
 
-from ..coprocess.hook_call import apply_reply
-from ..coprocess.wire import WireError
-from . import tyk_style
 from .loader import (
     LoadFailure,
     check_native_signature,
@@ -65,6 +62,7 @@ from .loader import (
 from .namespace import ModuleNamespace
 from .thread_hop import run_in_worker_thread
 from .tyk_api import PluginServices, plugin_builtins, provided_modules
+from .tyk_api.tyk.decorators import HANDLER_TYPES
 
 log = logging.getLogger("trio_gateway.plugins.python")
 
@@ -161,7 +159,10 @@ class PythonDriver:
                     abandon_on_cancel=True,
                 )
                 arity = 0
-                if tyk_style.is_tyk_style(fn):
+                if isinstance(fn, HANDLER_TYPES):
+                    # Only now the coprocess translation (and protobuf) is loaded.
+                    from . import tyk_style
+
                     arity = tyk_style.tyk_arity(fn)
                 else:
                     check_native_signature(fn, hook.name)
@@ -226,6 +227,8 @@ class PythonDriver:
         return _decision(result, hook)
 
     async def _call_tyk_style(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Decision:
+        from . import tyk_style  # loaded with the first Tyk-style hook (load)
+
         if ctx.api is not self._spec_api:
             self._spec = tyk_style.spec_map(ctx.api, self._bundle)
             self._spec_api = ctx.api
@@ -236,10 +239,7 @@ class PythonDriver:
                 tyk_style.dispatch, loaded.fn, loaded.tyk_arity, obj, dict(self._spec), hook.label
             ),
         )
-        try:
-            return apply_reply(obj, ctx)
-        except WireError as exc:
-            raise HookError(f"Tyk-style hook {hook.label}: {exc}") from exc
+        return tyk_style.apply(obj, ctx, hook.label)
 
     async def _call_in_thread(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Any:
         request = ctx.raw_request

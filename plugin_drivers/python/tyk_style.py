@@ -17,16 +17,16 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from trio_gateway.drivers import ApiInfo, HookContext, HookError, HookRef
+from trio_gateway.drivers import ApiInfo, Decision, HookContext, HookError, HookRef
 
 from ..coprocess import wire
-from ..coprocess.hook_call import encode_call
+from ..coprocess.hook_call import apply_reply, encode_call
 from ..coprocess.proto import coprocess_object_pb2 as object_pb
 from .loader import LoadFailure
 from .tyk_api.tyk.decorators import HANDLER_TYPES, Event, Hook
 from .tyk_api.tyk.request import TykCoProcessRequest
 
-__all__ = ["ARITIES", "call_object", "dispatch", "is_tyk_style", "spec_map", "tyk_arity"]
+__all__ = ["ARITIES", "apply", "call_object", "dispatch", "is_tyk_style", "spec_map", "tyk_arity"]
 
 #: Tyk calls ``f(request, session, spec)``, ``f(request, session, metadata, spec)`` or
 #: ``f(request, response, session, metadata, spec)``.
@@ -122,3 +122,11 @@ def dispatch(
                 metadata[str(key)] = str(value)
     else:
         handler(request, obj.response, session, session.metadata, spec)
+
+
+def apply(obj: object_pb.Object, ctx: HookContext, label: str) -> Decision:
+    """Apply the edited ``Object`` to the call's exchange (the gRPC driver's translation)."""
+    try:
+        return apply_reply(obj, ctx)
+    except wire.WireError as exc:
+        raise HookError(f"Tyk-style hook {label}: {exc}") from exc

@@ -12,45 +12,64 @@ output reaches the gateway's log. Nothing is added to ``sys.path`` or registered
 from __future__ import annotations
 
 import builtins
+import importlib
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from plugin_drivers.coprocess.proto import (
-    coprocess_common_pb2,
-    coprocess_mini_request_object_pb2,
-    coprocess_object_pb2,
-    coprocess_response_object_pb2,
-    coprocess_return_overrides_pb2,
-    coprocess_session_state_pb2,
-)
-
-from . import tyk
 from .gateway import PluginServices, gateway_module
-from .tyk import decorators, request, session
 
 __all__ = ["PluginServices", "plugin_builtins", "provided_modules"]
 
-#: Dotted name as plugin code writes it -> module (the same for every namespace).
-_SHARED: Final[Mapping[str, types.ModuleType]] = {
-    "tyk": tyk,
-    "tyk.decorators": decorators,
-    "tyk.request": request,
-    "tyk.session": session,
-    "coprocess_common_pb2": coprocess_common_pb2,
-    "coprocess_mini_request_object_pb2": coprocess_mini_request_object_pb2,
-    "coprocess_object_pb2": coprocess_object_pb2,
-    "coprocess_response_object_pb2": coprocess_response_object_pb2,
-    "coprocess_return_overrides_pb2": coprocess_return_overrides_pb2,
-    "coprocess_session_state_pb2": coprocess_session_state_pb2,
+_PROTO: Final = "plugin_drivers.coprocess.proto."
+_TYK: Final = "plugin_drivers.python.tyk_api.tyk"
+
+#: Dotted name as plugin code writes it -> the module's real name (the same for every namespace).
+_SHARED: Final[Mapping[str, str]] = {
+    "tyk": _TYK,
+    "tyk.decorators": f"{_TYK}.decorators",
+    "tyk.request": f"{_TYK}.request",
+    "tyk.session": f"{_TYK}.session",
+    **{
+        name: _PROTO + name
+        for name in (
+            "coprocess_common_pb2",
+            "coprocess_mini_request_object_pb2",
+            "coprocess_object_pb2",
+            "coprocess_response_object_pb2",
+            "coprocess_return_overrides_pb2",
+            "coprocess_session_state_pb2",
+        )
+    },
 }
 
 
-def provided_modules(services: PluginServices) -> dict[str, types.ModuleType]:
+class _ProvidedModules(Mapping[str, types.ModuleType]):
+    """The shared names, imported when plugin code first imports one (so a gateway whose Python
+    plugins are all native never loads protobuf), plus the namespace's own ``gateway``."""
+
+    def __init__(self, own: Mapping[str, types.ModuleType]) -> None:
+        self._own = own
+
+    def __getitem__(self, name: str) -> types.ModuleType:
+        module = self._own.get(name)
+        if module is not None:
+            return module
+        return importlib.import_module(_SHARED[name])
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._own
+        yield from (name for name in _SHARED if name not in self._own)
+
+    def __len__(self) -> int:
+        return len(self._own) + sum(1 for name in _SHARED if name not in self._own)
+
+
+def provided_modules(services: PluginServices) -> Mapping[str, types.ModuleType]:
     """Every name Tyk's plugins import, ``gateway`` (and ``tyk.gateway``) bound to ``services``."""
     gateway = gateway_module(services)
-    return {**_SHARED, "gateway": gateway, "tyk.gateway": gateway}
+    return _ProvidedModules({"gateway": gateway, "tyk.gateway": gateway})
 
 
 def plugin_builtins(services: PluginServices) -> dict[str, Any]:

@@ -276,3 +276,48 @@ async def test_print_to_a_file_still_writes_the_file(
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.WARNING, "plugin output api=tyk-api: to stderr")
     ]
+
+
+def test_only_tyk_style_hooks_load_protobuf(tmp_path: Path) -> None:
+    # A gateway whose Python plugins are native (or analytics plugins) never loads protobuf.
+    (tmp_path / "native.py").write_text("async def hook(ctx):\n    pass\n")
+    (tmp_path / "tyk.py").write_text(
+        "from tyk.decorators import Hook\n\n@Hook\ndef Hooked(request, session, spec):\n"
+        "    return request, session\n"
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import trio
+        from plugin_drivers.python import PythonDriver
+        from trio_gateway._apidef.model import ApiDefinition, MiddlewareConfig, PluginRef
+        from trio_gateway._pipeline import HookDefaults
+        from trio_gateway._pipeline.build import build_chain
+
+        def protobuf():
+            return any(name.startswith("google.protobuf") for name in sys.modules)
+
+        async def load(name, path):
+            plugin = PluginRef(name=name, path=path)
+            api = ApiDefinition(
+                api_id="a", listen_path="/", target_url="http://127.0.0.1:1/",
+                middleware=MiddlewareConfig(driver="python", pre=(plugin,)),
+            )
+            driver = PythonDriver()
+            await driver.load(api, build_chain(api, HookDefaults()).hooks)
+            await driver.aclose()
+
+        trio.run(load, "hook", {str(tmp_path / "native.py")!r})
+        print(protobuf())
+        trio.run(load, "Hooked", {str(tmp_path / "tyk.py")!r})
+        print(protobuf())
+        """
+    )
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]
