@@ -576,3 +576,29 @@ def Single(request, session, spec):
     )
     gw = await start_gateway(nursery, apps, config=bundles_config(s))
     assert upstream_saw(await fetch(gw.address, "GET", "/single/x"))["x-single"] == "yes"
+
+
+async def test_a_reload_imports_a_local_plugin_folder_again(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    folder = plugin_folder(tmp_path)
+    gw, _ = await serve_apis(
+        nursery,
+        tmp_path,
+        {"hot": {"custom_middleware": hooks(("pre", "AddHeader"), folder=folder)}},
+        config=GatewayConfig(secret="s3cret"),
+    )
+    assert upstream_saw(await fetch(gw.address, "GET", "/hot/x"))["x-tyk-style"] == "hot-helped"
+    (folder / "helpers.py").write_text('def suffix():\n    return "-edited"\n')
+    reply = await fetch(
+        gw.address, "GET", "/tyk/reload?block=true", [("X-Tyk-Authorization", "s3cret")]
+    )
+    assert reply.status == 200
+    assert upstream_saw(await fetch(gw.address, "GET", "/hot/x"))["x-tyk-style"] == "hot-edited"
+    # The old namespace is released once the old plugins close: one namespace's helpers remain.
+    helpers = [
+        name
+        for name, module in list(sys.modules.items())
+        if str(getattr(module, "__file__", "")) == str(folder / "helpers.py")
+    ]
+    assert len(helpers) == 1, helpers
