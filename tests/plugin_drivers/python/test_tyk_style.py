@@ -321,3 +321,37 @@ def test_only_tyk_style_hooks_load_protobuf(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+async def test_every_import_form_of_tyks_names_works(tmp_path: Path) -> None:
+    path = tmp_path / "imports.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import tyk
+            import tyk.session as tyk_session
+            import tyk.decorators
+            from tyk.request import TykCoProcessRequest
+            from tyk.decorators import Hook
+            from gateway import TykGateway
+            from tyk.gateway import TykGateway as Same
+            import coprocess_object_pb2 as object_pb
+            from coprocess_session_state_pb2 import SessionState
+
+            assert TykGateway is Same
+            assert tyk_session.TykSession is SessionState
+
+            @tyk.decorators.Hook
+            def Imports(request, session, spec):
+                assert isinstance(request, TykCoProcessRequest)
+                assert isinstance(session, SessionState)
+                request.add_header("X-Object", object_pb.Object.__name__)
+                return request, session
+            """
+        )
+    )
+    api = api_with(tmp_path, pre=(PluginRef(name="Imports", path=str(path)),))
+    pipeline = await pipeline_for(api, PythonDriver())
+    req = request()
+    assert await pipeline.run_request(req, Exchange(api=api)) is None
+    assert req.header(b"x-object") == b"Object"
