@@ -23,19 +23,14 @@ from ..coprocess import wire
 from ..coprocess.hook_call import apply_reply, encode_call
 from ..coprocess.proto import coprocess_object_pb2 as object_pb
 from .loader import LoadFailure
-from .tyk_api.tyk.decorators import HANDLER_TYPES, Event, Hook
+from .tyk_api.tyk.decorators import Event, Hook
 from .tyk_api.tyk.request import TykCoProcessRequest
 
-__all__ = ["ARITIES", "apply", "call_object", "dispatch", "is_tyk_style", "spec_map", "tyk_arity"]
+__all__ = ["ARITIES", "apply", "call_object", "dispatch", "spec_map", "tyk_arity"]
 
 #: Tyk calls ``f(request, session, spec)``, ``f(request, session, metadata, spec)`` or
 #: ``f(request, response, session, metadata, spec)``.
 ARITIES: Final = (3, 4, 5)
-
-
-def is_tyk_style(fn: object) -> bool:
-    """Whether ``fn`` is one of Tyk's decorator objects (``@Hook``, the legacy ones, ``@Event``)."""
-    return isinstance(fn, HANDLER_TYPES)
 
 
 def tyk_arity(fn: object) -> int:
