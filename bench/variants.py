@@ -309,6 +309,43 @@ def js_virtual(ctx: VariantContext) -> GatewaySetup:
         custom_middleware={"driver": "otto"},
     )
     return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+_TYK_PYTHON_HOOKS = """\
+\"\"\"Tyk-style Python hooks, as a Tyk user writes them (issue 13).\"\"\"
+
+from tyk.decorators import *
+
+
+@Hook
+def SetHeader(request, session, spec):
+    request.add_header("X-Tyk-Python", "pre")
+    return request, session
+
+
+@Hook
+def RewriteBody(request, response, session, metadata, spec):
+    response.raw_body = b"rewritten:" + response.raw_body
+    return response
+"""
+
+
+def _tyk_python(ctx: VariantContext, stage: str, name: str) -> GatewaySetup:
+    # A plugin folder with middleware.py, as a Tyk bundle unpacks (loaded without a bundle).
+    folder = ctx.workdir / "tyk-plugin"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "middleware.py").write_text(_TYK_PYTHON_HOOKS)
+    middleware = {"driver": "python", stage: [{"name": name, "path": str(folder)}]}
+    api = keyless_api("bench-tyk-python", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(apps_dir=write_apps(ctx, api))
+
+
+def tyk_python_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one Tyk-style Python ``@Hook`` Pre hook that sets a header."""
+    return _tyk_python(ctx, "pre", "SetHeader")
+
+
+def tyk_python_response(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one Tyk-style Python ``@Hook`` Response hook rewriting the body."""
+    return _tyk_python(ctx, "response", "RewriteBody")
 
 
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
@@ -331,6 +368,8 @@ VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
     "keyless-no-metrics": keyless_no_metrics,
     "keyless-analytics": keyless_analytics,
     "keyless-analytics-plugin": keyless_analytics_plugin,
+    "tyk-python-pre": tyk_python_pre,
+    "tyk-python-response": tyk_python_response,
 }
 
 BASELINE = "keyless"
@@ -345,5 +384,6 @@ RATIO_TARGETS: dict[str, float] = {
     # issue 16: against "keyless" (metrics on, the default; keyless-no-metrics shows their cost)
     "keyless-analytics": 0.85,
     "keyless-analytics-plugin": 0.80,
+    "tyk-python-pre": 0.50,  # issue 13 (tyk-python-response: measured and recorded only)
 }
 
