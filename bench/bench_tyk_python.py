@@ -12,7 +12,7 @@ on a curl-like GET, in the order the python driver does it, in µs of CPU time
 * ``apply``: ``coprocess.hook_call.apply_reply`` of the edited Object to the request;
 * ``hop (to_thread)``: an empty function through ``trio.to_thread.run_sync`` with a limiter,
   abandon on cancel (the native sync hooks' hop before);
-* ``hop (start_thread_soon)``: the same through ``plugin_drivers.threads.run_in_worker_thread`` (now);
+* ``hop (start_thread_soon)``: the same through ``threads.run_in_worker_thread`` (now);
 * ``driver.call``: the whole ``PythonDriver.call`` for the hook (build + hop + dispatch + apply).
 
     .venv/bin/python bench/bench_tyk_python.py [--rounds 7 --calls 2000] [--json]

@@ -4,8 +4,8 @@
   the coroutine (the code between two awaits) is timed with a wall clock; a step longer than
   ``blocking_threshold`` blocked the event loop and is reported (log + counter, with the hook name).
 * sync hooks run in a worker thread (``plugin_drivers.threads``) under a per-plugin
-  ``trio.CapacityLimiter`` of ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the gateway's
-  ``hooks.thread_limit``). When every token is borrowed a call waits for one within its hook's
+  ``trio.CapacityLimiter`` of ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the
+  gateway's ``hooks.thread_limit``). When every token is borrowed a call waits for one within its hook's
   deadline; a deadline passing in that wait is a *timeout* (504 by default), like one passing in the
   thread. A thread cannot be interrupted: at the deadline the request gets its policy answer and the
   thread is abandoned; its token stays borrowed until it returns (released then). The thread works
