@@ -5,12 +5,12 @@
   ``blocking_threshold`` blocked the event loop and is reported (log + counter, with the hook name).
 * sync hooks run in a worker thread (``plugin_drivers.threads``) under a per-plugin
   ``trio.CapacityLimiter`` of ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the
-  gateway's ``hooks.thread_limit``). When every token is borrowed a call waits for one within its hook's
-  deadline; a deadline passing in that wait is a *timeout* (504 by default), like one passing in the
-  thread. A thread cannot be interrupted: at the deadline the request gets its policy answer and the
-  thread is abandoned; its token stays borrowed until it returns (released then). The thread works
-  on a detached copy of the context, merged back only when it finishes in time, so an abandoned
-  thread never writes into a live request.
+  gateway's ``hooks.thread_limit``). When every token is borrowed a call waits for one within its
+  hook's deadline; a deadline passing in that wait is a *timeout* (504 by default), like one
+  passing in the thread. A thread cannot be interrupted: at the deadline the request gets its
+  policy answer and the thread is abandoned; its token stays borrowed until it returns (released
+  then). The thread works on a detached copy of the context, merged back only when it finishes in
+  time, so an abandoned thread never writes into a live request.
 
 Tyk-style ``@Hook`` objects (``from tyk.decorators import *``) are told apart by the object
 itself (:mod:`.tyk_style`). They run in the same worker threads under the same limiter and
