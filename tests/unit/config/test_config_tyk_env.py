@@ -165,9 +165,9 @@ def test_names_follow_tyks_go_field_names(tyk_key: tuple[str, ...], variable: st
 
 
 def test_every_tyk_conf_key_we_read_has_its_variable() -> None:
-    from trio_gateway._config.load import _TYK_KEYS
+    from trio_gateway._config.tyk_conf import TYK_KEYS
 
-    assert set(_TYK_KEYS) == set(GO_FIELDS)
+    assert set(TYK_KEYS) == set(GO_FIELDS)
 
 
 def test_the_sample_secret_warning_goes_when_the_environment_replaces_it(tmp_path: Path) -> None:
