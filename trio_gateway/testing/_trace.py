@@ -29,6 +29,9 @@ class RequestTrace:
 
     calls: list[HookCall] = attrs.field(factory=list)
     session_key: str = ""
+    #: Set by a check that cancels the request: a hook that goes on after this scope's cancel
+    #: reached it swallowed the cancellation.
+    cancel_scope: trio.CancelScope | None = None
 
 
 CURRENT_TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.ContextVar(
@@ -39,6 +42,8 @@ CURRENT_TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.Context
 @attrs.define(eq=False)
 class _Steps:
     longest: float = 0.0
+    #: The hook was handed a ``trio.Cancelled`` and went on as if nothing happened.
+    went_on_after_cancel: bool = False
 
 
 @types.coroutine
@@ -51,10 +56,14 @@ def _timed(coro: Coroutine[Any, Any, Decision], steps: _Steps) -> Generator[Any,
         try:
             yielded = coro.throw(throw) if throw is not None else coro.send(send)
         except StopIteration as stop:
+            if isinstance(throw, trio.Cancelled):
+                steps.went_on_after_cancel = True  # it returned instead of raising
             result: Decision = stop.value
             return result
         finally:
             steps.longest = max(steps.longest, time.perf_counter() - start)
+        if isinstance(throw, trio.Cancelled):
+            steps.went_on_after_cancel = True  # it yielded again instead of raising
         try:
             send, throw = (yield yielded), None
         except GeneratorExit:
@@ -124,6 +133,10 @@ class TracingDriver:
                 check_request(req.method, req.path, req.query, req.headers)
         except Exception as exc:
             record("error", error=f"invalid value set: {exc}")
+            return decision
+        scope = trace.cancel_scope if trace is not None else None
+        if steps.went_on_after_cancel and scope is not None and scope.cancel_called:
+            record("swallowed-cancel", error="the hook caught trio.Cancelled and went on")
             return decision
         if isinstance(decision, Respond):
             record("respond", status=decision.status)

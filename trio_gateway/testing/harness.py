@@ -362,8 +362,10 @@ class Harness:
 
     async def send(self, request: ClientRequest) -> Result:
         """Send ``request`` through the gateway and return what came of it."""
-        seen_before = len(self._upstream.seen)
-        trace = RequestTrace()
+        return await self.send_traced(request, RequestTrace())
+
+    async def send_traced(self, request: ClientRequest, trace: RequestTrace) -> Result:
+        """:meth:`send`, recording the hook calls into ``trace`` (for the battery)."""
         if self.sockets:
             assert self.address is not None
             trace_id = str(next(self._ids))
@@ -379,16 +381,23 @@ class Harness:
             token = CURRENT_TRACE.set(trace)
             try:
                 with trio.fail_after(self.request_timeout):
-                    response = await _handle(self.gateway, _wire_request(request))
+                    wire = _wire_request(request)
+                    response = await _handle(self.gateway, wire)
                     body = b"" if response.bodiless else await response.read_body()
             finally:
                 CURRENT_TRACE.reset(token)
             status, raw_headers = response.status, response.headers
-        # The upstream saw this request only if it got a new one (requests through one harness
-        # at once may interleave: then each result names the latest one, which is enough for
-        # the checks that run them that way).
-        seen = self._upstream.seen
-        upstream = seen[-1] if len(seen) > seen_before else None
+            request_id = wire.request_id
+        if self.sockets:
+            request_id = next(
+                (v.decode("latin-1") for k, v in raw_headers if k.lower() == b"x-request-id"), ""
+            )
+        # The gateway tags what it sends upstream with the request's ID: that finds this
+        # request's upstream request among those of requests running at the same time.
+        upstream = next(
+            (s for s in reversed(self._upstream.seen) if s.header("x-request-id") == request_id),
+            None,
+        )
         session = await self.store.get_session(trace.session_key) if trace.session_key else None
         return Result(
             status=status,

@@ -1,0 +1,159 @@
+"""Checks in a child process under a watchdog: a hook that never yields cannot hang the run.
+
+A hook that loops in Python, or runs a regular expression that holds the interpreter lock, can
+be stopped by nothing inside its process: no deadline fires, no thread gets to run. So
+:func:`~trio_gateway.testing.check_plugin` runs the checks in a child (``python -m
+trio_gateway.testing._isolate``), which prints one JSON line per event: the check it starts, the
+example it is about to try, the check's result. When no result comes for ``watchdog`` seconds,
+the parent kills the child, reports the running check as a deadline overrun with the example
+that was running, and starts a new child for the checks that are left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import IO, Any
+
+from hypothesis import settings
+
+from ._model import ClientRequest
+from ._runner import PluginTarget, default_settings
+
+
+def _describe_value(value: Any) -> str:
+    from ._runner import _describe
+
+    if isinstance(value, ClientRequest):
+        return _describe(value)
+    if isinstance(value, tuple | list):
+        return "; ".join(_describe_value(v) for v in value)
+    return repr(value)[:200]
+
+
+def _emit(out: IO[str], **event: Any) -> None:
+    out.write(json.dumps(event) + "\n")
+    out.flush()
+
+
+def child_main() -> int:
+    """The child: run the checks named on stdin, reporting on stdout."""
+    from .battery import run_check
+
+    spec = json.loads(sys.stdin.read())
+    target = PluginTarget.from_dict(spec["target"])
+    chosen = settings(default_settings(), max_examples=spec["max_examples"], database=None)
+    out = sys.stdout
+    # Plugin output must not corrupt the protocol: the plugins' prints go to stderr.
+    sys.stdout = sys.stderr
+    for name in spec["checks"]:
+        _emit(out, event="start", check=name)
+
+        def trying(value: Any, name: str = name) -> None:
+            _emit(out, event="example", check=name, text=_describe_value(value)[:2000])
+
+        result = run_check(name, target, hypothesis_settings=chosen, on_example=trying)
+        _emit(out, event="result", result=result.to_dict())
+    return 0
+
+
+def _reader(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def run_isolated(
+    target: PluginTarget,
+    checks: Sequence[str],
+    *,
+    max_examples: int | None,
+    watchdog: float,
+) -> list[Any]:
+    """Run ``checks`` in child processes; returns their :class:`CheckResult` in order."""
+    from .battery import CHECKS, CheckResult
+
+    if max_examples is None:
+        max_examples = settings().max_examples
+    left = list(checks)
+    results: list[CheckResult] = []
+    while left:
+        spec = {"target": target.to_dict(), "checks": left, "max_examples": max_examples}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "trio_gateway.testing._isolate"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        assert child.stderr is not None
+        child.stdin.write(json.dumps(spec))
+        child.stdin.close()
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_reader, args=(child.stdout, lines), daemon=True).start()
+        errors: list[str] = []
+        threading.Thread(target=errors.extend, args=(child.stderr,), daemon=True).start()
+        current, example, started = left[0], "", time.perf_counter()
+        try:
+            while left:
+                try:
+                    line = lines.get(timeout=max(0.0, started + watchdog - time.perf_counter()))
+                except queue.Empty:
+                    child.kill()
+                    results.append(
+                        CheckResult(
+                            name=current,
+                            kind=CHECKS[current].kind,
+                            status="failed",
+                            seconds=time.perf_counter() - started,
+                            details=(
+                                f"deadline overrun: a hook never gave control back within "
+                                f"{watchdog:g} s (the check ran in a child process, which the "
+                                "watchdog stopped; nothing inside one process can interrupt "
+                                "a hook that holds the interpreter)\n"
+                                f"example that was running:\n  {example or '(none yet)'}"
+                            ),
+                        )
+                    )
+                    left.remove(current)
+                    break
+                if line is None:
+                    child.wait()
+                    tail = "".join(errors[-20:])
+                    results.append(
+                        CheckResult(
+                            name=current,
+                            kind=CHECKS[current].kind,
+                            status="failed",
+                            seconds=time.perf_counter() - started,
+                            details=f"the check's process died (exit {child.returncode}):\n{tail}",
+                        )
+                    )
+                    left.remove(current)
+                    break
+                event = json.loads(line)
+                if event["event"] == "start":
+                    current, example, started = event["check"], "", time.perf_counter()
+                elif event["event"] == "example":
+                    example = event["text"]
+                else:
+                    results.append(CheckResult(**event["result"]))
+                    left.remove(event["result"]["name"])
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

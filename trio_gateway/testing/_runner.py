@@ -1,0 +1,172 @@
+"""How a check runs: one gateway for all examples, Hypothesis in a thread beside the Trio loop.
+
+Loading plugins costs far more than a request, so a check loads the API once: ``trio.run`` opens
+the harness, then runs Hypothesis in a worker thread; each example goes back into the loop with
+``trio.from_thread.run``. The loop's clock is a :class:`trio.testing.MockClock` running at real
+speed; once the plugins are loaded and when every hook runs inline (async hooks), it also jumps
+ahead whenever everything waits, so a hook that sleeps past its deadline costs no wall time. Hooks
+that run in worker threads keep the real clock (a jump would fire their deadline while they
+work).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+import trio.testing
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .._config.model import GatewayConfig
+from ._model import ClientRequest, HookCall, format_trace
+from .harness import Harness, open_harness
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class PluginTarget:
+    """The plugin(s) under test: an API definition and where to find its plugins.
+
+    ``credentials`` are values that custom auth accepts (put where the API's auth settings say),
+    so that the checks also reach the hooks after auth.
+    """
+
+    source: Mapping[str, Any] | str
+    api_id: str | None = None
+    base_dir: str | None = None
+    credentials: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": dict(self.source) if isinstance(self.source, Mapping) else self.source,
+            "api_id": self.api_id,
+            "base_dir": self.base_dir,
+            "credentials": list(self.credentials),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PluginTarget:
+        return cls(
+            source=data["source"],
+            api_id=data["api_id"],
+            base_dir=data["base_dir"],
+            credentials=tuple(data["credentials"]),
+        )
+
+
+def make_target(
+    source: Mapping[str, Any] | str | os.PathLike[str],
+    *,
+    api_id: str | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    credentials: Sequence[str] = (),
+) -> PluginTarget:
+    return PluginTarget(
+        source=source if isinstance(source, Mapping) else os.fspath(source),
+        api_id=api_id,
+        base_dir=os.fspath(base_dir) if base_dir is not None else None,
+        credentials=tuple(credentials),
+    )
+
+
+class Violation(AssertionError):
+    """One example broke a check: what broke, the request(s), and the hooks that ran."""
+
+    def __init__(
+        self, message: str, requests: Sequence[ClientRequest], trace: Sequence[HookCall]
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.requests = tuple(requests)
+        self.trace = tuple(trace)
+
+    def report(self) -> str:
+        lines = [self.message, "smallest example found:"]
+        lines += [f"  {_describe(r)}" for r in self.requests]
+        lines += ["hook trace:", format_trace(self.trace)]
+        return "\n".join(lines)
+
+
+def _describe(request: ClientRequest) -> str:
+    body = request.body if len(request.body) <= 120 else request.body[:120] + b"..."
+    extra = f" ({len(request.body)} bytes)" if len(request.body) > 120 else ""
+    return (
+        f"{request.method} {request.target} headers={list(request.headers)!r} body={body!r}{extra}"
+    )
+
+
+def _inline_hooks_only(harness: Harness) -> bool:
+    """Whether every hook of the API runs inline on the event loop (so the clock may jump)."""
+    if harness.api.middleware.driver != "python":
+        return False
+    pipeline = harness.gateway.snapshot.runtimes[harness.api.api_id].pipeline
+    driver = getattr(pipeline, "driver", None)
+    stats = getattr(getattr(driver, "inner", None), "statistics", None)
+    return stats is not None and not stats().threads_by_plugin
+
+
+def default_settings() -> settings:
+    """The loaded Hypothesis profile, without the per-example deadline (the checks time the
+    hooks themselves) and without the health checks that a gateway round trip trips."""
+    return settings(
+        settings.default,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+Example = Callable[[Harness, Any], Awaitable[None]]
+
+
+def run_property(
+    target: PluginTarget,
+    strategy: st.SearchStrategy[Any],
+    example: Example,
+    *,
+    hypothesis_settings: settings | None = None,
+    config: GatewayConfig | None = None,
+    on_example: Callable[[Any], None] | None = None,
+) -> None:
+    """Run ``example(harness, value)`` for values of ``strategy`` against one gateway serving
+    ``target``; raises the :class:`Violation` of the smallest failing value."""
+    clock = trio.testing.MockClock(rate=1.0)
+
+    async def main() -> None:
+        async with open_harness(
+            target.source,
+            api_id=target.api_id,
+            base_dir=target.base_dir,
+            config=config,
+        ) as harness:
+            if harness.broken is not None:
+                raise Violation(f"the API does not load: {harness.broken}", [], [])
+            if _inline_hooks_only(harness):
+                clock.autojump_threshold = 0
+            token = trio.lowlevel.current_trio_token()
+
+            @given(strategy)
+            def prop(value: Any) -> None:
+                if on_example is not None:
+                    on_example(value)
+                trio.from_thread.run(example, harness, value, trio_token=token)
+
+            prop = (hypothesis_settings or default_settings())(prop)
+            await trio.to_thread.run_sync(prop)
+
+    trio.run(main, clock=clock)
+
+
+def live_threads() -> set[threading.Thread]:
+    """Threads a plugin may have started (not Trio's worker threads, which it keeps for reuse)."""
+    return {
+        t
+        for t in threading.enumerate()
+        # Trio names its idle workers "Trio thread N" and busy ones "<function> from <task>".
+        if t.is_alive() and not t.name.startswith("Trio thread") and " from " not in t.name
+    }
