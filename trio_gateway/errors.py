@@ -123,4 +123,3 @@ class BundleError(GatewayError):
         super().__init__(f"bundle {bundle!r}: {reason}")
         self.bundle = bundle
         self.reason = reason
-

@@ -159,7 +159,25 @@ def run_property(
             prop = (hypothesis_settings or default_settings())(prop)
             await trio.to_thread.run_sync(prop)
 
-    trio.run(main, clock=clock)
+    try:
+        trio.run(main, clock=clock)
+    except BaseExceptionGroup as group:
+        # The harness's nursery wraps what the example raised.
+        violation = _find_violation(group)
+        if violation is None:
+            raise
+        raise violation from None
+
+
+def _find_violation(exc: BaseException) -> Violation | None:
+    if isinstance(exc, Violation):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_violation(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def live_threads() -> set[threading.Thread]:

@@ -9,6 +9,7 @@ always sees its own request's record, even when requests run concurrently.
 from __future__ import annotations
 
 import contextvars
+import math
 import time
 import types
 from collections.abc import Coroutine, Generator, Sequence
@@ -42,8 +43,8 @@ CURRENT_TRACE: contextvars.ContextVar[RequestTrace | None] = contextvars.Context
 @attrs.define(eq=False)
 class _Steps:
     longest: float = 0.0
-    #: The hook was handed a ``trio.Cancelled`` and went on as if nothing happened.
-    went_on_after_cancel: bool = False
+    #: Trio time the hook last got control back (after its last wait).
+    last_resumed: float = -math.inf
 
 
 @types.coroutine
@@ -51,25 +52,25 @@ def _timed(coro: Coroutine[Any, Any, Decision], steps: _Steps) -> Generator[Any,
     """``await coro``, measuring on the wall clock how long each step held the event loop."""
     send: Any = None
     throw: BaseException | None = None
+    first = True
     while True:
+        if not first:
+            steps.last_resumed = trio.current_time()
+        first = False
         start = time.perf_counter()
         try:
             yielded = coro.throw(throw) if throw is not None else coro.send(send)
         except StopIteration as stop:
-            if isinstance(throw, trio.Cancelled):
-                steps.went_on_after_cancel = True  # it returned instead of raising
             result: Decision = stop.value
             return result
         finally:
             steps.longest = max(steps.longest, time.perf_counter() - start)
-        if isinstance(throw, trio.Cancelled):
-            steps.went_on_after_cancel = True  # it yielded again instead of raising
         try:
             send, throw = (yield yielded), None
         except GeneratorExit:
             coro.close()
             raise
-        except BaseException as exc:  # Cancelled included: handed to the hook, as await would
+        except BaseException as exc:  # handed to the hook, as await would
             send, throw = None, exc
 
 
@@ -135,7 +136,10 @@ class TracingDriver:
             record("error", error=f"invalid value set: {exc}")
             return decision
         scope = trace.cancel_scope if trace is not None else None
-        if steps.went_on_after_cancel and scope is not None and scope.cancel_called:
+        # Trio delivers a cancel when the task next resumes from a wait: a hook that resumed
+        # at or after the scope's deadline was handed trio.Cancelled, and returning normally
+        # means it caught it.
+        if scope is not None and scope.cancel_called and steps.last_resumed >= scope.deadline:
             record("swallowed-cancel", error="the hook caught trio.Cancelled and went on")
             return decision
         if isinstance(decision, Respond):

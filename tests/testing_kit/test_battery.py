@@ -1,0 +1,104 @@
+"""The battery flags one deliberately buggy plugin per kind, with a shrunk example, and passes
+its fixed version (plugins/buggy.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from trio_gateway.testing._runner import make_target
+from trio_gateway.testing.battery import CHECKS, PluginCheckError, check_plugin, run_check
+
+HERE = Path(__file__).parent
+#: The kit's own CI profile: enough examples to find every planted bug, few enough to stay fast.
+CI = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+STAGE = {
+    "stage_writes": "response",
+    "response_consistency": "response",
+}
+
+
+def definition(kind: str, version: str) -> dict[str, Any]:
+    stage = STAGE.get(kind, "pre")
+    hook = {"name": f"{version}_{kind}", "path": "plugins/buggy.py"}
+    middleware: dict[str, Any] = {"driver": "python", "pre": [], "response": []}
+    doc: dict[str, Any] = {
+        "api_id": f"{version}-{kind}",
+        "org_id": "org",
+        "use_keyless": True,
+        "proxy": {"listen_path": "/k/", "target_url": "http://up.invalid/"},
+        "custom_middleware": middleware,
+    }
+    if kind == "custom_auth":
+        middleware["auth_check"] = hook
+        doc["use_keyless"] = False
+        doc["custom_plugin_auth_enabled"] = True
+    else:
+        middleware[stage] = [hook]
+    if kind == "determinism":
+        doc["config_data"] = {"deterministic": True}
+    return doc
+
+
+def credentials(kind: str) -> tuple[str, ...]:
+    return ("Bearer good-token",) if kind == "custom_auth" else ()
+
+
+@pytest.mark.parametrize("kind", list(CHECKS))
+def test_battery_flags_the_buggy_plugin_with_a_shrunk_example(kind: str) -> None:
+    target = make_target(definition(kind, "bug"), base_dir=HERE, credentials=credentials(kind))
+    result = run_check(kind, target, hypothesis_settings=CI)
+    assert result.status == "failed", result
+    assert "smallest example found:" in result.details
+    assert f"{'bug_' + kind}" in result.details  # the hook trace names the hook
+
+
+@pytest.mark.parametrize("kind", list(CHECKS))
+def test_battery_passes_the_fixed_plugin(kind: str) -> None:
+    target = make_target(definition(kind, "fixed"), base_dir=HERE, credentials=credentials(kind))
+    result = run_check(kind, target, hypothesis_settings=CI)
+    assert result.status == "passed", result.details
+
+
+def test_the_shrunk_example_is_the_smallest_one() -> None:
+    target = make_target(definition("no_errors", "bug"), base_dir=HERE)
+    result = run_check("no_errors", target, hypothesis_settings=CI)
+    # Shrinking leaves the simplest request that lacks the header: a GET with nothing else.
+    assert "GET /k/ headers=[] body=b''" in result.details
+    assert "AttributeError" in result.details
+
+
+def test_check_functions_raise_an_assertion_error_with_the_report() -> None:
+    from trio_gateway.testing.battery import check_no_errors
+
+    with pytest.raises(PluginCheckError, match="smallest example found"):
+        check_no_errors(definition("no_errors", "bug"), base_dir=HERE, settings=CI)
+    check_no_errors(definition("no_errors", "fixed"), base_dir=HERE, settings=CI)
+
+
+def test_a_hook_that_never_yields_is_a_deadline_overrun_not_a_hang() -> None:
+    doc = definition("never_yields", "bug")
+    report = check_plugin(
+        doc,
+        base_dir=HERE,
+        checks=["no_errors", "stage_writes"],
+        max_examples=25,
+        watchdog=4.0,
+        raise_on_failure=False,
+    )
+    first, second = report.results
+    assert first.status == "failed"
+    assert "deadline overrun" in first.details
+    assert "example that was running:\n  GET" not in first.details  # GETs pass; not one ran
+    # The watchdog started a new child for the checks that were left.
+    assert second.name == "stage_writes"
+    assert "deadline overrun" in second.details or second.status == "passed"
