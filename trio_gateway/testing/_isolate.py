@@ -3,7 +3,7 @@
 A hook that loops in Python, or runs a regular expression that holds the interpreter lock, can
 be stopped by nothing inside its process: no deadline fires, no thread gets to run. So
 :func:`~trio_gateway.testing.check_plugin` runs the checks in a child (``python -m
-trio_gateway.testing._isolate``), which prints one JSON line per event: the check it starts, the
+trio_gateway.testing.battery``), which prints one JSON line per event: the check it starts, the
 example it is about to try, the check's result. When no result comes for ``watchdog`` seconds,
 the parent kills the child, reports the running check as a deadline overrun with the example
 that was running, and starts a new child for the checks that are left.
@@ -18,49 +18,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from hypothesis import settings
 
 from ._model import ClientRequest
-from ._runner import PluginTarget, default_settings
+from ._runner import PluginTarget
 
 
-def _describe_value(value: Any) -> str:
+def describe_value(value: Any) -> str:
     from ._runner import _describe
 
     if isinstance(value, ClientRequest):
         return _describe(value)
     if isinstance(value, tuple | list):
-        return "; ".join(_describe_value(v) for v in value)
+        return "; ".join(describe_value(v) for v in value)
     return repr(value)[:200]
 
 
-def _emit(out: IO[str], **event: Any) -> None:
+def emit(out: IO[str], **event: Any) -> None:
     out.write(json.dumps(event) + "\n")
     out.flush()
-
-
-def child_main() -> int:
-    """The child: run the checks named on stdin, reporting on stdout."""
-    from .battery import run_check
-
-    spec = json.loads(sys.stdin.read())
-    target = PluginTarget.from_dict(spec["target"])
-    chosen = settings(default_settings(), max_examples=spec["max_examples"], database=None)
-    out = sys.stdout
-    # Plugin output must not corrupt the protocol: the plugins' prints go to stderr.
-    sys.stdout = sys.stderr
-    for name in spec["checks"]:
-        _emit(out, event="start", check=name)
-
-        def trying(value: Any, name: str = name) -> None:
-            _emit(out, event="example", check=name, text=_describe_value(value)[:2000])
-
-        result = run_check(name, target, hypothesis_settings=chosen, on_example=trying)
-        _emit(out, event="result", result=result.to_dict())
-    return 0
 
 
 def _reader(stream: IO[str], lines: queue.Queue[str | None]) -> None:
@@ -73,20 +52,22 @@ def run_isolated(
     target: PluginTarget,
     checks: Sequence[str],
     *,
+    kinds: Mapping[str, int],
+    result_type: Callable[..., Any],
     max_examples: int | None,
     watchdog: float,
 ) -> list[Any]:
-    """Run ``checks`` in child processes; returns their :class:`CheckResult` in order."""
-    from .battery import CHECKS, CheckResult
+    """Run ``checks`` in child processes (``python -m trio_gateway.testing.battery``); returns
+    their results (``result_type(**fields)``) in order."""
 
     if max_examples is None:
         max_examples = settings().max_examples
     left = list(checks)
-    results: list[CheckResult] = []
+    results: list[Any] = []
     while left:
         spec = {"target": target.to_dict(), "checks": left, "max_examples": max_examples}
         child = subprocess.Popen(
-            [sys.executable, "-m", "trio_gateway.testing._isolate"],
+            [sys.executable, "-m", "trio_gateway.testing.battery"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -110,9 +91,9 @@ def run_isolated(
                 except queue.Empty:
                     child.kill()
                     results.append(
-                        CheckResult(
+                        result_type(
                             name=current,
-                            kind=CHECKS[current].kind,
+                            kind=kinds[current],
                             status="failed",
                             seconds=time.perf_counter() - started,
                             details=(
@@ -130,9 +111,9 @@ def run_isolated(
                     child.wait()
                     tail = "".join(errors[-20:])
                     results.append(
-                        CheckResult(
+                        result_type(
                             name=current,
-                            kind=CHECKS[current].kind,
+                            kind=kinds[current],
                             status="failed",
                             seconds=time.perf_counter() - started,
                             details=f"the check's process died (exit {child.returncode}):\n{tail}",
@@ -146,14 +127,10 @@ def run_isolated(
                 elif event["event"] == "example":
                     example = event["text"]
                 else:
-                    results.append(CheckResult(**event["result"]))
+                    results.append(result_type(**event["result"]))
                     left.remove(event["result"]["name"])
         finally:
             if child.poll() is None:
                 child.kill()
             child.wait()
     return results
-
-
-if __name__ == "__main__":
-    sys.exit(child_main())

@@ -16,7 +16,9 @@ overrun instead of hanging the run.
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -29,8 +31,16 @@ from hypothesis import strategies as st
 
 from .._apidef.model import ApiDefinition
 from .._config.model import GatewayConfig
+from ._isolate import describe_value, emit
 from ._model import ClientRequest, HookCall, Result, SeenRequest, UpstreamReply
-from ._runner import PluginTarget, Violation, live_threads, make_target, run_property
+from ._runner import (
+    PluginTarget,
+    Violation,
+    default_settings,
+    live_threads,
+    make_target,
+    run_property,
+)
 from ._trace import RequestTrace
 from .harness import ApiSource, Harness
 from .strategies import TRANSPORT_FIELDS, header_names, header_values, paths, queries
@@ -656,7 +666,14 @@ def check_plugin(
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ValueError(f"unknown checks {unknown}; known: {list(CHECKS)}")
-    results = run_isolated(target, names, max_examples=max_examples, watchdog=watchdog)
+    results = run_isolated(
+        target,
+        names,
+        kinds={n: CHECKS[n].kind for n in names},
+        result_type=CheckResult,
+        max_examples=max_examples,
+        watchdog=watchdog,
+    )
     label = api_id or _api_id_of(target)
     report = BatteryReport(api_id=label, results=tuple(results))
     if raise_on_failure and not report.ok:
@@ -668,3 +685,26 @@ def _api_id_of(target: PluginTarget) -> str:
     if isinstance(target.source, Mapping):
         return str(target.source.get("api_id", "?"))
     return os.path.basename(str(target.source))
+
+
+def child_main() -> int:
+    """The child: run the checks named on stdin, reporting on stdout."""
+    spec = json.loads(sys.stdin.read())
+    target = PluginTarget.from_dict(spec["target"])
+    chosen = Settings(default_settings(), max_examples=spec["max_examples"], database=None)
+    out = sys.stdout
+    # Plugin output must not corrupt the protocol: the plugins' prints go to stderr.
+    sys.stdout = sys.stderr
+    for name in spec["checks"]:
+        emit(out, event="start", check=name)
+
+        def trying(value: Any, name: str = name) -> None:
+            emit(out, event="example", check=name, text=describe_value(value)[:2000])
+
+        result = run_check(name, target, hypothesis_settings=chosen, on_example=trying)
+        emit(out, event="result", result=result.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
