@@ -21,6 +21,13 @@ CI = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
+
+@pytest.fixture(autouse=True)
+def _short_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted bugs that block for real time (kind 3) shrink for at most 3 s here."""
+    monkeypatch.setattr("trio_gateway.testing._runner.SHRINK_BUDGET", 3.0)
+
+
 STAGE = {
     "stage_writes": "response",
     "response_consistency": "response",

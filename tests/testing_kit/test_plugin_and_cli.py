@@ -41,7 +41,7 @@ def test_fixtures_come_from_the_entry_point_without_a_conftest(
 
 def _apps(tmp_path: Path, hook: str) -> Path:
     apps = tmp_path / "apps"
-    apps.mkdir()
+    apps.mkdir(parents=True)
     doc = {
         "api_id": "cli",
         "org_id": "o",

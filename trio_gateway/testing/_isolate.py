@@ -11,6 +11,7 @@ that was running, and starts a new child for the checks that are left.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import queue
@@ -80,9 +81,13 @@ def run_isolated(
         child.stdin.write(json.dumps(spec))
         child.stdin.close()
         lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_reader, args=(child.stdout, lines), daemon=True).start()
-        errors: list[str] = []
-        threading.Thread(target=errors.extend, args=(child.stderr,), daemon=True).start()
+        errors: collections.deque[str] = collections.deque(maxlen=50)
+        readers = [
+            threading.Thread(target=_reader, args=(child.stdout, lines), daemon=True),
+            threading.Thread(target=errors.extend, args=(child.stderr,), daemon=True),
+        ]
+        for reader in readers:
+            reader.start()
         current, example, started = left[0], "", time.perf_counter()
         try:
             while left:
@@ -109,7 +114,7 @@ def run_isolated(
                     break
                 if line is None:
                     child.wait()
-                    tail = "".join(errors[-20:])
+                    tail = "".join(list(errors)[-20:])
                     results.append(
                         result_type(
                             name=current,
@@ -133,4 +138,9 @@ def run_isolated(
             if child.poll() is None:
                 child.kill()
             child.wait()
+            # The pipes end with the child: the readers finish, then the pipes are closed.
+            for reader in readers:
+                reader.join(timeout=5)
+            child.stdout.close()
+            child.stderr.close()
     return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -123,6 +124,9 @@ def default_settings() -> settings:
 
 Example = Callable[[Harness, Any], Awaitable[None]]
 
+#: Seconds spent shrinking a failure before the smallest example found so far is reported.
+SHRINK_BUDGET = 10.0
+
 
 def run_property(
     target: PluginTarget,
@@ -132,10 +136,12 @@ def run_property(
     hypothesis_settings: settings | None = None,
     config: GatewayConfig | None = None,
     on_example: Callable[[Any], None] | None = None,
+    shrink_budget: float | None = None,
 ) -> None:
     """Run ``example(harness, value)`` for values of ``strategy`` against one gateway serving
     ``target``; raises the :class:`Violation` of the smallest failing value."""
     clock = trio.testing.MockClock(rate=1.0)
+    budget = SHRINK_BUDGET if shrink_budget is None else shrink_budget
 
     async def main() -> None:
         async with open_harness(
@@ -149,12 +155,30 @@ def run_property(
             if _inline_hooks_only(harness):
                 clock.autojump_threshold = 0
             token = trio.lowlevel.current_trio_token()
+            # Shrinking a failure whose examples each take real time (a hook that blocks for
+            # a moment) could go on for minutes. Past ``shrink_budget`` seconds after the first
+            # failure, examples not yet known to fail pass unrun: Hypothesis then stops at the
+            # smallest failure found so far, which (known) fails again when it is replayed.
+            failures: dict[str, Violation] = {}
+            first_failure: list[float] = []
 
             @given(strategy)
             def prop(value: Any) -> None:
+                key = repr(value)
+                known = failures.get(key)
+                if known is not None:
+                    raise known
+                if first_failure and time.perf_counter() - first_failure[0] > budget:
+                    return
                 if on_example is not None:
                     on_example(value)
-                trio.from_thread.run(example, harness, value, trio_token=token)
+                try:
+                    trio.from_thread.run(example, harness, value, trio_token=token)
+                except Violation as violation:
+                    failures[key] = violation
+                    if not first_failure:
+                        first_failure.append(time.perf_counter())
+                    raise
 
             prop = (hypothesis_settings or default_settings())(prop)
             await trio.to_thread.run_sync(prop)
