@@ -210,7 +210,7 @@ def sessions(
     if over_quota is None:
         over_quota = draw(st.booleans())
     expires = (
-        int(now) - draw(st.integers(1, 10**6))
+        int(now) - draw(st.integers(1, max(1, min(10**6, int(now) - 1))))
         if expired
         else draw(st.sampled_from([0, int(now) + 3600]))
     )
