@@ -81,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument(
         "--watchdog", type=float, default=120.0, help="seconds a check may run (default 120)"
     )
+    tp.add_argument(
+        "--grpc-server", help="gRPC plugin server for grpc-driver APIs (tcp://HOST:PORT)"
+    )
     return parser
 
 
@@ -141,6 +144,7 @@ def _test_plugins(args: argparse.Namespace) -> int:
         credentials=args.credential,
         max_examples=args.max_examples,
         watchdog=args.watchdog,
+        grpc_server=args.grpc_server,
     )
 
 

@@ -20,6 +20,7 @@ def run_test_plugins(
     credentials: list[str],
     max_examples: int | None,
     watchdog: float,
+    grpc_server: str | None = None,
 ) -> int:
     from .._apidef.source import load_api_definitions
     from .battery import check_plugin
@@ -47,6 +48,7 @@ def run_test_plugins(
             max_examples=max_examples,
             watchdog=watchdog,
             raise_on_failure=False,
+            grpc_server=grpc_server,
         )
         print(battery.format(), flush=True)
         failed = failed or not battery.ok

@@ -42,6 +42,8 @@ class PluginTarget:
     api_id: str | None = None
     base_dir: str | None = None
     credentials: tuple[str, ...] = ()
+    #: The gRPC plugin server for APIs on the ``grpc`` driver (``tcp://host:port``).
+    grpc_server: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class PluginTarget:
             "api_id": self.api_id,
             "base_dir": self.base_dir,
             "credentials": list(self.credentials),
+            "grpc_server": self.grpc_server,
         }
 
     @classmethod
@@ -58,6 +61,7 @@ class PluginTarget:
             api_id=data["api_id"],
             base_dir=data["base_dir"],
             credentials=tuple(data["credentials"]),
+            grpc_server=data.get("grpc_server"),
         )
 
 
@@ -67,12 +71,14 @@ def make_target(
     api_id: str | None = None,
     base_dir: str | os.PathLike[str] | None = None,
     credentials: Sequence[str] = (),
+    grpc_server: str | None = None,
 ) -> PluginTarget:
     return PluginTarget(
         source=source if isinstance(source, Mapping) else os.fspath(source),
         api_id=api_id,
         base_dir=os.fspath(base_dir) if base_dir is not None else None,
         credentials=tuple(credentials),
+        grpc_server=grpc_server,
     )
 
 
@@ -149,6 +155,7 @@ def run_property(
             api_id=target.api_id,
             base_dir=target.base_dir,
             config=config,
+            grpc_server=target.grpc_server,
         ) as harness:
             if harness.broken is not None:
                 raise Violation(f"the API does not load: {harness.broken}", [], [])

@@ -614,8 +614,15 @@ def _check_function(name: str) -> Callable[..., None]:
         base_dir: str | os.PathLike[str] | None = None,
         credentials: Sequence[str] = (),
         settings: Settings | None = None,
+        grpc_server: str | None = None,
     ) -> None:
-        target = make_target(source, api_id=api_id, base_dir=base_dir, credentials=credentials)
+        target = make_target(
+            source,
+            api_id=api_id,
+            base_dir=base_dir,
+            credentials=credentials,
+            grpc_server=grpc_server,
+        )
         result = run_check(name, target, hypothesis_settings=settings)
         if result.status == "failed":
             raise PluginCheckError(f"check {name} (kind {check.kind}) failed:\n{result.details}")
@@ -650,6 +657,7 @@ def check_plugin(
     max_examples: int | None = None,
     watchdog: float = 120.0,
     raise_on_failure: bool = True,
+    grpc_server: str | None = None,
 ) -> BatteryReport:
     """Run the battery on the API's hooks, in a child process under a watchdog.
 
@@ -657,11 +665,14 @@ def check_plugin(
     Hypothesis' (default: the loaded profile's); ``watchdog`` is the time one check may go
     without finishing before the child is stopped and the check reported as a deadline overrun
     (a hook that never gave control back). Raises :class:`PluginCheckError` with the report
-    when a check fails, unless ``raise_on_failure`` is False.
+    when a check fails, unless ``raise_on_failure`` is False. ``grpc_server`` is the gRPC
+    plugin server (``tcp://host:port``) for APIs on the ``grpc`` driver.
     """
     from ._isolate import run_isolated
 
-    target = make_target(source, api_id=api_id, base_dir=base_dir, credentials=credentials)
+    target = make_target(
+        source, api_id=api_id, base_dir=base_dir, credentials=credentials, grpc_server=grpc_server
+    )
     names = list(checks) if checks is not None else list(CHECKS)
     unknown = [n for n in names if n not in CHECKS]
     if unknown:

@@ -28,7 +28,7 @@ import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, final
 from urllib.parse import urlsplit, urlunsplit
@@ -43,11 +43,12 @@ from .._apidef.source import (
     load_api_definitions,
     parse_definition,
 )
+from .._apidef.unsupported import COPROCESS_DRIVERS
 from .._auth import AuthServices
 from .._config.model import GatewayConfig
 from .._error_body import error_response
 from .._exchange import BytesBody, Request, Response
-from .._gateway import Gateway, build_snapshot
+from .._gateway import Gateway, build_snapshot, driver_settings
 from .._proto.events import Data, EndOfMessage, RequestHead, ResponseHead
 from .._proto.http1 import H1ClientParser, H1ServerParser
 from .._proto.writer import check_request, response_head
@@ -437,6 +438,7 @@ async def open_harness(
     config: GatewayConfig | None = None,
     sessions: Mapping[str, Session] | None = None,
     request_timeout: float = 60.0,
+    grpc_server: str | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve ``source``'s APIs for the block and yield the :class:`Harness`.
 
@@ -444,7 +446,8 @@ async def open_harness(
     ``upstream`` scripts the recording upstream (default: a JSON echo); ``sockets`` serves over
     real loopback TCP; ``config`` is the gateway configuration (default: the defaults, with
     the coprocess switch on when an API needs it); ``sessions`` are stored before the first
-    request.
+    request; ``grpc_server`` is the gRPC plugin server (Tyk's ``coprocess_grpc_server``, e.g.
+    ``tcp://127.0.0.1:5555``) for APIs on the ``grpc`` driver.
 
     Raises :class:`ConfigError` when the definition does not load. An API whose plugins fail to
     load is served as the gateway serves it (503); :attr:`Harness.broken` says why.
@@ -458,8 +461,7 @@ async def open_harness(
         if not matching:
             raise ApiDefinitionError(str(source), [f"no API with api_id {api_id!r}"])
         chosen = matching[0]
-    if config is None:
-        config = GatewayConfig()
+    config = _with_drivers_enabled(config or GatewayConfig(), apis, grpc_server)
     recorder = _RecordingUpstream(upstream)
     store = MemorySessionStore()
     for key, session in (sessions or {}).items():
@@ -468,7 +470,15 @@ async def open_harness(
     # own time bound would fire at once, so the clock stands still while the plugins load.
     clock = trio.lowlevel.current_clock()
     autojump = clock.autojump_threshold if isinstance(clock, trio.testing.MockClock) else None
-    async with trio.open_nursery() as nursery:
+    async with AsyncExitStack() as stack:
+        driver_shared: Mapping[str, Any] = {}
+        if config.coprocess.grpc_server or config.coprocess.enable:
+            # The drivers' shared resources (the gRPC channels), opened as the gateway does,
+            # around everything that uses them.
+            from plugin_drivers import open_shared
+
+            driver_shared = await stack.enter_async_context(open_shared(driver_settings(config)))
+        nursery = await stack.enter_async_context(trio.open_nursery())
         try:
             if sockets:
                 up_server = HttpServer(handler=_recording_handler(recorder), access_log=None)
@@ -486,7 +496,9 @@ async def open_harness(
                 clock.autojump_threshold = math.inf
             try:
                 auth = AuthServices(store=store)
-                snapshot = await build_snapshot(apis, config, auth=auth)
+                snapshot = await build_snapshot(
+                    apis, config, auth=auth, driver_shared=driver_shared
+                )
             finally:
                 if isinstance(clock, trio.testing.MockClock) and autojump is not None:
                     clock.autojump_threshold = autojump
@@ -494,7 +506,13 @@ async def open_harness(
                 pipeline = runtime.pipeline
                 if pipeline is not None and pipeline.driver is not None:
                     pipeline.driver = TracingDriver(pipeline.driver)
-            gateway = Gateway(config=config, snapshot=snapshot, pool=pool, auth=auth)
+            gateway = Gateway(
+                config=config,
+                snapshot=snapshot,
+                pool=pool,
+                auth=auth,
+                driver_shared=driver_shared,
+            )
             harness = Harness(
                 apis=apis,
                 api=chosen,
@@ -515,6 +533,22 @@ async def open_harness(
                     await snapshot.aclose()
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _with_drivers_enabled(
+    config: GatewayConfig, apis: Sequence[ApiDefinition], grpc_server: str | None
+) -> GatewayConfig:
+    """``config`` with what the APIs' drivers need: Tyk's coprocess switch for gRPC plugins
+    (the harness tests plugins; it does not make the operator's choice), and the server."""
+    coprocess = config.coprocess
+    if grpc_server is not None:
+        coprocess = attrs.evolve(coprocess, grpc_server=grpc_server)
+    needs = any(
+        a.middleware.driver in COPROCESS_DRIVERS and not a.middleware.is_empty() for a in apis
+    )
+    if needs or grpc_server is not None:
+        coprocess = attrs.evolve(coprocess, enable=True)
+    return attrs.evolve(config, coprocess=coprocess)
 
 
 def _recording_handler(recorder: _RecordingUpstream) -> Callable[[Request], Awaitable[Response]]:

@@ -36,14 +36,14 @@ async def fixed_deadlines(ctx: HookContext) -> None:
             await trio.sleep(5)
 
 
-# 3. an async hook that blocks the event loop (a blocking call on POST)
+# 3. an async hook that blocks the event loop (a blocking call for all but GET)
 async def bug_event_loop(ctx: HookContext) -> None:
-    if ctx.request.method == "POST":
+    if ctx.request.method != "GET":
         time.sleep(0.15)  # noqa: ASYNC251 - the bug under test
 
 
 async def fixed_event_loop(ctx: HookContext) -> None:
-    if ctx.request.method == "POST":
+    if ctx.request.method != "GET":
         await trio.sleep(0.15)
 
 

@@ -1,0 +1,139 @@
+"""The battery on gRPC plugins: a real grpcio Dispatcher per buggy and fixed plugin, for the
+kinds that apply to a plugin server (errors, state between requests, custom auth)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
+from tests.plugin_drivers.grpc.grpc_dispatcher_server import start_server
+from trio_gateway.testing._runner import make_target
+from trio_gateway.testing.battery import run_check
+
+CI = settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+Handler = Callable[[pb.Object, Any], pb.Object]
+
+
+@pytest.fixture(autouse=True)
+def _short_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("trio_gateway.testing._runner.SHRINK_BUDGET", 3.0)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], str]]:
+    servers: list[Any] = []
+
+    def start(handler: Handler) -> str:
+        server, port = start_server("127.0.0.1:0", handler)
+        servers.append(server)
+        return f"tcp://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(grace=None)
+
+
+def definition(stage: str) -> dict[str, Any]:
+    middleware: dict[str, Any] = {"driver": "grpc"}
+    doc: dict[str, Any] = {
+        "api_id": "grpc-kit",
+        "org_id": "org",
+        "use_keyless": True,
+        "proxy": {"listen_path": "/g/", "target_url": "http://up.invalid/"},
+        "custom_middleware": middleware,
+    }
+    if stage == "auth":
+        middleware["auth_check"] = {"name": "auth"}
+        doc["use_keyless"] = False
+        doc["custom_plugin_auth_enabled"] = True
+    else:
+        middleware[stage] = [{"name": stage}]
+    return doc
+
+
+# 1. the server fails on a missing or unusual header (a User-Agent without a "/")
+def bug_no_errors(o: pb.Object, context: Any) -> pb.Object:
+    o.request.set_headers["X-Client-Version"] = o.request.headers["User-Agent"].split("/")[1]
+    return o
+
+
+def fixed_no_errors(o: pb.Object, context: Any) -> pb.Object:
+    version = o.request.headers.get("User-Agent", "").partition("/")[2]
+    o.request.set_headers["X-Client-Version"] = version
+    return o
+
+
+# 5. the server remembers the last user and hands it to the next request
+_LAST: dict[str, str] = {}
+
+
+def bug_state_isolation(o: pb.Object, context: Any) -> pb.Object:
+    user = o.request.headers.get("X-User")
+    if user:
+        _LAST["user"] = user
+    elif "user" in _LAST:
+        o.request.set_headers["X-User"] = _LAST["user"]
+    return o
+
+
+def fixed_state_isolation(o: pb.Object, context: Any) -> pb.Object:
+    return o
+
+
+# 7. custom auth that accepts any Authorization value
+def _session(o: pb.Object, token: str) -> None:
+    o.session.rate = 100
+    o.session.per = 60
+    o.metadata["token"] = token
+
+
+def bug_custom_auth(o: pb.Object, context: Any) -> pb.Object:
+    token = o.request.headers.get("Authorization")
+    if token is not None:
+        _session(o, token or "anonymous")
+    return o
+
+
+def fixed_custom_auth(o: pb.Object, context: Any) -> pb.Object:
+    if o.request.headers.get("Authorization") == "Bearer good-token":
+        _session(o, "good-token")
+    return o
+
+
+CASES = {
+    "no_errors": ("pre", bug_no_errors, fixed_no_errors),
+    "state_isolation": ("pre", bug_state_isolation, fixed_state_isolation),
+    "custom_auth": ("auth", bug_custom_auth, fixed_custom_auth),
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_battery_flags_the_buggy_grpc_plugin_and_passes_the_fixed_one(
+    kind: str, serve: Callable[[Handler], str]
+) -> None:
+    stage, bug, fixed = CASES[kind]
+    creds = ("Bearer good-token",) if kind == "custom_auth" else ()
+    bad = run_check(
+        kind,
+        make_target(definition(stage), credentials=creds, grpc_server=serve(bug)),
+        hypothesis_settings=CI,
+    )
+    assert bad.status == "failed", bad
+    assert "smallest example found:" in bad.details
+    assert f"{stage}[0]" in bad.details  # the hook trace names the gRPC hook
+    good = run_check(
+        kind,
+        make_target(definition(stage), credentials=creds, grpc_server=serve(fixed)),
+        hypothesis_settings=CI,
+    )
+    assert good.status == "passed", good.details
