@@ -109,3 +109,20 @@ def test_a_hook_that_never_yields_is_a_deadline_overrun_not_a_hang() -> None:
     # The watchdog started a new child for the checks that were left.
     assert second.name == "stage_writes"
     assert "deadline overrun" in second.details or second.status == "passed"
+
+
+def test_an_invalid_value_a_hook_set_is_reported_against_that_hook() -> None:
+    bad = run_check(
+        "no_errors",
+        make_target(definition("invalid_value", "bug"), base_dir=HERE),
+        hypothesis_settings=CI,
+    )
+    assert bad.status == "failed"
+    assert "pre[0] bug_invalid_value: error" in bad.details
+    assert "invalid header value" in bad.details  # refused, never sent
+    good = run_check(
+        "no_errors",
+        make_target(definition("invalid_value", "fixed"), base_dir=HERE),
+        hypothesis_settings=CI,
+    )
+    assert good.status == "passed", good.details

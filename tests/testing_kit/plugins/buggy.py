@@ -154,3 +154,14 @@ async def bug_never_yields(ctx: HookContext) -> None:
     if ctx.request.method != "GET":
         while True:
             pass
+
+
+# 1 again: an invalid result (a header value the body can fill with a line break)
+async def bug_invalid_value(ctx: HookContext) -> None:
+    body = await ctx.request.read_body()
+    ctx.request.set_header("X-Body-Start", body[:20].decode("latin-1"))
+
+
+async def fixed_invalid_value(ctx: HookContext) -> None:
+    body = await ctx.request.read_body()
+    ctx.request.set_header("X-Body-Start", body[:20].hex())
