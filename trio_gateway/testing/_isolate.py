@@ -95,33 +95,29 @@ def run_isolated(
                     line = lines.get(timeout=max(0.0, started + watchdog - time.perf_counter()))
                 except queue.Empty:
                     child.kill()
-                    results.append(
-                        result_type(
-                            name=current,
-                            kind=kinds[current],
-                            status="failed",
-                            seconds=time.perf_counter() - started,
-                            details=(
-                                f"deadline overrun: a hook never gave control back within "
-                                f"{watchdog:g} s (the check ran in a child process, which the "
-                                "watchdog stopped; nothing inside one process can interrupt "
-                                "a hook that holds the interpreter)\n"
-                                f"example that was running:\n  {example or '(none yet)'}"
-                            ),
-                        )
+                    line = None
+                    details = (
+                        f"deadline overrun: a hook never gave control back within "
+                        f"{watchdog:g} s (the check ran in a child process, which the "
+                        "watchdog stopped; nothing inside one process can interrupt "
+                        "a hook that holds the interpreter)\n"
+                        f"example that was running:\n  {example or '(none yet)'}"
                     )
-                    left.remove(current)
-                    break
+                else:
+                    details = ""
                 if line is None:
                     child.wait()
-                    tail = "".join(list(errors)[-20:])
+                    if not details:
+                        readers[1].join(timeout=5)  # all of its stderr, then the message
+                        tail = "".join(list(errors)[-20:])
+                        details = f"the check's process died (exit {child.returncode}):\n{tail}"
                     results.append(
                         result_type(
                             name=current,
                             kind=kinds[current],
                             status="failed",
                             seconds=time.perf_counter() - started,
-                            details=f"the check's process died (exit {child.returncode}):\n{tail}",
+                            details=details,
                         )
                     )
                     left.remove(current)
