@@ -1,8 +1,9 @@
 """The battery on gRPC plugins: a real grpcio Dispatcher per buggy and fixed plugin, for the
-kinds that apply to a plugin server (errors, state between requests, custom auth)."""
+kinds that apply to a plugin server (errors, deadlines, state between requests, custom auth)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -73,6 +74,17 @@ def fixed_no_errors(o: pb.Object, context: Any) -> pb.Object:
     return o
 
 
+# 2. a slow path on the server (long URLs) overruns the hook's deadline (1 s)
+def bug_deadlines(o: pb.Object, context: Any) -> pb.Object:
+    if len(o.request.url) > 12:
+        time.sleep(1.5)
+    return o
+
+
+def fixed_deadlines(o: pb.Object, context: Any) -> pb.Object:
+    return o
+
+
 # 5. the server remembers the last user and hands it to the next request
 _LAST: dict[str, str] = {}
 
@@ -112,6 +124,7 @@ def fixed_custom_auth(o: pb.Object, context: Any) -> pb.Object:
 
 CASES = {
     "no_errors": ("pre", bug_no_errors, fixed_no_errors),
+    "deadlines": ("pre", bug_deadlines, fixed_deadlines),
     "state_isolation": ("pre", bug_state_isolation, fixed_state_isolation),
     "custom_auth": ("auth", bug_custom_auth, fixed_custom_auth),
 }
