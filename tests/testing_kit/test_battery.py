@@ -126,3 +126,24 @@ def test_an_invalid_value_a_hook_set_is_reported_against_that_hook() -> None:
         hypothesis_settings=CI,
     )
     assert good.status == "passed", good.details
+
+
+def test_token_auth_apis_get_stored_keys_so_hooks_after_auth_are_reached() -> None:
+    def token_api(version: str) -> dict[str, Any]:
+        doc = definition("session_meta", version)
+        doc["use_keyless"] = False
+        mw = doc["custom_middleware"]
+        mw["post_key_auth"], mw["pre"] = mw["pre"], []
+        return doc
+
+    bad = run_check(
+        "no_errors", make_target(token_api("bug"), base_dir=HERE), hypothesis_settings=CI
+    )
+    assert bad.status == "failed"
+    assert "post_auth[0] bug_session_meta: error" in bad.details
+    assert "KeyError" in bad.details
+    assert "kit-valid-key" in bad.details  # the stored key the example authenticated with
+    good = run_check(
+        "no_errors", make_target(token_api("fixed"), base_dir=HERE), hypothesis_settings=CI
+    )
+    assert good.status == "passed", good.details

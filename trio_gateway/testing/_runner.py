@@ -23,7 +23,9 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .._apidef.model import ApiDefinition
 from .._config.model import GatewayConfig
+from .._session.model import Session
 from ._model import ClientRequest, HookCall, format_trace
 from .harness import Harness, open_harness
 
@@ -108,6 +110,22 @@ def _describe(request: ClientRequest) -> str:
     )
 
 
+def uses_token_auth(api: ApiDefinition) -> bool:
+    """Whether the gateway's own key check authenticates the API (not keyless, no custom auth)."""
+    return not api.use_keyless and not (
+        api.custom_plugin_auth and api.middleware.auth_check is not None
+    )
+
+
+def token_sessions(api: ApiDefinition, now: float) -> dict[str, Session]:
+    """The keys the battery stores for token-auth APIs: a valid one (so checks reach the hooks
+    after auth) and an expired one (so hooks see what the gateway does with it)."""
+    return {
+        "kit-valid-key": Session(org_id=api.org_id, meta_data={"kit": "valid"}),
+        "kit-expired-key": Session(org_id=api.org_id, expires=int(now) - 3600),
+    }
+
+
 def _inline_hooks_only(harness: Harness) -> bool:
     """Whether every hook of the API runs inline on the event loop (so the clock may jump)."""
     if harness.api.middleware.driver != "python":
@@ -161,6 +179,9 @@ def run_property(
                 raise Violation(f"the API does not load: {harness.broken}", [], [])
             if _inline_hooks_only(harness):
                 clock.autojump_threshold = 0
+            if uses_token_auth(harness.api):
+                for key, session in token_sessions(harness.api, time.time()).items():
+                    await harness.put_session(key, session)
             token = trio.lowlevel.current_trio_token()
             # Shrinking a failure whose examples each take real time (a hook that blocks for
             # a moment) could go on for minutes. Past ``shrink_budget`` seconds after the first

@@ -40,6 +40,8 @@ from ._runner import (
     live_threads,
     make_target,
     run_property,
+    token_sessions,
+    uses_token_auth,
 )
 from ._trace import RequestTrace
 from .harness import ApiSource, Harness
@@ -111,6 +113,8 @@ def _requests(api: ApiDefinition, credentials: Sequence[str]) -> st.SearchStrate
         headers=st.lists(st.tuples(names, header_values()), max_size=6).map(tuple),
         body=body_strategy(max_size=64 * 1024),
     )
+    if uses_token_auth(api):
+        credentials = [*credentials, *token_sessions(api, 0.0)]
     if not credentials:
         return base
     return st.builds(

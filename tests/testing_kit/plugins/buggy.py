@@ -165,3 +165,14 @@ async def bug_invalid_value(ctx: HookContext) -> None:
 async def fixed_invalid_value(ctx: HookContext) -> None:
     body = await ctx.request.read_body()
     ctx.request.set_header("X-Body-Start", body[:20].hex())
+
+
+# 1 with sessions (token auth): a Post-auth hook that assumes a meta_data key every session has
+async def bug_session_meta(ctx: HookContext) -> None:
+    assert ctx.session is not None
+    ctx.request.set_header("X-Plan", str(ctx.session.meta_data["plan"]))
+
+
+async def fixed_session_meta(ctx: HookContext) -> None:
+    assert ctx.session is not None
+    ctx.request.set_header("X-Plan", str(ctx.session.meta_data.get("plan", "free")))
