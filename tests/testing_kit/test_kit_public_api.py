@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import typing
 
+import attrs
+
+import trio_gateway.drivers
+import trio_gateway.hooks
 import trio_gateway.testing
 import trio_gateway.testing.battery
 import trio_gateway.testing.strategies
@@ -55,3 +60,30 @@ def test_kit_signatures_are_pinned() -> None:
         )  # fmt: skip
         got = got.replace(got[got.find(" at 0x") : got.find(">", got.find(" at 0x"))], "")
         assert got == expected, fn.__name__
+
+
+def _classes_in(hint: object) -> list[type]:
+    found = [hint] if isinstance(hint, type) else []
+    for arg in typing.get_args(hint):
+        found += _classes_in(arg)
+    return found
+
+
+PUBLIC_TYPES = {
+    value
+    for module in (trio_gateway.hooks, trio_gateway.drivers, trio_gateway.testing)
+    for value in vars(module).values()
+    if isinstance(value, type) and value.__name__ in module.__all__
+}
+
+
+def test_the_kit_hands_out_only_public_types() -> None:
+    kit = trio_gateway.testing
+    for cls in (kit.Harness, kit.Result, kit.HookCall, kit.SeenRequest, kit.ClientRequest):
+        hints = typing.get_type_hints(cls)
+        for field in attrs.fields(cls):
+            if field.name.startswith("_"):
+                continue
+            for used in _classes_in(hints[field.name]):
+                if used.__module__.startswith("trio_gateway"):
+                    assert used in PUBLIC_TYPES, (cls.__name__, field.name, used)

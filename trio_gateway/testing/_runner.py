@@ -130,7 +130,7 @@ def _inline_hooks_only(harness: Harness) -> bool:
     """Whether every hook of the API runs inline on the event loop (so the clock may jump)."""
     if harness.api.middleware.driver != "python":
         return False
-    pipeline = harness.gateway.snapshot.runtimes[harness.api.api_id].pipeline
+    pipeline = harness._gateway.snapshot.runtimes[harness.api.api_id].pipeline
     driver = getattr(pipeline, "driver", None)
     stats = getattr(getattr(driver, "inner", None), "statistics", None)
     return stats is not None and not stats().threads_by_plugin

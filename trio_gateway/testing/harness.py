@@ -27,7 +27,7 @@ import itertools
 import math
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, final
@@ -299,25 +299,25 @@ class Harness:
 
     apis: list[ApiDefinition]
     api: ApiDefinition
-    gateway: Gateway
-    store: MemorySessionStore
+    _gateway: Gateway
+    _store: MemorySessionStore
     _upstream: _RecordingUpstream
     sockets: bool = False
     address: tuple[str, int] | None = None
     #: Bound on one request, on the Trio clock (the API's own deadlines come first).
     request_timeout: float = 60.0
     _traces: dict[str, RequestTrace] = attrs.field(factory=dict)
-    _ids: itertools.count[int] = attrs.field(factory=itertools.count)
+    _ids: Iterator[int] = attrs.field(factory=itertools.count)
 
     @property
     def hooks(self) -> tuple[HookRef, ...]:
-        pipeline = self.gateway.snapshot.runtimes[self.api.api_id].pipeline
+        pipeline = self._gateway.snapshot.runtimes[self.api.api_id].pipeline
         return pipeline.chain.hooks if pipeline is not None else ()
 
     @property
     def broken(self) -> str | None:
         """Why the API cannot serve (its plugins failed to load), or None."""
-        return self.gateway.snapshot.runtimes[self.api.api_id].broken
+        return self._gateway.snapshot.runtimes[self.api.api_id].broken
 
     @property
     def upstream_seen(self) -> list[SeenRequest]:
@@ -329,10 +329,10 @@ class Harness:
 
     async def put_session(self, key: str, session: Session) -> None:
         """Store a session (for APIs with token authentication)."""
-        await self.store.put_session(key, session)
+        await self._store.put_session(key, session)
 
     async def get_session(self, key: str) -> Session | None:
-        return await self.store.get_session(key)
+        return await self._store.get_session(key)
 
     def path(self, subpath: str = "") -> str:
         """The path under the API's listen path: ``harness.path("items/1")``."""
@@ -383,7 +383,7 @@ class Harness:
             try:
                 with trio.fail_after(self.request_timeout):
                     wire = _wire_request(request)
-                    response = await _handle(self.gateway, wire)
+                    response = await _handle(self._gateway, wire)
                     body = b"" if response.bodiless else await response.read_body()
             finally:
                 CURRENT_TRACE.reset(token)
@@ -399,7 +399,7 @@ class Harness:
             (s for s in reversed(self._upstream.seen) if s.header("x-request-id") == request_id),
             None,
         )
-        session = await self.store.get_session(trace.session_key) if trace.session_key else None
+        session = await self._store.get_session(trace.session_key) if trace.session_key else None
         return Result(
             status=status,
             headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers),
@@ -416,7 +416,7 @@ class Harness:
         request.headers = [(k, v) for k, v in request.headers if k.lower() != _TRACE_HEADER]
         trace = self._traces.get(trace_id.decode()) if trace_id else None
         CURRENT_TRACE.set(trace)  # this task serves this one request
-        return await self.gateway.handle(request)
+        return await self._gateway.handle(request)
 
 
 async def _handle(gateway: Gateway, request: Request) -> Response:
