@@ -147,3 +147,21 @@ def test_token_auth_apis_get_stored_keys_so_hooks_after_auth_are_reached() -> No
         "no_errors", make_target(token_api("fixed"), base_dir=HERE), hypothesis_settings=CI
     )
     assert good.status == "passed", good.details
+
+
+@pytest.mark.parametrize(
+    ("hook", "found"),
+    [("leaves_task", "tasks outlived"), ("leaves_thread", "threads outlived")],
+)
+def test_work_a_hook_leaves_behind_is_found(hook: str, found: str) -> None:
+    bad = run_check(
+        "cancellation", make_target(definition(hook, "bug"), base_dir=HERE), hypothesis_settings=CI
+    )
+    assert bad.status == "failed"
+    assert found in bad.details
+    good = run_check(
+        "cancellation",
+        make_target(definition("leaves_task", "fixed"), base_dir=HERE),
+        hypothesis_settings=CI,
+    )
+    assert good.status == "passed", good.details

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import threading
 import time
 
 import trio
@@ -176,3 +177,17 @@ async def bug_session_meta(ctx: HookContext) -> None:
 async def fixed_session_meta(ctx: HookContext) -> None:
     assert ctx.session is not None
     ctx.request.set_header("X-Plan", str(ctx.session.meta_data.get("plan", "free")))
+
+
+# 4 again: work started by the hook that outlives the request
+async def bug_leaves_task(ctx: HookContext) -> None:
+    trio.lowlevel.spawn_system_task(trio.sleep, 30)  # owned by no nursery of the request
+
+
+async def bug_leaves_thread(ctx: HookContext) -> None:
+    threading.Thread(target=time.sleep, args=(2,), name="plugin-audit", daemon=True).start()
+
+
+async def fixed_leaves_task(ctx: HookContext) -> None:
+    async with trio.open_nursery() as nursery:  # the hook waits for what it starts
+        nursery.start_soon(trio.sleep, 0.01)
