@@ -161,8 +161,8 @@ def bodies(*, max_size: int = 256 * 1024) -> st.SearchStrategy[bytes]:
         st.just(b""),
         doc.map(lambda d: json.dumps(d).encode()),
         st.text(max_size=64).map(lambda t: t.encode("utf-8", "surrogatepass")),
-        st.binary(max_size=64),
-        st.sampled_from([b"\xff\xfe\x00", b"{", b"\xc3\x28", b"null"]),
+        st.binary(min_size=1, max_size=64),
+        st.sampled_from([b"\x00", b"a\r\nb", b"\xff\xfe\x00", b"{", b"\xc3\x28", b"null"]),
         st.integers(1, max(max_size, 1)).map(lambda n: b"x" * n),
     )
 
