@@ -7,6 +7,7 @@ import argparse
 import gc
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     tp.add_argument(
         "--grpc-server", help="gRPC plugin server for grpc-driver APIs (tcp://HOST:PORT)"
     )
+    tp.add_argument(
+        "--grpc-command",
+        help="a command that starts the gRPC plugin server (run per API, waited for, stopped)",
+    )
     return parser
 
 
@@ -145,6 +150,7 @@ def _test_plugins(args: argparse.Namespace) -> int:
         max_examples=args.max_examples,
         watchdog=args.watchdog,
         grpc_server=args.grpc_server,
+        grpc_command=shlex.split(args.grpc_command) if args.grpc_command else None,
     )
 
 

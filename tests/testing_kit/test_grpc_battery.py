@@ -3,8 +3,11 @@ kinds that apply to a plugin server (errors, deadlines, state between requests, 
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +15,10 @@ from hypothesis import HealthCheck, settings
 
 from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.plugin_drivers.grpc.grpc_dispatcher_server import start_server
+from trio_gateway.errors import PluginDriverError
+from trio_gateway.testing import open_harness
 from trio_gateway.testing._runner import make_target
-from trio_gateway.testing.battery import run_check
+from trio_gateway.testing.battery import check_plugin, run_check
 
 CI = settings(
     max_examples=30,
@@ -24,6 +29,16 @@ CI = settings(
 )
 
 Handler = Callable[[pb.Object, Any], pb.Object]
+#: The echo Dispatcher as a program (``python grpc_dispatcher_server.py PORT``).
+SERVER_SCRIPT = Path(__file__).parents[1] / "plugin_drivers" / "grpc" / "grpc_dispatcher_server.py"
+
+
+def free_port() -> int:
+    """A port nothing listens on (the server is told it on its command line)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.fixture(autouse=True)
@@ -151,3 +166,43 @@ def test_battery_flags_the_buggy_grpc_plugin_and_passes_the_fixed_one(
         hypothesis_settings=CI,
     )
     assert good.status == "passed", good.details
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def test_the_harness_starts_the_plugin_server_waits_for_it_and_stops_it() -> None:
+    port = free_port()
+    command = [sys.executable, str(SERVER_SCRIPT), str(port)]
+    async with open_harness(
+        definition("pre"), grpc_server=f"tcp://127.0.0.1:{port}", grpc_command=command
+    ) as h:
+        r = await h.request()
+        assert r.status == 200
+        assert [(c.label, c.outcome) for c in r.trace] == [("pre[0] pre", "continue")]
+    assert not _port_open(port)  # stopped with the harness
+
+
+def test_check_plugin_starts_the_server_once_and_names_a_command_that_fails() -> None:
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    report = check_plugin(
+        definition("pre"),
+        checks=["no_errors", "state_isolation"],
+        max_examples=10,
+        grpc_server=address,
+        grpc_command=[sys.executable, str(SERVER_SCRIPT), str(port)],
+    )
+    assert [r.status for r in report.results] == ["passed", "passed"]
+    assert not _port_open(port)
+    with pytest.raises(PluginDriverError, match="exited"):
+        check_plugin(
+            definition("pre"),
+            grpc_server=address,
+            grpc_command=[sys.executable, "-c", "raise SystemExit(3)"],
+        )

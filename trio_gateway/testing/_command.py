@@ -21,6 +21,7 @@ def run_test_plugins(
     max_examples: int | None,
     watchdog: float,
     grpc_server: str | None = None,
+    grpc_command: list[str] | None = None,
 ) -> int:
     from .._apidef.source import load_api_definitions
     from .battery import check_plugin
@@ -49,6 +50,7 @@ def run_test_plugins(
             watchdog=watchdog,
             raise_on_failure=False,
             grpc_server=grpc_server,
+            grpc_command=grpc_command,
         )
         print(battery.format(), flush=True)
         failed = failed or not battery.ok

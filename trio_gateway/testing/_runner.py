@@ -46,6 +46,8 @@ class PluginTarget:
     credentials: tuple[str, ...] = ()
     #: The gRPC plugin server for APIs on the ``grpc`` driver (``tcp://host:port``).
     grpc_server: str | None = None
+    #: A command that starts that server (the harness starts it, waits for it, stops it).
+    grpc_command: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class PluginTarget:
             "base_dir": self.base_dir,
             "credentials": list(self.credentials),
             "grpc_server": self.grpc_server,
+            "grpc_command": list(self.grpc_command) if self.grpc_command else None,
         }
 
     @classmethod
@@ -64,6 +67,7 @@ class PluginTarget:
             base_dir=data["base_dir"],
             credentials=tuple(data["credentials"]),
             grpc_server=data.get("grpc_server"),
+            grpc_command=tuple(data["grpc_command"]) if data.get("grpc_command") else None,
         )
 
 
@@ -74,6 +78,7 @@ def make_target(
     base_dir: str | os.PathLike[str] | None = None,
     credentials: Sequence[str] = (),
     grpc_server: str | None = None,
+    grpc_command: Sequence[str] | None = None,
 ) -> PluginTarget:
     return PluginTarget(
         source=source if isinstance(source, Mapping) else os.fspath(source),
@@ -81,6 +86,7 @@ def make_target(
         base_dir=os.fspath(base_dir) if base_dir is not None else None,
         credentials=tuple(credentials),
         grpc_server=grpc_server,
+        grpc_command=tuple(grpc_command) if grpc_command is not None else None,
     )
 
 
@@ -174,6 +180,7 @@ def run_property(
             base_dir=target.base_dir,
             config=config,
             grpc_server=target.grpc_server,
+            grpc_command=target.grpc_command,
         ) as harness:
             if harness.broken is not None:
                 raise Violation(f"the API does not load: {harness.broken}", [], [])

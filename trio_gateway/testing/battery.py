@@ -15,6 +15,7 @@ overrun instead of hanging the run.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -619,6 +620,7 @@ def _check_function(name: str) -> Callable[..., None]:
         credentials: Sequence[str] = (),
         settings: Settings | None = None,
         grpc_server: str | None = None,
+        grpc_command: Sequence[str] | None = None,
     ) -> None:
         target = make_target(
             source,
@@ -626,6 +628,7 @@ def _check_function(name: str) -> Callable[..., None]:
             base_dir=base_dir,
             credentials=credentials,
             grpc_server=grpc_server,
+            grpc_command=grpc_command,
         )
         result = run_check(name, target, hypothesis_settings=settings)
         if result.status == "failed":
@@ -662,6 +665,7 @@ def check_plugin(
     watchdog: float = 120.0,
     raise_on_failure: bool = True,
     grpc_server: str | None = None,
+    grpc_command: Sequence[str] | None = None,
 ) -> BatteryReport:
     """Run the battery on the API's hooks, in a child process under a watchdog.
 
@@ -670,9 +674,11 @@ def check_plugin(
     without finishing before the child is stopped and the check reported as a deadline overrun
     (a hook that never gave control back). Raises :class:`PluginCheckError` with the report
     when a check fails, unless ``raise_on_failure`` is False. ``grpc_server`` is the gRPC
-    plugin server (``tcp://host:port``) for APIs on the ``grpc`` driver.
+    plugin server (``tcp://host:port``) for APIs on the ``grpc`` driver; ``grpc_command``
+    starts it (once for the whole battery: the kit waits until it listens, and stops it).
     """
     from ._isolate import run_isolated
+    from ._plugin_server import running_plugin_server
 
     target = make_target(
         source, api_id=api_id, base_dir=base_dir, credentials=credentials, grpc_server=grpc_server
@@ -681,14 +687,19 @@ def check_plugin(
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
         raise ValueError(f"unknown checks {unknown}; known: {list(CHECKS)}")
-    results = run_isolated(
-        target,
-        names,
-        kinds={n: CHECKS[n].kind for n in names},
-        result_type=CheckResult,
-        max_examples=max_examples,
-        watchdog=watchdog,
-    )
+    with contextlib.ExitStack() as stack:
+        if grpc_command is not None:
+            if grpc_server is None:
+                raise ValueError("grpc_command needs grpc_server: the address it listens on")
+            stack.enter_context(running_plugin_server(grpc_command, grpc_server))
+        results = run_isolated(
+            target,
+            names,
+            kinds={n: CHECKS[n].kind for n in names},
+            result_type=CheckResult,
+            max_examples=max_examples,
+            watchdog=watchdog,
+        )
     label = api_id or _api_id_of(target)
     report = BatteryReport(api_id=label, results=tuple(results))
     if raise_on_failure and not report.ok:

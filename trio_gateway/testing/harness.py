@@ -28,7 +28,7 @@ import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, final
 from urllib.parse import urlsplit, urlunsplit
@@ -59,6 +59,7 @@ from .._upstream.connection import Origin, UpstreamConnection, UpstreamPool
 from ..errors import ApiDefinitionError, ConfigError, GatewayError
 from ..hooks import HookRef
 from ._model import ClientRequest, Result, SeenRequest, UpstreamReply, echo_upstream
+from ._plugin_server import open_plugin_server
 from ._trace import CURRENT_TRACE, RequestTrace, TracingDriver
 
 __all__ = ["ApiSource", "Harness", "UpstreamScript", "load_apis", "open_harness"]
@@ -439,6 +440,7 @@ async def open_harness(
     sessions: Mapping[str, Session] | None = None,
     request_timeout: float = 60.0,
     grpc_server: str | None = None,
+    grpc_command: Sequence[str] | None = None,
 ) -> AsyncIterator[Harness]:
     """Serve ``source``'s APIs for the block and yield the :class:`Harness`.
 
@@ -447,7 +449,8 @@ async def open_harness(
     real loopback TCP; ``config`` is the gateway configuration (default: the defaults, with
     the coprocess switch on when an API needs it); ``sessions`` are stored before the first
     request; ``grpc_server`` is the gRPC plugin server (Tyk's ``coprocess_grpc_server``, e.g.
-    ``tcp://127.0.0.1:5555``) for APIs on the ``grpc`` driver.
+    ``tcp://127.0.0.1:5555``) for APIs on the ``grpc`` driver; with ``grpc_command`` the harness
+    starts that server itself, waits until it listens on ``grpc_server``, and stops it at the end.
 
     Raises :class:`ConfigError` when the definition does not load. An API whose plugins fail to
     load is served as the gateway serves it (503); :attr:`Harness.broken` says why.
@@ -466,42 +469,32 @@ async def open_harness(
     store = MemorySessionStore()
     for key, session in (sessions or {}).items():
         await store.put_session(key, session)
-    # Loading imports plugin code in worker threads: under an autojumping mock clock the load's
-    # own time bound would fire at once, so the clock stands still while the plugins load.
-    clock = trio.lowlevel.current_clock()
-    autojump = clock.autojump_threshold if isinstance(clock, trio.testing.MockClock) else None
+    if grpc_command is not None and grpc_server is None:
+        raise ValueError("grpc_command needs grpc_server: the address the server listens on")
     async with AsyncExitStack() as stack:
         driver_shared: Mapping[str, Any] = {}
-        if config.coprocess.grpc_server or config.coprocess.enable:
-            # The drivers' shared resources (the gRPC channels), opened as the gateway does,
-            # around everything that uses them.
-            from plugin_drivers import open_shared
+        with _clock_stands_still():
+            if grpc_command is not None:
+                assert grpc_server is not None
+                await stack.enter_async_context(open_plugin_server(grpc_command, grpc_server))
+            if config.coprocess.grpc_server or config.coprocess.enable:
+                # The drivers' shared resources (the gRPC channels), opened as the gateway
+                # does, around everything that uses them.
+                from plugin_drivers import open_shared
 
-            driver_shared = await stack.enter_async_context(open_shared(driver_settings(config)))
+                driver_shared = await stack.enter_async_context(
+                    open_shared(driver_settings(config))
+                )
         nursery = await stack.enter_async_context(trio.open_nursery())
         try:
-            if sockets:
-                up_server = HttpServer(handler=_recording_handler(recorder), access_log=None)
-                host, port = await nursery.start(up_server.serve, "127.0.0.1", 0)
-                netloc = f"{host}:{port}"
-                pool = UpstreamPool(ssl_context=ssl.create_default_context())
-            else:
-                netloc = _IN_PROCESS_UPSTREAM
-                pool = _MemoryPool(
-                    ssl_context=ssl.create_default_context(), nursery=nursery, upstream=recorder
-                )
+            pool, netloc = await _start_upstream(nursery, recorder, sockets=sockets)
             apis = [_retarget(api, netloc) for api in apis]
             chosen = next(a for a in apis if a.api_id == chosen.api_id)
-            if isinstance(clock, trio.testing.MockClock):
-                clock.autojump_threshold = math.inf
-            try:
-                auth = AuthServices(store=store)
+            auth = AuthServices(store=store)
+            with _clock_stands_still():
                 snapshot = await build_snapshot(
                     apis, config, auth=auth, driver_shared=driver_shared
                 )
-            finally:
-                if isinstance(clock, trio.testing.MockClock) and autojump is not None:
-                    clock.autojump_threshold = autojump
             for runtime in snapshot.runtimes.values():
                 pipeline = runtime.pipeline
                 if pipeline is not None and pipeline.driver is not None:
@@ -533,6 +526,37 @@ async def open_harness(
                     await snapshot.aclose()
         finally:
             nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def _clock_stands_still() -> Iterator[None]:
+    """Under an autojumping mock clock, no jumps for the block.
+
+    Loading imports plugin code in worker threads, and a plugin server starts in another
+    process: while they work every task waits, so the clock would jump to the next deadline
+    (the load's own bound, a connect timeout) and fire it at once."""
+    clock = trio.lowlevel.current_clock()
+    if not isinstance(clock, trio.testing.MockClock):
+        yield
+        return
+    threshold = clock.autojump_threshold
+    clock.autojump_threshold = math.inf
+    try:
+        yield
+    finally:
+        clock.autojump_threshold = threshold
+
+
+async def _start_upstream(
+    nursery: trio.Nursery, recorder: _RecordingUpstream, *, sockets: bool
+) -> tuple[UpstreamPool, str]:
+    """The recording upstream, and the pool and address the gateway reaches it with."""
+    if sockets:
+        server = HttpServer(handler=_recording_handler(recorder), access_log=None)
+        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
+        return UpstreamPool(ssl_context=ssl.create_default_context()), f"{host}:{port}"
+    pool = _MemoryPool(ssl_context=ssl.create_default_context(), nursery=nursery, upstream=recorder)
+    return pool, _IN_PROCESS_UPSTREAM
 
 
 def _with_drivers_enabled(
