@@ -7,26 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
+from tests.testing_kit.conftest import CI
 from trio_gateway.testing._runner import make_target
 from trio_gateway.testing.battery import CHECKS, PluginCheckError, check_plugin, run_check
 
 HERE = Path(__file__).parent
-#: The kit's own CI profile: enough examples to find every planted bug, few enough to stay fast.
-CI = settings(
-    max_examples=25,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same examples on every run: the suite stays deterministic
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-@pytest.fixture(autouse=True)
-def _short_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Planted bugs that block for real time (kind 3) shrink for at most 3 s here."""
-    monkeypatch.setattr("trio_gateway.testing._runner.SHRINK_BUDGET", 3.0)
 
 
 STAGE = {

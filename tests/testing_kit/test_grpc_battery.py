@@ -11,39 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from tests.plugin_drivers.grpc.grpc_dispatcher_server import start_server
+from tests.redis_server import free_port
+from tests.testing_kit.conftest import CI
 from trio_gateway.errors import PluginDriverError
 from trio_gateway.testing import open_harness
 from trio_gateway.testing._runner import make_target
 from trio_gateway.testing.battery import check_plugin, run_check
 
-CI = settings(
-    max_examples=30,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same examples on every run: the suite stays deterministic
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
 Handler = Callable[[pb.Object, Any], pb.Object]
 #: The echo Dispatcher as a program (``python grpc_dispatcher_server.py PORT``).
 SERVER_SCRIPT = Path(__file__).parents[1] / "plugin_drivers" / "grpc" / "grpc_dispatcher_server.py"
-
-
-def free_port() -> int:
-    """A port nothing listens on (the server is told it on its command line)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture(autouse=True)
-def _short_shrinking(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("trio_gateway.testing._runner.SHRINK_BUDGET", 3.0)
 
 
 @pytest.fixture
