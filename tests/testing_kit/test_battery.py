@@ -152,3 +152,19 @@ def test_work_a_hook_leaves_behind_is_found(hook: str, found: str) -> None:
         hypothesis_settings=CI,
     )
     assert good.status == "passed", good.details
+
+
+def test_a_result_of_the_wrong_shape_is_a_stage_violation() -> None:
+    bad = run_check(
+        "stage_writes",
+        make_target(definition("wrong_shape", "bug"), base_dir=HERE),
+        hypothesis_settings=CI,
+    )
+    assert bad.status == "failed"
+    assert "returned what its stage cannot take" in bad.details
+    good = run_check(
+        "stage_writes",
+        make_target(definition("wrong_shape", "fixed"), base_dir=HERE),
+        hypothesis_settings=CI,
+    )
+    assert good.status == "passed", good.details

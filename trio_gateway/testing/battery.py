@@ -277,8 +277,13 @@ def _event_loop(api: ApiDefinition, target: PluginTarget) -> tuple[st.SearchStra
 def _stage_writes(api: ApiDefinition, target: PluginTarget) -> tuple[st.SearchStrategy[Any], Any]:
     def judge(request: ClientRequest, result: Result) -> str | None:
         for call in _calls_with(result, "error"):
-            if call.error and call.error.startswith("ReadOnlyError"):
-                return f"hook {call.label} wrote what its stage forbids: {call.error}"
+            error = call.error or ""
+            if error.startswith("ReadOnlyError"):
+                return f"hook {call.label} wrote what its stage forbids: {error}"
+            if error.startswith("HookError"):
+                # The driver's verdict on what the plugin handed back (a native hook's return
+                # value, a Tyk-protocol reply): the wrong shape for its stage.
+                return f"hook {call.label} returned what its stage cannot take: {error}"
         return None
 
     return _plain_example(api, target, judge)
@@ -507,7 +512,7 @@ CHECKS: Final[dict[str, Check]] = {
         Check("event_loop", 3, "no async hook blocks the event loop", _always, _event_loop),
         Check("cancellation", 4, "cancellation mid-hook is safe", _always, _cancellation),
         Check("state_isolation", 5, "no state leaks between requests", _always, _state_isolation),
-        Check("stage_writes", 6, "no write the stage forbids", _always, _stage_writes),
+        Check("stage_writes", 6, "no write or result the stage forbids", _always, _stage_writes),
         Check(
             "custom_auth", 7, "custom auth refuses missing and bad credentials",
             _has_custom_auth, _custom_auth,

@@ -191,3 +191,16 @@ async def bug_leaves_thread(ctx: HookContext) -> None:
 async def fixed_leaves_task(ctx: HookContext) -> None:
     async with trio.open_nursery() as nursery:  # the hook waits for what it starts
         nursery.start_soon(trio.sleep, 0.01)
+
+
+# 6 again: a result of the wrong shape (a dict where a decision is expected)
+async def bug_wrong_shape(ctx: HookContext) -> object:
+    if ctx.request.method != "GET":
+        return {"status": 400}
+    return None
+
+
+async def fixed_wrong_shape(ctx: HookContext) -> object:
+    if ctx.request.method != "GET":
+        return ctx.respond(400, "no")
+    return None
