@@ -280,9 +280,10 @@ def _stage_writes(api: ApiDefinition, target: PluginTarget) -> tuple[st.SearchSt
             error = call.error or ""
             if error.startswith("ReadOnlyError"):
                 return f"hook {call.label} wrote what its stage forbids: {error}"
-            if error.startswith("HookError"):
-                # The driver's verdict on what the plugin handed back (a native hook's return
-                # value, a Tyk-protocol reply): the wrong shape for its stage.
+            if error.startswith("HookError") and ("returned" in error or "unusable" in error):
+                # The driver's verdict on what the plugin handed back (the python driver: "hook
+                # ... returned dict"; the gRPC driver: "sent an unusable reply"): the wrong
+                # shape. A plugin that failed is kind 1's, not this.
                 return f"hook {call.label} returned what its stage cannot take: {error}"
         return None
 
