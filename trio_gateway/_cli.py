@@ -80,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     tp.add_argument("--max-examples", type=int, help="Hypothesis examples per check")
     tp.add_argument(
-        "--watchdog", type=float, default=120.0, help="seconds a check may run (default 120)"
+        "--watchdog",
+        type=float,
+        default=60.0,
+        help="seconds one example may take before the check is stopped (default 60)",
     )
     tp.add_argument(
         "--grpc-server", help="gRPC plugin server for grpc-driver APIs (tcp://HOST:PORT)"

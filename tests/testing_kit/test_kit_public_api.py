@@ -32,7 +32,7 @@ SIGNATURES = {
     "upstream=<function echo_upstream>, sockets=False, config=None, sessions=None, "
     "request_timeout=60.0, grpc_server=None, grpc_command=None)",
     trio_gateway.testing.battery.check_plugin: "(source, *, api_id=None, base_dir=None, "
-    "credentials=(), checks=None, max_examples=None, watchdog=120.0, raise_on_failure=True, "
+    "credentials=(), checks=None, max_examples=None, watchdog=60.0, raise_on_failure=True, "
     "grpc_server=None, grpc_command=None)",
     trio_gateway.testing.battery.check_no_errors: "(source, *, api_id=None, base_dir=None, "
     "credentials=(), settings=None, grpc_server=None, grpc_command=None)",

@@ -89,17 +89,19 @@ def run_isolated(
         for reader in readers:
             reader.start()
         current, example, started = left[0], "", time.perf_counter()
+        last_event = started
         try:
             while left:
                 try:
-                    line = lines.get(timeout=max(0.0, started + watchdog - time.perf_counter()))
+                    # The watchdog bounds one example (from the last sign of life), not a check.
+                    line = lines.get(timeout=max(0.0, last_event + watchdog - time.perf_counter()))
                 except queue.Empty:
                     child.kill()
                     line = None
                     details = (
-                        f"deadline overrun: a hook never gave control back within "
-                        f"{watchdog:g} s (the check ran in a child process, which the "
-                        "watchdog stopped; nothing inside one process can interrupt "
+                        f"deadline overrun: an example did not finish within {watchdog:g} s; "
+                        "a hook never gave control back (the check ran in a child process, "
+                        "which the watchdog stopped; nothing inside one process can interrupt "
                         "a hook that holds the interpreter)\n"
                         f"example that was running:\n  {example or '(none yet)'}"
                     )
@@ -123,6 +125,7 @@ def run_isolated(
                     left.remove(current)
                     break
                 event = json.loads(line)
+                last_event = time.perf_counter()
                 if event["event"] == "start":
                     current, example, started = event["check"], "", time.perf_counter()
                 elif event["event"] == "example":

@@ -668,7 +668,7 @@ def check_plugin(
     credentials: Sequence[str] = (),
     checks: Sequence[str] | None = None,
     max_examples: int | None = None,
-    watchdog: float = 120.0,
+    watchdog: float = 60.0,
     raise_on_failure: bool = True,
     grpc_server: str | None = None,
     grpc_command: Sequence[str] | None = None,
@@ -676,9 +676,9 @@ def check_plugin(
     """Run the battery on the API's hooks, in a child process under a watchdog.
 
     ``checks`` picks some (names of :data:`CHECKS`; default all); ``max_examples`` overrides
-    Hypothesis' (default: the loaded profile's); ``watchdog`` is the time one check may go
-    without finishing before the child is stopped and the check reported as a deadline overrun
-    (a hook that never gave control back). Raises :class:`PluginCheckError` with the report
+    Hypothesis' (default: the loaded profile's); ``watchdog`` is the time one example may take
+    before the child is stopped and the check reported as a deadline overrun (a hook that never
+    gave control back). Raises :class:`PluginCheckError` with the report
     when a check fails, unless ``raise_on_failure`` is False. ``grpc_server`` is the gRPC
     plugin server (``tcp://host:port``) for APIs on the ``grpc`` driver; ``grpc_command``
     starts it (once for the whole battery: the kit waits until it listens, and stops it).
