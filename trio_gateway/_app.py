@@ -92,7 +92,9 @@ async def serve_gateway(
         if config.coprocess.grpc_server or config.coprocess.enable:
             from plugin_drivers import open_shared
 
-            driver_shared = await stack.enter_async_context(open_shared(driver_settings(config)))
+            driver_shared = await stack.enter_async_context(
+                open_shared(driver_settings(config))
+            )
         folder = apps_dir or (Path(config.app_path) if config.app_path else None)
         demo_address: tuple[str, int] | None = None
         if demo_upstream:
@@ -122,7 +124,9 @@ async def serve_gateway(
             clock=wall_clock,
             headers_from_rate_limit=config.rate_limit_response_headers == "rate_limits",
         )
-        snapshot = await build_snapshot(report.apis, config, auth=auth, driver_shared=driver_shared)
+        snapshot = await build_snapshot(
+            report.apis, config, auth=auth, driver_shared=driver_shared
+        )
         gateway = Gateway(
             config=config, snapshot=snapshot, pool=pool, auth=auth, driver_shared=driver_shared
         )

@@ -26,7 +26,6 @@ from ._paths import listen_path_key, normalise_path
 
 __all__ = ["RouteMatch", "Router", "Target", "listen_path_key", "normalise_path"]
 
-
 def _host_only(host: str) -> str:
     """A ``Host`` header value -> lower-case host without the port (IPv6 kept in brackets)."""
     host = host.strip().lower()

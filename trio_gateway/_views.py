@@ -31,6 +31,7 @@ class ReadOnlyError(PermissionError):
     """A hook tried to change a part of the exchange its stage may only read (or not see)."""
 
 
+
 def refuse(what: str, stage: Stage) -> ReadOnlyError:
     return ReadOnlyError(f"{what} is read-only in the {stage.value} stage")
 

@@ -101,3 +101,4 @@ class DriverFactory(Protocol):
     """What ``plugin_drivers.DRIVERS`` names for each driver: builds one driver for one API."""
 
     def __call__(self, settings: DriverSettings, /) -> Driver: ...
+

@@ -123,3 +123,4 @@ class BundleError(GatewayError):
         super().__init__(f"bundle {bundle!r}: {reason}")
         self.bundle = bundle
         self.reason = reason
+

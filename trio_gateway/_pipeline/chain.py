@@ -102,7 +102,9 @@ def build_chain(api: ApiDefinition, defaults: HookDefaults) -> Chain:
     for index, ep in enumerate(mw.endpoints):
         if ep.plugin.disabled:
             continue
-        hook = _resolve(api, Stage.ENDPOINT, index, ep.plugin, api_timeout, api_mode, threads)
+        hook = _resolve(
+            api, Stage.ENDPOINT, index, ep.plugin, api_timeout, api_mode, threads
+        )
         hook = attrs.evolve(hook, endpoint_path=ep.path, endpoint_method=ep.method.upper())
         endpoints.append(
             EndpointRoute(

@@ -181,9 +181,7 @@ class RedisSessionStore:
 
     async def store_data(self, key: str, value: bytes, ttl: int) -> None:
         command: list[str | bytes | int | float] = [
-            "SET",
-            f"{self.prefix}{DATA_PREFIX}{key}",
-            value,
+            "SET", f"{self.prefix}{DATA_PREFIX}{key}", value
         ]
         if ttl > 0:
             command += ["EX", ttl]
