@@ -43,7 +43,7 @@ from .._apidef.source import (
     load_api_definitions,
     parse_definition,
 )
-from .._apidef.unsupported import COPROCESS_DRIVERS
+from .._apidef.unsupported import COPROCESS_DRIVERS, JS_DRIVERS
 from .._auth import AuthServices
 from .._config.model import GatewayConfig
 from .._error_body import error_response
@@ -446,11 +446,12 @@ async def open_harness(
 
     ``api_id`` picks the API of a folder the harness is about (default: the first);
     ``upstream`` scripts the recording upstream (default: a JSON echo); ``sockets`` serves over
-    real loopback TCP; ``config`` is the gateway configuration (default: the defaults, with
-    the coprocess switch on when an API needs it); ``sessions`` are stored before the first
-    request; ``grpc_server`` is the gRPC plugin server (Tyk's ``coprocess_grpc_server``, e.g.
-    ``tcp://127.0.0.1:5555``) for APIs on the ``grpc`` driver; with ``grpc_command`` the harness
-    starts that server itself, waits until it listens on ``grpc_server``, and stops it at the end.
+    real loopback TCP; ``config`` is the gateway configuration (default: the defaults; the
+    coprocess and JSVM switches are turned on when an API needs them); ``sessions`` are stored
+    before the first request; ``grpc_server`` is the gRPC plugin server (Tyk's
+    ``coprocess_grpc_server``, e.g. ``tcp://127.0.0.1:5555``) for APIs on the ``grpc`` driver;
+    with ``grpc_command`` the harness starts that server itself, waits until it listens on
+    ``grpc_server``, and stops it at the end.
 
     Raises :class:`ConfigError` when the definition does not load. An API whose plugins fail to
     load is served as the gateway serves it (503); :attr:`Harness.broken` says why.
@@ -562,17 +563,19 @@ async def _start_upstream(
 def _with_drivers_enabled(
     config: GatewayConfig, apis: Sequence[ApiDefinition], grpc_server: str | None
 ) -> GatewayConfig:
-    """``config`` with what the APIs' drivers need: Tyk's coprocess switch for gRPC plugins
-    (the harness tests plugins; it does not make the operator's choice), and the server."""
+    """``config`` with the switches the APIs' drivers need: Tyk's coprocess switch (and the
+    server) for gRPC plugins, ``enable_jsvm`` for JavaScript ones. The harness tests plugins;
+    it does not make the operator's choice."""
+    drivers = {a.middleware.driver for a in apis}
     coprocess = config.coprocess
     if grpc_server is not None:
         coprocess = attrs.evolve(coprocess, grpc_server=grpc_server)
-    needs = any(
-        a.middleware.driver in COPROCESS_DRIVERS and not a.middleware.is_empty() for a in apis
-    )
-    if needs or grpc_server is not None:
+    if drivers & COPROCESS_DRIVERS or grpc_server is not None:
         coprocess = attrs.evolve(coprocess, enable=True)
-    return attrs.evolve(config, coprocess=coprocess)
+    javascript = config.javascript
+    if drivers & JS_DRIVERS:
+        javascript = attrs.evolve(javascript, enable=True)
+    return attrs.evolve(config, coprocess=coprocess, javascript=javascript)
 
 
 def _recording_handler(recorder: _RecordingUpstream) -> Callable[[Request], Awaitable[Response]]:
