@@ -1,0 +1,573 @@
+"""Cross-driver conformance: behaviour vectors for the example plugins, and a runner.
+
+The vectors (``conformance_vectors.json`` beside this module) describe four plugins -- header
+injection, validation that answers 400, response rewriting, custom authentication -- as requests a
+client sends, what the upstream must then see (or that it is not called) and what the client must
+get. The same plugin written for any driver must pass them all; a driver that passes them treats
+those hooks as every other driver does.
+
+:func:`run_conformance` runs them through a real gateway over real loopback sockets: it starts a
+recording upstream and a gateway serving one API per plugin (its definition from the vectors,
+merged with the driver's part the caller gives), sends each vector's request, and reports every
+difference::
+
+    report = await run_conformance({"add_headers": {"custom_middleware": {...}}, ...})
+    report.assert_conforms()
+
+docs/conformance.md describes the vector format and how to write the plugins for a new driver.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.resources
+import json
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import cattrs
+import httptools  # type: ignore[import-untyped,unused-ignore]
+import trio
+
+from .._app import RunningGateway, serve_gateway
+from .._config.model import GatewayConfig, ListenConfig
+from .._converter import make_converter
+from .._exchange import Request, Response
+from .._server import HttpServer
+
+__all__ = [
+    "HOOK_ENTRY_KEYS",
+    "ConformanceReport",
+    "ConformanceSetupError",
+    "PluginSpec",
+    "RecordedRequest",
+    "ResponseExpectation",
+    "UpstreamExpectation",
+    "UpstreamReply",
+    "Vector",
+    "VectorOutcome",
+    "VectorRequest",
+    "VectorSet",
+    "definition_from_file",
+    "load_vectors",
+    "run_conformance",
+]
+
+#: The vectors shipped with the kit.
+VECTORS_FILE: Final = "conformance_vectors.json"
+#: Bounds on what the runner reads: one response, one upstream request body.
+MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
+MAX_UPSTREAM_BODY: Final = 4 * 1024 * 1024
+#: The ``custom_middleware`` keys holding hook entries (Tyk's MiddlewareDefinition), whose
+#: ``path`` :func:`definition_from_file` resolves.
+HOOK_ENTRY_KEYS: Final = ("pre", "post", "post_key_auth", "response", "auth_check")
+
+
+class ConformanceSetupError(Exception):
+    """The runner could not start the plugins (a refused definition, bad arguments): not a
+    difference in behaviour, so it is raised instead of reported."""
+
+
+def _no_line_breaks(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    # Vector data goes onto the wire as it is; a CR or LF in it would forge other headers.
+    texts: Iterable[str]
+    if isinstance(value, str):
+        texts = (value,)
+    else:
+        texts = (part for pair in value for part in pair)  # type: ignore[attr-defined]
+    for text in texts:
+        if any(c in text for c in "\r\n\0"):
+            raise ValueError(f"{attribute.name}: {text!r} contains a line break or NUL")
+
+
+@attrs.frozen(kw_only=True)
+class VectorRequest:
+    """What the client sends. ``path`` is the request target (with the query); ``body`` None
+    sends no body (no Content-Length)."""
+
+    method: str = attrs.field(validator=_no_line_breaks)
+    path: str = attrs.field(validator=_no_line_breaks)
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_no_line_breaks)
+    body: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamReply:
+    """What the recording upstream answers (by default: a JSON echo of the request)."""
+
+    status: int = 200
+    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_no_line_breaks)
+    body: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class UpstreamExpectation:
+    """What the upstream must receive; a field left None is not checked. ``headers`` maps a
+    name (any case) to all its values, in order."""
+
+    method: str | None = None
+    path: str | None = None
+    query: str | None = None
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    absent_headers: tuple[str, ...] = ()
+    body: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ResponseExpectation:
+    """What the client must get. ``json`` compares the parsed body (so an error template's
+    whitespace does not matter); ``body`` compares the text exactly. None: not checked."""
+
+    status: int
+    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
+    absent_headers: tuple[str, ...] = ()
+    json: Any = None
+    body: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Vector:
+    """One behaviour: request in, what the upstream sees (None: it is never called), what the
+    client gets."""
+
+    name: str
+    plugin: str
+    request: VectorRequest
+    upstream: UpstreamExpectation | None
+    response: ResponseExpectation
+    upstream_reply: UpstreamReply | None = None
+    description: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class PluginSpec:
+    """A plugin the vectors describe: what it does, its hooks (by stage), and the API definition
+    fields every driver's version shares (api_id, listen path, auth mode, config_data)."""
+
+    description: str
+    hooks: Mapping[str, Any]
+    definition: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class VectorSet:
+    format: int
+    plugins: Mapping[str, PluginSpec]
+    vectors: tuple[Vector, ...]
+    about: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        names = [vector.name for vector in self.vectors]
+        if len(set(names)) != len(names):
+            raise ValueError("vector names must be unique")
+        for vector in self.vectors:
+            if vector.plugin not in self.plugins:
+                raise ValueError(f"vector {vector.name}: no plugin named {vector.plugin!r}")
+
+    def for_plugin(self, plugin: str) -> tuple[Vector, ...]:
+        return tuple(vector for vector in self.vectors if vector.plugin == plugin)
+
+
+_converter = make_converter()
+
+
+def load_vectors(source: Path | Mapping[str, Any] | None = None) -> VectorSet:
+    """The shipped vectors (``source`` None), or vectors from a JSON file or a loaded document.
+
+    Raises:
+        ConformanceSetupError: the document does not have the vectors' shape (the message says
+            where).
+    """
+    if source is None:
+        text = (importlib.resources.files(__package__) / VECTORS_FILE).read_text("utf-8")
+        document: Any = json.loads(text)
+    elif isinstance(source, Path):
+        document = json.loads(source.read_text("utf-8"))
+    else:
+        document = source
+    try:
+        return _converter.structure(document, VectorSet)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise ConformanceSetupError(f"bad conformance vectors: {detail}") from exc
+
+
+def definition_from_file(path: Path) -> dict[str, Any]:
+    """An API definition (or a part of one) read from a JSON file, with the ``path`` of each
+    ``custom_middleware`` hook entry made absolute (Tyk resolves them from the definition's
+    folder; the runner writes definitions elsewhere)."""
+    document: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    middleware = document.get("custom_middleware")
+    if isinstance(middleware, dict):
+        for key in HOOK_ENTRY_KEYS:
+            entries = middleware.get(key)
+            for entry in entries if isinstance(entries, list) else [entries]:
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    entry["path"] = str((path.parent / entry["path"]).resolve())
+    return document
+
+
+# -- the recording upstream ----------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class RecordedRequest:
+    """One request as the upstream received it (header names as sent, values latin-1)."""
+
+    method: str
+    path: str
+    query: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header_values(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+
+def _headers_text(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((key.decode("latin-1"), value.decode("latin-1")) for key, value in headers)
+
+
+def _echo(recorded: RecordedRequest) -> Response:
+    document = {
+        "method": recorded.method,
+        "path": recorded.path,
+        "query": recorded.query,
+        "headers": [list(pair) for pair in recorded.headers],
+        "body": recorded.body.decode("utf-8", "replace"),
+    }
+    return Response(
+        status=200,
+        headers=[(b"content-type", b"application/json")],
+        body_bytes=json.dumps(document).encode(),
+    )
+
+
+@attrs.define(eq=False)
+class _RecordingUpstream:
+    """Records each request; answers with ``reply`` (a JSON echo when None)."""
+
+    reply: UpstreamReply | None = None
+    received: list[RecordedRequest] = attrs.field(factory=list)
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.read_body(limit=MAX_UPSTREAM_BODY)
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=_headers_text(request.headers),
+            body=body,
+        )
+        self.received.append(recorded)
+        if self.reply is None:
+            return _echo(recorded)
+        return Response(
+            status=self.reply.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.reply.headers],
+            body_bytes=self.reply.body.encode(),
+        )
+
+
+# -- the client ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class _ClientResponse:
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header_values(self, name: str) -> list[str]:
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
+
+@attrs.define(eq=False)
+class _ResponseCollector:
+    """httptools callbacks: a response head and body, complete at ``on_message_complete``."""
+
+    headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
+    body: bytearray = attrs.field(factory=bytearray)
+    complete: bool = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def _request_bytes(request: VectorRequest) -> bytes:
+    lines = [f"{request.method} {request.path} HTTP/1.1", "Host: conformance.test"]
+    lines += [f"{name}: {value}" for name, value in request.headers]
+    lines.append("Connection: close")
+    body = b"" if request.body is None else request.body.encode()
+    if request.body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _send(address: tuple[str, int], request: VectorRequest) -> _ClientResponse:
+    """One request on its own connection; the response is read to its end (bounded)."""
+    collector = _ResponseCollector()
+    parser = httptools.HttpResponseParser(collector)
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(_request_bytes(request))
+        received = 0
+        while not collector.complete:
+            data = await stream.receive_some(65536)
+            if not data:
+                # The gateway frames every response (Content-Length or chunked), so the end of
+                # the stream before the end of the message is a broken response.
+                raise ValueError("connection closed before the response was complete")
+            received += len(data)
+            if received > MAX_RESPONSE_BYTES:
+                raise ValueError(f"response longer than {MAX_RESPONSE_BYTES} bytes")
+            parser.feed_data(data)
+    status: int = parser.get_status_code()
+    return _ClientResponse(
+        status=status, headers=_headers_text(collector.headers), body=bytes(collector.body)
+    )
+
+
+# -- comparing -----------------------------------------------------------------------------------
+
+
+def _header_differences(
+    where: str,
+    got: _ClientResponse | RecordedRequest,
+    expected: Mapping[str, tuple[str, ...]],
+    absent: Sequence[str],
+) -> list[str]:
+    differences = []
+    for name, values in expected.items():
+        actual = got.header_values(name)
+        if actual != list(values):
+            differences.append(f"{where} header {name}: expected {list(values)}, got {actual}")
+    for name in absent:
+        actual = got.header_values(name)
+        if actual:
+            differences.append(f"{where} header {name}: expected none, got {actual}")
+    return differences
+
+
+def _upstream_differences(
+    expected: UpstreamExpectation | None, received: Sequence[RecordedRequest]
+) -> list[str]:
+    if expected is None:
+        if received:
+            return [f"upstream: expected no request, got {len(received)}"]
+        return []
+    if len(received) != 1:
+        return [f"upstream: expected one request, got {len(received)}"]
+    seen = received[0]
+    differences = [
+        f"upstream {field}: expected {want!r}, got {got!r}"
+        for field, want, got in (
+            ("method", expected.method, seen.method),
+            ("path", expected.path, seen.path),
+            ("query", expected.query, seen.query),
+        )
+        if want is not None and want != got
+    ]
+    differences += _header_differences("upstream", seen, expected.headers, expected.absent_headers)
+    if expected.body is not None and seen.body != expected.body.encode():
+        differences.append(f"upstream body: expected {expected.body!r}, got {seen.body!r}")
+    return differences
+
+
+def _response_differences(expected: ResponseExpectation, got: _ClientResponse) -> list[str]:
+    differences = []
+    if got.status != expected.status:
+        differences.append(f"response status: expected {expected.status}, got {got.status}")
+    differences += _header_differences("response", got, expected.headers, expected.absent_headers)
+    if expected.body is not None and got.body != expected.body.encode():
+        differences.append(f"response body: expected {expected.body!r}, got {got.body!r}")
+    if expected.json is not None:
+        try:
+            document = json.loads(got.body)
+        except ValueError:
+            differences.append(f"response body: expected JSON {expected.json!r}, got {got.body!r}")
+        else:
+            if document != expected.json:
+                differences.append(f"response JSON: expected {expected.json!r}, got {document!r}")
+    return differences
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class VectorOutcome:
+    """One vector's run: every way the gateway's behaviour differed from it (none: passed)."""
+
+    vector: Vector
+    differences: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.differences
+
+
+@attrs.frozen(kw_only=True)
+class ConformanceReport:
+    """Every vector run, and the plugins that were not (no definition given for them)."""
+
+    outcomes: tuple[VectorOutcome, ...]
+    not_covered: tuple[str, ...] = ()
+
+    @property
+    def failures(self) -> tuple[VectorOutcome, ...]:
+        return tuple(outcome for outcome in self.outcomes if not outcome.passed)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def format(self) -> str:
+        """A readable report: one line per vector, each difference below its vector."""
+        lines = []
+        for outcome in self.outcomes:
+            lines.append(f"{'ok  ' if outcome.passed else 'FAIL'} {outcome.vector.name}")
+            lines += [f"       {difference}" for difference in outcome.differences]
+        passed = len(self.outcomes) - len(self.failures)
+        lines.append(f"{passed} of {len(self.outcomes)} vectors passed")
+        if self.not_covered:
+            lines.append(f"not run (no definition given): {', '.join(self.not_covered)}")
+        return "\n".join(lines)
+
+    def assert_conforms(self) -> None:
+        """Raise AssertionError with :meth:`format` if any vector failed."""
+        if not self.ok:
+            raise AssertionError("conformance vectors failed:\n" + self.format())
+
+
+# -- the runner ----------------------------------------------------------------------------------
+
+
+def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``: objects merge key by key, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _full_definition(
+    spec: PluginSpec, overlay: Mapping[str, Any], upstream_url: str
+) -> dict[str, Any]:
+    defaults: dict[str, Any] = {
+        "org_id": "conformance",
+        "active": True,
+        "version_data": {"not_versioned": True, "versions": {"Default": {"name": "Default"}}},
+    }
+    document = _merge(_merge(defaults, spec.definition), overlay)
+    # The plugin's identity is the vectors' (they check it): a driver's part may not move it.
+    document["api_id"] = spec.definition["api_id"]
+    document.setdefault("proxy", {})["target_url"] = upstream_url
+    document["proxy"]["listen_path"] = spec.definition["proxy"]["listen_path"]
+    return document
+
+
+def _write_definitions(documents: Sequence[Mapping[str, Any]]) -> Path:
+    """A new temporary folder holding ``documents``, one file each (the gateway's apps folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="trio-gateway-conformance-"))
+    for document in documents:
+        (folder / f"{document['api_id']}.json").write_text(json.dumps(document), "utf-8")
+    return folder
+
+
+async def _run_vector(
+    vector: Vector, upstream: _RecordingUpstream, address: tuple[str, int], seconds: float
+) -> VectorOutcome:
+    upstream.reply = vector.upstream_reply
+    upstream.received.clear()
+    try:
+        with trio.fail_after(seconds):
+            response = await _send(address, vector.request)
+    except (OSError, ValueError, httptools.HttpParserError, trio.TooSlowError) as exc:
+        return VectorOutcome(
+            vector=vector, differences=(f"no response: {type(exc).__name__}: {exc}",)
+        )
+    differences = _upstream_differences(vector.upstream, upstream.received)
+    differences += _response_differences(vector.response, response)
+    return VectorOutcome(vector=vector, differences=tuple(differences))
+
+
+async def run_conformance(
+    definitions: Mapping[str, Mapping[str, Any]],
+    *,
+    config: GatewayConfig | None = None,
+    vectors: VectorSet | None = None,
+    request_timeout: float = 10.0,
+) -> ConformanceReport:
+    """Run the vectors through a real gateway over loopback sockets and report every difference.
+
+    Args:
+        definitions: plugin name (a key of ``vectors.plugins``) -> the driver's part of that
+            plugin's API definition, usually just ``{"custom_middleware": {...}}``; it is merged
+            over the vectors' shared fields (``api_id``, listen path and upstream are fixed by
+            the runner). Relative plugin paths would resolve from a temporary folder: read
+            definitions with :func:`definition_from_file`, or give absolute paths. Plugins left
+            out are listed in the report's ``not_covered``.
+        config: the gateway's settings (e.g. the gRPC plugin server for the ``grpc`` driver);
+            the listen address is replaced by a free loopback port.
+        vectors: the vectors to run (default: the shipped ones, :func:`load_vectors`).
+        request_timeout: seconds each vector's request may take.
+
+    Raises:
+        ConformanceSetupError: a plugin name the vectors do not know, or a definition the
+            gateway refused.
+    """
+    vectors = vectors or load_vectors()
+    unknown = sorted(set(definitions) - set(vectors.plugins))
+    if unknown:
+        raise ConformanceSetupError(f"no conformance plugin named {', '.join(unknown)}")
+    config = attrs.evolve(config or GatewayConfig(), listen=ListenConfig(host="127.0.0.1", port=0))
+    upstream = _RecordingUpstream()
+    upstream_server = HttpServer(handler=upstream.handle, log_requests=False, access_log=None)
+    outcomes: list[VectorOutcome] = []
+    async with trio.open_nursery() as nursery:
+        host, port = await nursery.start(upstream_server.serve, "127.0.0.1", 0)
+        documents = [
+            _full_definition(vectors.plugins[name], overlay, f"http://{host}:{port}/")
+            for name, overlay in definitions.items()
+        ]
+        folder = await trio.to_thread.run_sync(_write_definitions, documents)
+        try:
+            running: RunningGateway = await nursery.start(
+                functools.partial(serve_gateway, config, apps_dir=folder)
+            )
+            if running.report.errors:
+                refused = "; ".join(map(str, running.report.errors))
+                raise ConformanceSetupError(f"the gateway refused definitions: {refused}")
+            for name in definitions:
+                for vector in vectors.for_plugin(name):
+                    outcomes.append(
+                        await _run_vector(vector, upstream, running.address, request_timeout)
+                    )
+        finally:
+            # A few small files: removing them is quick, and must happen even when cancelled.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(shutil.rmtree, folder, True)
+        nursery.cancel_scope.cancel()
+    not_covered = tuple(name for name in vectors.plugins if name not in definitions)
+    return ConformanceReport(outcomes=tuple(outcomes), not_covered=not_covered)
