@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import EXAMPLES, grpc_example_server
+from grpc_example_server import EXAMPLES, grpc_example_server
 
 from trio_gateway._config.model import CoprocessConfig, GatewayConfig
 from trio_gateway.testing.conformance import (

@@ -39,16 +39,16 @@ from .._config.model import GatewayConfig, ListenConfig
 from .._converter import make_converter
 from .._exchange import Request, Response
 from .._server import HttpServer
+from ._model import SeenRequest, UpstreamReply, echo_upstream
 
 __all__ = [
     "HOOK_ENTRY_KEYS",
     "ConformanceReport",
     "ConformanceSetupError",
     "PluginSpec",
-    "RecordedRequest",
     "ResponseExpectation",
+    "ScriptedReply",
     "UpstreamExpectation",
-    "UpstreamReply",
     "Vector",
     "VectorOutcome",
     "VectorRequest",
@@ -97,8 +97,8 @@ class VectorRequest:
 
 
 @attrs.frozen(kw_only=True)
-class UpstreamReply:
-    """What the recording upstream answers (by default: a JSON echo of the request)."""
+class ScriptedReply:
+    """What the recording upstream answers for a vector (by default: a JSON echo of the request)."""
 
     status: int = 200
     headers: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_no_line_breaks)
@@ -140,7 +140,7 @@ class Vector:
     request: VectorRequest
     upstream: UpstreamExpectation | None
     response: ResponseExpectation
-    upstream_reply: UpstreamReply | None = None
+    upstream_reply: ScriptedReply | None = None
     description: str = ""
 
 
@@ -192,13 +192,18 @@ def load_vectors(source: Path | Mapping[str, Any] | None = None) -> VectorSet:
         document = source
     try:
         return _converter.structure(document, VectorSet)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        detail = (
-            "; ".join(cattrs.transform_error(exc))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
-        raise ConformanceSetupError(f"bad conformance vectors: {detail}") from exc
+    except cattrs.BaseValidationError as exc:
+        detail = "; ".join(cattrs.transform_error(exc, format_exception=_describe_error))
+    except (ValueError, TypeError) as exc:
+        detail = str(exc)
+    raise ConformanceSetupError(f"bad conformance vectors: {detail}")
+
+
+def _describe_error(exc: BaseException, type_: type | None) -> str:
+    # The validators' own messages say what is wrong; cattrs' default would say "invalid value".
+    if isinstance(exc, ValueError | TypeError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
 
 
 def definition_from_file(path: Path) -> dict[str, Any]:
@@ -219,63 +224,38 @@ def definition_from_file(path: Path) -> dict[str, Any]:
 # -- the recording upstream ----------------------------------------------------------------------
 
 
-@attrs.frozen(kw_only=True)
-class RecordedRequest:
-    """One request as the upstream received it (header names as sent, values latin-1)."""
-
-    method: str
-    path: str
-    query: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
-
-
 def _headers_text(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((key.decode("latin-1"), value.decode("latin-1")) for key, value in headers)
 
 
-def _echo(recorded: RecordedRequest) -> Response:
-    document = {
-        "method": recorded.method,
-        "path": recorded.path,
-        "query": recorded.query,
-        "headers": [list(pair) for pair in recorded.headers],
-        "body": recorded.body.decode("utf-8", "replace"),
-    }
-    return Response(
-        status=200,
-        headers=[(b"content-type", b"application/json")],
-        body_bytes=json.dumps(document).encode(),
-    )
-
-
 @attrs.define(eq=False)
 class _RecordingUpstream:
-    """Records each request; answers with ``reply`` (a JSON echo when None)."""
+    """Records each request; answers with ``reply`` (the kit's JSON echo when None)."""
 
-    reply: UpstreamReply | None = None
-    received: list[RecordedRequest] = attrs.field(factory=list)
+    reply: ScriptedReply | None = None
+    received: list[SeenRequest] = attrs.field(factory=list)
 
     async def handle(self, request: Request) -> Response:
-        body = await request.read_body(limit=MAX_UPSTREAM_BODY)
-        recorded = RecordedRequest(
+        seen = SeenRequest(
             method=request.method,
             path=request.path,
             query=request.query,
             headers=_headers_text(request.headers),
-            body=body,
+            body=await request.read_body(limit=MAX_UPSTREAM_BODY),
         )
-        self.received.append(recorded)
+        self.received.append(seen)
         if self.reply is None:
-            return _echo(recorded)
+            reply = echo_upstream(seen)
+        else:
+            reply = UpstreamReply(
+                status=self.reply.status,
+                headers=self.reply.headers,
+                body=self.reply.body.encode(),
+            )
         return Response(
-            status=self.reply.status,
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.reply.headers],
-            body_bytes=self.reply.body.encode(),
+            status=reply.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers],
+            body_bytes=reply.body,
         )
 
 
@@ -350,7 +330,7 @@ async def _send(address: tuple[str, int], request: VectorRequest) -> _ClientResp
 
 def _header_differences(
     where: str,
-    got: _ClientResponse | RecordedRequest,
+    got: _ClientResponse | SeenRequest,
     expected: Mapping[str, tuple[str, ...]],
     absent: Sequence[str],
 ) -> list[str]:
@@ -367,7 +347,7 @@ def _header_differences(
 
 
 def _upstream_differences(
-    expected: UpstreamExpectation | None, received: Sequence[RecordedRequest]
+    expected: UpstreamExpectation | None, received: Sequence[SeenRequest]
 ) -> list[str]:
     if expected is None:
         if received:
@@ -545,6 +525,7 @@ async def run_conformance(
     upstream = _RecordingUpstream()
     upstream_server = HttpServer(handler=upstream.handle, log_requests=False, access_log=None)
     outcomes: list[VectorOutcome] = []
+    refused: list[str] = []
     async with trio.open_nursery() as nursery:
         host, port = await nursery.start(upstream_server.serve, "127.0.0.1", 0)
         documents = [
@@ -556,10 +537,8 @@ async def run_conformance(
             running: RunningGateway = await nursery.start(
                 functools.partial(serve_gateway, config, apps_dir=folder)
             )
-            if running.report.errors:
-                refused = "; ".join(map(str, running.report.errors))
-                raise ConformanceSetupError(f"the gateway refused definitions: {refused}")
-            for name in definitions:
+            refused = list(running.report.errors)
+            for name in definitions if not refused else ():
                 for vector in vectors.for_plugin(name):
                     outcomes.append(
                         await _run_vector(vector, upstream, running.address, request_timeout)
@@ -569,5 +548,8 @@ async def run_conformance(
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(shutil.rmtree, folder, True)
         nursery.cancel_scope.cancel()
+    if refused:
+        # Raised here, outside the nursery, so the caller gets it as it is (not in a group).
+        raise ConformanceSetupError(f"the gateway refused definitions: {'; '.join(refused)}")
     not_covered = tuple(name for name in vectors.plugins if name not in definitions)
     return ConformanceReport(outcomes=tuple(outcomes), not_covered=not_covered)

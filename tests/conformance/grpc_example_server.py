@@ -1,4 +1,4 @@
-"""What the conformance suite needs running: the example gRPC plugin server, as its own process."""
+"""The example gRPC plugin server (examples/grpc/server.py) as its own process, for the suite."""
 
 from __future__ import annotations
 
