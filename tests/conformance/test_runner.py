@@ -62,6 +62,26 @@ async def test_a_validation_that_lets_everything_through_is_caught(tmp_path: Pat
     )
 
 
+async def test_a_different_answer_is_a_difference(tmp_path: Path) -> None:
+    rude = tmp_path / "rude.py"
+    rude.write_text(
+        "from trio_gateway.hooks import Respond\n"
+        "async def authenticate(ctx):\n"
+        "    return Respond(status=403, headers={'Content-Type': 'application/json'},\n"
+        '                   body=\'{"error": "go away"}\')\n'
+    )
+    middleware = {"driver": "python", "auth_check": {"name": "authenticate", "path": str(rude)}}
+    report = await run_conformance({"token_auth": {"custom_middleware": middleware}})
+    differences = failed(report)
+    assert differences["token-auth/refuses-an-unknown-token"] == (
+        "response JSON: expected {'error': 'Key not authorised'}, got {'error': 'go away'}",
+    )
+    assert differences["token-auth/lets-ann-in-and-tags-the-user"][:2] == (
+        "upstream: expected one request, got 0",
+        "response status: expected 200, got 403",
+    )
+
+
 async def test_plugins_without_a_definition_are_reported_not_run() -> None:
     native = definition_from_file(EXAMPLES / "apps-plugins" / "add-headers.json")
     report = await run_conformance({"add_headers": native})
