@@ -3,6 +3,7 @@ vectors it breaks, each with what was expected and what happened; bad input is r
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from grpc_example_server import EXAMPLES
 
+from trio_gateway.testing import conformance
 from trio_gateway.testing.conformance import (
     ConformanceSetupError,
     definition_from_file,
@@ -82,6 +84,21 @@ async def test_a_different_answer_is_a_difference(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
+async def test_a_gateway_that_does_not_answer_in_time_is_reported_per_vector(
+    tmp_path: Path,
+) -> None:
+    # The hook's own deadline (1 s by default) is far beyond the runner's bound per request.
+    stuck = native_plugin(
+        tmp_path,
+        "add_headers",
+        "import trio\nasync def add_headers(ctx):\n    await trio.sleep_forever()\n",
+    )
+    report = await run_conformance({"add_headers": stuck}, request_timeout=0.05)
+    assert len(report.failures) == len(load_vectors().for_plugin("add_headers"))
+    assert {outcome.differences for outcome in report.failures} == {("no response within 0.05 s",)}
+
+
 async def test_plugins_without_a_definition_are_reported_not_run() -> None:
     native = definition_from_file(EXAMPLES / "apps-plugins" / "add-headers.json")
     report = await run_conformance({"add_headers": native})
@@ -96,6 +113,11 @@ async def test_an_unknown_plugin_or_a_refused_definition_is_a_setup_error() -> N
         await run_conformance({"nope": {}})
     with pytest.raises(ConformanceSetupError, match="refused"):
         await run_conformance({"add_headers": {"custom_middleware": "not an object"}})
+
+
+async def test_a_definition_that_is_not_an_object_is_a_setup_error() -> None:
+    with pytest.raises(ConformanceSetupError, match="add_headers: expected an object"):
+        await run_conformance({"add_headers": ["custom_middleware"]})  # type: ignore[dict-item]
 
 
 def test_definition_paths_resolve_from_the_file(tmp_path: Path) -> None:
@@ -147,3 +169,27 @@ def test_the_shipped_vectors_cover_every_plugin_both_ways() -> None:
     for plugin in ("validate_order", "token_auth"):
         called = {v.upstream is not None for v in vectors.for_plugin(plugin)}
         assert called == {True, False}, plugin
+
+
+def test_the_public_names_and_the_runner_signature_are_pinned() -> None:
+    assert set(conformance.__all__) == {
+        "HOOK_ENTRY_KEYS",
+        "ConformanceReport",
+        "ConformanceSetupError",
+        "PluginSpec",
+        "ResponseExpectation",
+        "ScriptedReply",
+        "UpstreamExpectation",
+        "Vector",
+        "VectorOutcome",
+        "VectorRequest",
+        "VectorSet",
+        "definition_from_file",
+        "load_vectors",
+        "run_conformance",
+    }
+    assert str(inspect.signature(conformance.run_conformance)) == (
+        "(definitions: 'Mapping[str, Mapping[str, Any]]', *, "
+        "config: 'GatewayConfig | None' = None, vectors: 'VectorSet | None' = None, "
+        "request_timeout: 'float' = 10.0) -> 'ConformanceReport'"
+    )

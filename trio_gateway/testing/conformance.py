@@ -483,7 +483,9 @@ async def _run_vector(
     try:
         with trio.fail_after(seconds):
             response = await _send(address, vector.request)
-    except (OSError, ValueError, httptools.HttpParserError, trio.TooSlowError) as exc:
+    except trio.TooSlowError:
+        return VectorOutcome(vector=vector, differences=(f"no response within {seconds} s",))
+    except (OSError, ValueError, httptools.HttpParserError) as exc:
         return VectorOutcome(
             vector=vector, differences=(f"no response: {type(exc).__name__}: {exc}",)
         )
@@ -521,6 +523,9 @@ async def run_conformance(
     unknown = sorted(set(definitions) - set(vectors.plugins))
     if unknown:
         raise ConformanceSetupError(f"no conformance plugin named {', '.join(unknown)}")
+    for name, overlay in definitions.items():
+        if not isinstance(overlay, Mapping):
+            raise ConformanceSetupError(f"{name}: expected an object (a definition's part)")
     config = attrs.evolve(config or GatewayConfig(), listen=ListenConfig(host="127.0.0.1", port=0))
     upstream = _RecordingUpstream()
     upstream_server = HttpServer(handler=upstream.handle, log_requests=False, access_log=None)
