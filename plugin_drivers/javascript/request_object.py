@@ -35,6 +35,7 @@ __all__ = [
     "ReturnOverrides",
     "apply_js_request",
     "canonical_header_name",
+    "go_field",
     "override_reply",
     "parse_js_result",
     "to_js_request",
@@ -162,8 +163,9 @@ def to_js_request(request: GatewayRequest) -> dict[str, Any]:
     }
 
 
-def _field(obj: Mapping[str, Any], name: str) -> Any:
-    # Go's decoder: an exact or case-insensitive key fills the field; a later key wins.
+def go_field(obj: Mapping[str, Any], name: str) -> Any:
+    """Field ``name`` of a decoded JSON object as Go's decoder fills a struct field: an exact
+    or case-insensitive key, the last one winning; None when absent."""
     found: Any = None
     folded = name.lower()
     for key, value in obj.items():
@@ -219,47 +221,47 @@ def _bool(value: Any, what: str) -> bool:
 def _overrides(value: Any) -> ReturnOverrides:
     obj = _object(value, "ReturnOverrides")
     return ReturnOverrides(
-        response_code=_int(_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
-        response_error=_string(_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
-        response_body=_string(_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
+        response_code=_int(go_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
+        response_error=_string(go_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
+        response_body=_string(go_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
         response_headers=_string_map(
-            _field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
+            go_field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
         ),
-        override_error=_bool(_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
+        override_error=_bool(go_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
     )
 
 
 def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     """Decode a middleware's returned object (after ``JSON.parse``) the way Go decodes it."""
-    request = _object(_field(result, "Request"), "Request")
-    ignore_body = _bool(_field(request, "IgnoreBody"), "Request.IgnoreBody")
+    request = _object(go_field(result, "Request"), "Request")
+    ignore_body = _bool(go_field(request, "IgnoreBody"), "Request.IgnoreBody")
     body: bytes | None = None
     if not ignore_body:
-        encoded = _string(_field(request, "Body"), "Request.Body")
+        encoded = _string(go_field(request, "Body"), "Request.Body")
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise JsResultError(f"Request.Body is not base64: {exc}") from None
-    extended = _object(_field(request, "ExtendedParams"), "Request.ExtendedParams")
+    extended = _object(go_field(request, "ExtendedParams"), "Request.ExtendedParams")
     changes = JsRequestChanges(
         body=body,
-        url=_string(_field(request, "URL"), "Request.URL"),
-        delete_headers=_strings(_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
-        set_headers=_string_map(_field(request, "SetHeaders"), "Request.SetHeaders"),
-        delete_params=_strings(_field(request, "DeleteParams"), "Request.DeleteParams"),
-        add_params=_string_map(_field(request, "AddParams"), "Request.AddParams"),
+        url=_string(go_field(request, "URL"), "Request.URL"),
+        delete_headers=_strings(go_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
+        set_headers=_string_map(go_field(request, "SetHeaders"), "Request.SetHeaders"),
+        delete_params=_strings(go_field(request, "DeleteParams"), "Request.DeleteParams"),
+        add_params=_string_map(go_field(request, "AddParams"), "Request.AddParams"),
         extended_params=tuple(
             (k, _strings(v, f"Request.ExtendedParams.{k}")) for k, v in extended.items()
         ),
-        return_overrides=_overrides(_field(request, "ReturnOverrides")),
+        return_overrides=_overrides(go_field(request, "ReturnOverrides")),
     )
-    meta = _field(result, "SessionMeta")
-    session = _field(result, "Session")
+    meta = go_field(result, "SessionMeta")
+    session = go_field(result, "Session")
     return JsResult(
         request=changes,
         session_meta=None if meta is None else _object(meta, "SessionMeta"),
         session=None if session is None else _object(session, "Session"),
-        auth_value=_string(_field(result, "AuthValue"), "AuthValue"),
+        auth_value=_string(go_field(result, "AuthValue"), "AuthValue"),
     )
 
 

@@ -194,6 +194,18 @@ class ApiScripts:
             raise
         return vm
 
+    def defines(self, name: str, method: str = "") -> bool:
+        """Whether the global ``name`` (dotted) exists, and has a function ``method`` if given:
+        the driver checks each hook's middleware object at load time."""
+        call_expression(name)  # refuses anything but a dotted name, before it reaches code
+        target = f"{name}.{method}" if method else name
+        check = f"typeof {target} === 'function'" if method else f"typeof {target} !== 'undefined'"
+        code = (
+            f"(function () {{ try {{ return JSON.stringify({check}); }}"
+            " catch (e) { return 'false'; } })()"
+        )
+        return bool(self._vm.eval_json(code, timeout=_LIBRARY_TIMEOUT))
+
     def run_middleware(
         self,
         name: str,

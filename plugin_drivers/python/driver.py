@@ -44,6 +44,7 @@ from trio_gateway.drivers import (
     Stage,
 )
 
+from ..threads import run_limited
 from .loader import (
     LoadFailure,
     check_native_signature,
@@ -89,6 +90,9 @@ class _Loaded:
     label: str
     #: Threads of this function abandoned at their deadline (or by a cancel) since load.
     abandoned: int = 0
+
+    def count_abandoned(self) -> None:
+        self.abandoned += 1
 
 
 def create(settings: DriverSettings) -> PythonDriver:
@@ -197,25 +201,10 @@ class PythonDriver:
         limiter = loaded.limiter
         if limiter.available_tokens < 1:
             self._thread_waits += 1
-        # The token is taken here, not inside to_thread, so that a deadline passing while we
-        # wait for it (nothing started, nothing to abandon) is told apart from one passing
-        # while the thread runs (the thread is abandoned and keeps its token).
-        held = _HeldToken(limiter)
-        await limiter.acquire_on_behalf_of(held)
-        try:
-            result = await trio.to_thread.run_sync(
-                loaded.fn,
-                fork,
-                # Trio documents "CapacityLimiter-like" limiters; its annotation is narrower.
-                limiter=held,  # type: ignore[arg-type]
-                abandon_on_cancel=True,
-            )
-        except trio.Cancelled:
-            if held.handed_over:
-                loaded.abandoned += 1
-            raise
-        finally:
-            held.release_unless_handed_over()
+        # The token is taken before the thread starts (``threads.run_limited``), so that a
+        # deadline passing while we wait for it (nothing started, nothing to abandon) is told
+        # apart from one passing while the thread runs (the thread is abandoned, keeps its token).
+        result = await run_limited(limiter, loaded.fn, fork, on_abandon=loaded.count_abandoned)
         ctx._merge(fork)
         return result
 
@@ -254,30 +243,6 @@ class PythonDriver:
         for namespace in self._namespaces.values():
             namespace.release()
         self._namespaces.clear()
-
-
-@attrs.define(eq=False)
-class _HeldToken:
-    """A limiter token already acquired, handed to ``trio.to_thread.run_sync`` as its limiter.
-
-    Trio then "acquires" it without waiting and releases the real token when the thread
-    returns, abandoned or not (the rule that keeps abandoned threads counted). If ``run_sync``
-    gives up before taking it (cancelled at its first checkpoint), the caller releases it.
-    """
-
-    limiter: trio.CapacityLimiter
-    handed_over: bool = False
-
-    async def acquire_on_behalf_of(self, borrower: object) -> None:
-        self.handed_over = True
-
-    def release_on_behalf_of(self, borrower: object) -> None:
-        self.limiter.release_on_behalf_of(self)
-
-    def release_unless_handed_over(self) -> None:
-        if not self.handed_over:
-            self.handed_over = True
-            self.limiter.release_on_behalf_of(self)
 
 
 def _plugin_form(fn: Callable[..., Any]) -> str:

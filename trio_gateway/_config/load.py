@@ -496,6 +496,9 @@ _TYK_KEYS: Final[Mapping[Path_, tuple[Path_, ...]]] = {
     ("public_key_path",): (("bundles", "public_key_path"),),
     ("skip_verify_existing_plugin_bundle",): (("bundles", "skip_verify_existing"),),
     ("middleware_path",): (("bundles", "middleware_path"),),
+    ("enable_jsvm",): (("javascript", "enable"),),
+    ("jsvm_timeout",): (("javascript", "timeout"),),
+    ("tyk_js_path",): (("javascript", "tyk_js_path"),),
     # Tyk caches sessions in each process (10 s by default); ours is the Redis store's cache.
     ("local_session_cache", "cached_session_timeout"): (("storage", "session_cache_ttl"),),
     ("local_session_cache", "disable_cached_session_state"): (),
@@ -520,6 +523,8 @@ def _is_go_zero(value: Any) -> bool:
 
 def _tyk_targets(tyk_path: Path_, value: Any) -> list[tuple[Path_, Any]]:
     """Our key paths and values for one tyk.conf key's value."""
+    if tyk_path == ("jsvm_timeout",) and type(value) in (int, float) and value <= 0:
+        value = _default_at(("javascript", "timeout"))  # Tyk: 0 or less means its 5 s default
     if tyk_path == ("log_level",) and isinstance(value, str):
         value = _TYK_LOG_LEVELS.get(value.lower(), value.lower())
     return [(target, value) for target in _TYK_KEYS[tyk_path]]
