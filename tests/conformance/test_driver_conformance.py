@@ -1,7 +1,8 @@
 """Every driver runs the same four plugins through the shipped conformance vectors.
 
-The plugins are the examples: native Python (``examples/apps-plugins`` + ``examples/plugins``) and
-a gRPC plugin server (``examples/grpc``). Each driver's definitions are in one folder under the
+The plugins are the examples: native Python (``examples/apps-plugins`` + ``examples/plugins``), a
+gRPC plugin server (``examples/grpc``) and JavaScript (``examples/javascript``; no Response hook in
+Tyk's JavaScript, so no response rewriting). Each driver's definitions are in one folder under the
 same file names; the vectors fix everything but the driver's part. A vector a driver fails is a
 difference between drivers, and fails its test with every difference listed.
 
@@ -20,7 +21,7 @@ import attrs
 import pytest
 from grpc_example_server import EXAMPLES, grpc_example_server
 
-from trio_gateway._config.model import CoprocessConfig, GatewayConfig
+from trio_gateway._config.model import CoprocessConfig, GatewayConfig, JavascriptConfig
 from trio_gateway.testing.conformance import (
     definition_from_file,
     load_vectors,
@@ -47,6 +48,11 @@ async def grpc_server() -> AsyncIterator[GatewayConfig]:
         yield GatewayConfig(coprocess=CoprocessConfig(enable=True, grpc_server=target))
 
 
+@asynccontextmanager
+async def jsvm_enabled() -> AsyncIterator[GatewayConfig]:
+    yield GatewayConfig(javascript=JavascriptConfig(enable=True))
+
+
 @attrs.frozen
 class DriverUnderTest:
     #: The test's id.
@@ -71,6 +77,15 @@ DRIVERS = [
     pytest.param(
         DriverUnderTest("grpc", "grpc", EXAMPLES / "grpc" / "apps", grpc_server),
         marks=pytest.mark.slow,  # starts the plugin server's process
+    ),
+    pytest.param(
+        DriverUnderTest(
+            "javascript",
+            "otto",
+            EXAMPLES / "javascript" / "apps",
+            jsvm_enabled,
+            unsupported={"rewrite_response": "Tyk's JavaScript plugins have no Response hook"},
+        )
     ),
 ]
 
