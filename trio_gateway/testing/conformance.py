@@ -21,25 +21,33 @@ from __future__ import annotations
 
 import copy
 import functools
-import importlib.resources
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import cattrs
 import httptools  # type: ignore[import-untyped,unused-ignore]
 import trio
 
 from .._app import RunningGateway, serve_gateway
 from .._config.model import GatewayConfig, ListenConfig
-from .._converter import make_converter
-from .._exchange import Request, Response
 from .._server import HttpServer
-from ._model import SeenRequest, UpstreamReply, echo_upstream
+from ._loopback import ClientResponse, RecordingUpstream, send_request
+from ._model import SeenRequest
+from ._vectors import (
+    ConformanceSetupError,
+    PluginSpec,
+    ResponseExpectation,
+    ScriptedReply,
+    UpstreamExpectation,
+    Vector,
+    VectorRequest,
+    VectorSet,
+    load_vectors,
+)
 
 __all__ = [
     "HOOK_ENTRY_KEYS",
@@ -58,152 +66,9 @@ __all__ = [
     "run_conformance",
 ]
 
-#: The vectors shipped with the kit.
-VECTORS_FILE: Final = "conformance_vectors.json"
-#: Bounds on what the runner reads: one response, one upstream request body.
-MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
-MAX_UPSTREAM_BODY: Final = 4 * 1024 * 1024
 #: The ``custom_middleware`` keys holding hook entries (Tyk's MiddlewareDefinition), whose
 #: ``path`` :func:`definition_from_file` resolves.
 HOOK_ENTRY_KEYS: Final = ("pre", "post", "post_key_auth", "response", "auth_check")
-
-
-class ConformanceSetupError(Exception):
-    """The runner could not start the plugins (a refused definition, bad arguments): not a
-    difference in behaviour, so it is raised instead of reported."""
-
-
-def _no_line_breaks(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    # Vector data goes onto the wire as it is; a CR or LF in it would forge other headers.
-    texts: Iterable[str]
-    if isinstance(value, str):
-        texts = (value,)
-    else:
-        texts = (part for pair in value for part in pair)  # type: ignore[attr-defined]
-    for text in texts:
-        if any(c in text for c in "\r\n\0"):
-            raise ValueError(f"{attribute.name}: {text!r} contains a line break or NUL")
-
-
-@attrs.frozen(kw_only=True)
-class VectorRequest:
-    """What the client sends. ``path`` is the request target (with the query); ``body`` None
-    sends no body (no Content-Length)."""
-
-    method: str = attrs.field(validator=_no_line_breaks)
-    path: str = attrs.field(validator=_no_line_breaks)
-    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_no_line_breaks)
-    body: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ScriptedReply:
-    """What the recording upstream answers for a vector (by default: a JSON echo of the request)."""
-
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = attrs.field(default=(), validator=_no_line_breaks)
-    body: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class UpstreamExpectation:
-    """What the upstream must receive; a field left None is not checked. ``headers`` maps a
-    name (any case) to all its values, in order."""
-
-    method: str | None = None
-    path: str | None = None
-    query: str | None = None
-    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    absent_headers: tuple[str, ...] = ()
-    body: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ResponseExpectation:
-    """What the client must get. ``json`` compares the parsed body (so an error template's
-    whitespace does not matter); ``body`` compares the text exactly. None: not checked."""
-
-    status: int
-    headers: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
-    absent_headers: tuple[str, ...] = ()
-    json: Any = None
-    body: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Vector:
-    """One behaviour: request in, what the upstream sees (None: it is never called), what the
-    client gets."""
-
-    name: str
-    plugin: str
-    request: VectorRequest
-    upstream: UpstreamExpectation | None
-    response: ResponseExpectation
-    upstream_reply: ScriptedReply | None = None
-    description: str = ""
-
-
-@attrs.frozen(kw_only=True)
-class PluginSpec:
-    """A plugin the vectors describe: what it does, its hooks (by stage), and the API definition
-    fields every driver's version shares (api_id, listen path, auth mode, config_data)."""
-
-    description: str
-    hooks: Mapping[str, Any]
-    definition: Mapping[str, Any]
-
-
-@attrs.frozen(kw_only=True)
-class VectorSet:
-    format: int
-    plugins: Mapping[str, PluginSpec]
-    vectors: tuple[Vector, ...]
-    about: str = ""
-
-    def __attrs_post_init__(self) -> None:
-        names = [vector.name for vector in self.vectors]
-        if len(set(names)) != len(names):
-            raise ValueError("vector names must be unique")
-        for vector in self.vectors:
-            if vector.plugin not in self.plugins:
-                raise ValueError(f"vector {vector.name}: no plugin named {vector.plugin!r}")
-
-    def for_plugin(self, plugin: str) -> tuple[Vector, ...]:
-        return tuple(vector for vector in self.vectors if vector.plugin == plugin)
-
-
-_converter = make_converter()
-
-
-def load_vectors(source: Path | Mapping[str, Any] | None = None) -> VectorSet:
-    """The shipped vectors (``source`` None), or vectors from a JSON file or a loaded document.
-
-    Raises:
-        ConformanceSetupError: the document does not have the vectors' shape (the message says
-            where).
-    """
-    if source is None:
-        text = (importlib.resources.files(__package__) / VECTORS_FILE).read_text("utf-8")
-        document: Any = json.loads(text)
-    elif isinstance(source, Path):
-        document = json.loads(source.read_text("utf-8"))
-    else:
-        document = source
-    try:
-        return _converter.structure(document, VectorSet)
-    except cattrs.BaseValidationError as exc:
-        detail = "; ".join(cattrs.transform_error(exc, format_exception=_describe_error))
-    except (ValueError, TypeError) as exc:
-        detail = str(exc)
-    raise ConformanceSetupError(f"bad conformance vectors: {detail}")
-
-
-def _describe_error(exc: BaseException, type_: type | None) -> str:
-    # The validators' own messages say what is wrong; cattrs' default would say "invalid value".
-    if isinstance(exc, ValueError | TypeError) and str(exc):
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
 
 
 def definition_from_file(path: Path) -> dict[str, Any]:
@@ -221,116 +86,12 @@ def definition_from_file(path: Path) -> dict[str, Any]:
     return document
 
 
-# -- the recording upstream ----------------------------------------------------------------------
-
-
-def _headers_text(headers: Iterable[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
-    return tuple((key.decode("latin-1"), value.decode("latin-1")) for key, value in headers)
-
-
-@attrs.define(eq=False)
-class _RecordingUpstream:
-    """Records each request; answers with ``reply`` (the kit's JSON echo when None)."""
-
-    reply: ScriptedReply | None = None
-    received: list[SeenRequest] = attrs.field(factory=list)
-
-    async def handle(self, request: Request) -> Response:
-        seen = SeenRequest(
-            method=request.method,
-            path=request.path,
-            query=request.query,
-            headers=_headers_text(request.headers),
-            body=await request.read_body(limit=MAX_UPSTREAM_BODY),
-        )
-        self.received.append(seen)
-        if self.reply is None:
-            reply = echo_upstream(seen)
-        else:
-            reply = UpstreamReply(
-                status=self.reply.status,
-                headers=self.reply.headers,
-                body=self.reply.body.encode(),
-            )
-        return Response(
-            status=reply.status,
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers],
-            body_bytes=reply.body,
-        )
-
-
-# -- the client ----------------------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class _ClientResponse:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    def header_values(self, name: str) -> list[str]:
-        wanted = name.lower()
-        return [value for key, value in self.headers if key.lower() == wanted]
-
-
-@attrs.define(eq=False)
-class _ResponseCollector:
-    """httptools callbacks: a response head and body, complete at ``on_message_complete``."""
-
-    headers: list[tuple[bytes, bytes]] = attrs.field(factory=list)
-    body: bytearray = attrs.field(factory=bytearray)
-    complete: bool = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
-def _request_bytes(request: VectorRequest) -> bytes:
-    lines = [f"{request.method} {request.path} HTTP/1.1", "Host: conformance.test"]
-    lines += [f"{name}: {value}" for name, value in request.headers]
-    lines.append("Connection: close")
-    body = b"" if request.body is None else request.body.encode()
-    if request.body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-async def _send(address: tuple[str, int], request: VectorRequest) -> _ClientResponse:
-    """One request on its own connection; the response is read to its end (bounded)."""
-    collector = _ResponseCollector()
-    parser = httptools.HttpResponseParser(collector)
-    stream = await trio.open_tcp_stream(*address)
-    async with stream:
-        await stream.send_all(_request_bytes(request))
-        received = 0
-        while not collector.complete:
-            data = await stream.receive_some(65536)
-            if not data:
-                # The gateway frames every response (Content-Length or chunked), so the end of
-                # the stream before the end of the message is a broken response.
-                raise ValueError("connection closed before the response was complete")
-            received += len(data)
-            if received > MAX_RESPONSE_BYTES:
-                raise ValueError(f"response longer than {MAX_RESPONSE_BYTES} bytes")
-            parser.feed_data(data)
-    status: int = parser.get_status_code()
-    return _ClientResponse(
-        status=status, headers=_headers_text(collector.headers), body=bytes(collector.body)
-    )
-
-
 # -- comparing -----------------------------------------------------------------------------------
 
 
 def _header_differences(
     where: str,
-    got: _ClientResponse | SeenRequest,
+    got: ClientResponse | SeenRequest,
     expected: Mapping[str, tuple[str, ...]],
     absent: Sequence[str],
 ) -> list[str]:
@@ -371,7 +132,7 @@ def _upstream_differences(
     return differences
 
 
-def _response_differences(expected: ResponseExpectation, got: _ClientResponse) -> list[str]:
+def _response_differences(expected: ResponseExpectation, got: ClientResponse) -> list[str]:
     differences = []
     if got.status != expected.status:
         differences.append(f"response status: expected {expected.status}, got {got.status}")
@@ -476,13 +237,13 @@ def _write_definitions(documents: Sequence[Mapping[str, Any]]) -> Path:
 
 
 async def _run_vector(
-    vector: Vector, upstream: _RecordingUpstream, address: tuple[str, int], seconds: float
+    vector: Vector, upstream: RecordingUpstream, address: tuple[str, int], seconds: float
 ) -> VectorOutcome:
     upstream.reply = vector.upstream_reply
     upstream.received.clear()
     try:
         with trio.fail_after(seconds):
-            response = await _send(address, vector.request)
+            response = await send_request(address, vector.request)
     except trio.TooSlowError:
         return VectorOutcome(vector=vector, differences=(f"no response within {seconds} s",))
     except (OSError, ValueError, httptools.HttpParserError) as exc:
@@ -527,7 +288,7 @@ async def run_conformance(
         if not isinstance(overlay, Mapping):
             raise ConformanceSetupError(f"{name}: expected an object (a definition's part)")
     config = attrs.evolve(config or GatewayConfig(), listen=ListenConfig(host="127.0.0.1", port=0))
-    upstream = _RecordingUpstream()
+    upstream = RecordingUpstream()
     upstream_server = HttpServer(handler=upstream.handle, log_requests=False, access_log=None)
     outcomes: list[VectorOutcome] = []
     refused: list[str] = []
@@ -558,3 +319,11 @@ async def run_conformance(
         raise ConformanceSetupError(f"the gateway refused definitions: {'; '.join(refused)}")
     not_covered = tuple(name for name in vectors.plugins if name not in definitions)
     return ConformanceReport(outcomes=tuple(outcomes), not_covered=not_covered)
+
+
+# The names defined in the private modules show as this module's (in docs and tracebacks).
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith("trio_gateway.testing._"):
+        _value.__module__ = __name__
+del _name, _value
