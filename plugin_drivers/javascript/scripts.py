@@ -222,8 +222,11 @@ class ApiScripts:
                 )
             library = _packaged("tyk_library.js")
             vm.evaluate(library.text, filename=library.name, timeout=_LIBRARY_TIMEOUT)
+            vm.evaluate("__tyk.markLibrary();", filename="<library>", timeout=_LIBRARY_TIMEOUT)
             for source in self._sources:
                 vm.evaluate(source.text, filename=source.name, timeout=self._load_timeout)
+            # The state every call starts from, as Tyk's copy of the VM per request (builtins.js).
+            vm.evaluate("__tyk.snapshot();", filename="<snapshot>", timeout=self._load_timeout)
         except BaseException:
             vm.close()
             raise
