@@ -7,7 +7,9 @@ per-call restore of the loaded state (what the gateway does) and without it (the
 its snapshot, as before the restore existed), alternating the two ``--rounds`` times, and prints
 the best and the median microseconds per call of each. Two scripts: ``header`` (the Pre hook of
 bench/js_call_cost.py, no state of its own) and ``globals`` (the same plus a counter, an object of
-20 fields and an array of 100 numbers it changes on every call). Results: docs/performance.md.
+20 fields and an array of 100 numbers it changes on every call). Last, what the alternative
+would cost per call: a fresh engine context (``JsVm``, its own runtime) and a whole API VM
+(library, Underscore trap, the script, snapshot). Results: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -87,6 +89,16 @@ def main() -> None:
             )
         for api in apis.values():
             api.close()
+    fresh: dict[str, list[float]] = {"a bare engine context": [], "a whole API VM": []}
+    for _ in range(20):
+        start = time.perf_counter()
+        JsVm(memory_limit=64 << 20, name="bench").close()
+        fresh["a bare engine context"].append((time.perf_counter() - start) * 1e6)
+        start = time.perf_counter()
+        build(SCRIPT, restore=True).close()
+        fresh["a whole API VM"].append((time.perf_counter() - start) * 1e6)
+    for label, values in fresh.items():
+        print(f"fresh per call: {label:22s} median {statistics.median(values):7.0f} us")
 
 
 if __name__ == "__main__":
