@@ -55,44 +55,49 @@ var __tyk = (function () {
         return out;
     }
 
-    function remember(obj, seen, records) {
-        if (seen.has(obj)) { return; }
-        seen.add(obj);
-        var rec = {obj: obj, kind: 0, keys: null, values: null, known: null};
-        var children = [];
-        if (Array.isArray(obj)) {
-            rec.kind = 1;
-            rec.values = obj.slice();
-            children = rec.values;
-        } else if (obj instanceof Map || obj instanceof Set) {
-            rec.kind = obj instanceof Map ? 2 : 3;
-            rec.values = Array.from(obj);
-            rec.values.forEach(function (e) {
-                if (rec.kind === 2) { children.push(e[0], e[1]); } else { children.push(e); }
-            });
-        } else if (typeof obj === "function" && Object.keys(obj).length === 0) {
-            // A function without properties of its own at load (nearly all): not tracked, to keep
-            // the per-call check small; a prototype it has is, if it has properties of its own.
-            rec = null;
-            if (isObject(obj.prototype) && Object.keys(obj.prototype).length > 0) {
-                children.push(obj.prototype);
+    // Records every object reachable from `start` (a work list, not recursion: a long chain of
+    // objects must not overflow the stack at load).
+    function remember(start, seen, records, budget) {
+        var todo = [start];
+        while (todo.length > 0) {
+            if (todo.length > budget.left) { throw budget; }
+            var obj = todo.pop();
+            if (!isObject(obj) || seen.has(obj)) { continue; }
+            seen.add(obj);
+            var rec = {obj: obj, kind: 0, keys: null, values: null};
+            if (Array.isArray(obj)) {
+                rec.kind = 1;
+                rec.values = obj.slice();
+                for (var a = 0; a < rec.values.length; a++) { todo.push(rec.values[a]); }
+            } else if (obj instanceof Map || obj instanceof Set) {
+                rec.kind = obj instanceof Map ? 2 : 3;
+                rec.values = Array.from(obj);
+                for (var e = 0; e < rec.values.length; e++) {
+                    if (rec.kind === 2) { todo.push(rec.values[e][0], rec.values[e][1]); }
+                    else { todo.push(rec.values[e]); }
+                }
+            } else if (typeof obj === "function" && Object.keys(obj).length === 0) {
+                // A function without properties of its own at load (nearly all): not tracked, to
+                // keep the per-call check small; its prototype is, if it has properties of its own.
+                rec = null;
+                if (isObject(obj.prototype) && Object.keys(obj.prototype).length > 0) {
+                    todo.push(obj.prototype);
+                }
+            } else {
+                rec.keys = dataKeys(obj);
+                rec.values = [];
+                for (var i = 0; i < rec.keys.length; i++) {
+                    rec.values.push(obj[rec.keys[i]]);
+                    todo.push(obj[rec.keys[i]]);
+                }
+                if (typeof obj === "function") { todo.push(obj.prototype); }
+                todo.push(Object.getPrototypeOf(obj));
             }
-        } else {
-            rec.keys = dataKeys(obj);
-            rec.values = [];
-            rec.known = Object.create(null);
-            for (var i = 0; i < rec.keys.length; i++) {
-                rec.values.push(obj[rec.keys[i]]);
-                rec.known[rec.keys[i]] = true;
+            if (rec !== null) {
+                records.push(rec);
+                budget.left -= 1 + rec.values.length;
+                if (budget.left < 0) { throw budget; }
             }
-            children = rec.values.slice();
-            if (typeof obj === "function" && isObject(obj.prototype)) { children.push(obj.prototype); }
-            var proto = Object.getPrototypeOf(obj);
-            if (proto !== null) { children.push(proto); }
-        }
-        if (rec !== null) { records.push(rec); }
-        for (var k = 0; k < children.length; k++) {
-            if (isObject(children[k])) { remember(children[k], seen, records); }
         }
     }
 
@@ -119,7 +124,10 @@ var __tyk = (function () {
         reach(Object.getPrototypeOf(value), seen);
     }
 
-    function snapshot() {
+    // Returns how many values it recorded, or -1 when the state is larger than `limit` values
+    // (object fields, array elements): then nothing is restored (the check per call would cost
+    // ~0.15 us per value) and the API's globals persist between requests.
+    function snapshot(limit) {
         var seen = new Set(library === null ? [globalThis, state, api] : library);
         var names = Object.keys(globalThis).filter(function (n) { return !untracked[n]; });
         var values = [];
@@ -130,11 +138,16 @@ var __tyk = (function () {
             values.push(d !== undefined && "value" in d ? d.value : undefined);
             known[names[i]] = true;
         }
-        for (var j = 0; j < values.length; j++) {
-            if (isObject(values[j])) { remember(values[j], seen, records); }
+        var budget = {left: limit};
+        try {
+            for (var j = 0; j < values.length; j++) { remember(values[j], seen, records, budget); }
+        } catch (e) {
+            if (e !== budget) { throw e; }
+            saved = null;
+            return -1;
         }
         saved = {names: names, values: values, known: known, records: records};
-        return records.length;
+        return limit - budget.left;
     }
 
     function restoreObject(rec) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -319,4 +320,19 @@ function f(tag) {
     api = scripts(source)
     loaded = [[["a", 1]], ["x"], '{"first":1,"second":2}']
     assert [api._call("f", tag, timeout=1) for tag in ("t1", "t2")] == [loaded, loaded]
+    api.close()
+
+
+def test_a_state_too_large_to_put_back_is_left_alone_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = """
+var table = [];
+for (var i = 0; i < 30000; i++) { table.push(i); }
+function f() { table.push(0); return table.length; }
+"""
+    with caplog.at_level(logging.WARNING, logger="trio_gateway.plugins.jsvm"):
+        api = scripts(source)
+    assert "global state is larger than 20000 values" in caplog.text
+    assert [api._call("f", timeout=5) for _ in range(2)] == [30001, 30002]
     api.close()
