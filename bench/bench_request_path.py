@@ -119,8 +119,11 @@ def build_stages() -> dict[str, Callable[[Any], Any]]:
     from trio_gateway._apidef.model import Stage
 
     checks: Callable[[Request], None] | None = None
-    try:  # the runner's checks after each hook, as of this branch
-        from trio_gateway._pipeline.runner import _check_fields, _known_good
+    try:  # the walk's checks after each hook (steps.py since issue 12's last split)
+        try:
+            from trio_gateway._pipeline.steps import _check_fields, _known_good
+        except ImportError:
+            from trio_gateway._pipeline.runner import _check_fields, _known_good
 
         def checks(request: Request) -> None:
             checked = _known_good(request, None)

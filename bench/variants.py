@@ -249,6 +249,105 @@ def keyless_analytics_plugin(ctx: VariantContext) -> GatewaySetup:
     return _analytics_setup(ctx, keyless_api("bench", ctx.upstream_url, analytics_plugin=spec))
 
 
+_JS_PRE = """\
+// One JavaScript Pre hook that sets a header (issue 15's throughput target).
+var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
+benchPre.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Bench-Js"] = "1";
+    return benchPre.ReturnData(request, {});
+});
+"""
+
+
+def js_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one JavaScript (otto) Pre hook that sets a header (issue 15)."""
+    script = ctx.workdir / "bench_pre.js"
+    script.write_text(_JS_PRE)
+    config = ctx.workdir / "tyk.conf"
+    config.write_text(json.dumps({"enable_jsvm": True}))
+    middleware = {
+        "driver": "otto",
+        "pre": [{"name": "benchPre", "path": str(script)}],
+        "post": [],
+        "post_key_auth": [],
+        "response": [],
+    }
+    api = keyless_api("bench-js", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+
+
+_JS_VIRTUAL = """\
+// A virtual endpoint answering small JSON itself (issue 15's throughput target).
+function benchVirtual(request, session, config) {
+    return TykJsResponse({
+        Body: JSON.stringify({status: "ok", api: config.APIID}),
+        Headers: {"Content-Type": "application/json"},
+        Code: 200
+    }, session.meta_data);
+}
+"""
+
+
+def js_virtual(ctx: VariantContext) -> GatewaySetup:
+    """A keyless API whose "/" is a JavaScript virtual endpoint (no upstream call; issue 15)."""
+    script = ctx.workdir / "bench_virtual.js"
+    script.write_text(_JS_VIRTUAL)
+    config = ctx.workdir / "tyk.conf"
+    config.write_text(json.dumps({"enable_jsvm": True}))
+    virtual = {
+        "path": "/",
+        "method": "GET",
+        "response_function_name": "benchVirtual",
+        "function_source_type": "file",
+        "function_source_uri": str(script),
+    }
+    versions = {"Default": {"name": "Default", "extended_paths": {"virtual": [virtual]}}}
+    api = keyless_api(
+        "bench-js-virtual",
+        ctx.upstream_url,
+        version_data={"not_versioned": True, "versions": versions},
+        custom_middleware={"driver": "otto"},
+    )
+    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+_TYK_PYTHON_HOOKS = """\
+\"\"\"Tyk-style Python hooks, as a Tyk user writes them (issue 13).\"\"\"
+
+from tyk.decorators import *
+
+
+@Hook
+def SetHeader(request, session, spec):
+    request.add_header("X-Tyk-Python", "pre")
+    return request, session
+
+
+@Hook
+def RewriteBody(request, response, session, metadata, spec):
+    response.raw_body = b"rewritten:" + response.raw_body
+    return response
+"""
+
+
+def _tyk_python(ctx: VariantContext, stage: str, name: str) -> GatewaySetup:
+    # A plugin folder with middleware.py, as a Tyk bundle unpacks (loaded without a bundle).
+    folder = ctx.workdir / "tyk-plugin"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "middleware.py").write_text(_TYK_PYTHON_HOOKS)
+    middleware = {"driver": "python", stage: [{"name": name, "path": str(folder)}]}
+    api = keyless_api("bench-tyk-python", ctx.upstream_url, custom_middleware=middleware)
+    return GatewaySetup(apps_dir=write_apps(ctx, api))
+
+
+def tyk_python_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one Tyk-style Python ``@Hook`` Pre hook that sets a header."""
+    return _tyk_python(ctx, "pre", "SetHeader")
+
+
+def tyk_python_response(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one Tyk-style Python ``@Hook`` Response hook rewriting the body."""
+    return _tyk_python(ctx, "response", "RewriteBody")
+
+
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:
     def variant(ctx: VariantContext) -> GatewaySetup:
         raise VariantUnavailable(f"variant {name!r} ({what}) is not written yet: see issue {issue}")
@@ -262,11 +361,15 @@ VARIANTS: dict[str, Callable[[VariantContext], GatewaySetup]] = {
     # Filled in by the issues that build these features; each compares against "keyless".
     "hooks-pre-post": hooks_pre_post,
     "grpc-pre": grpc_pre,
+    "js-pre": js_pre,
+    "js-virtual": js_virtual,
     "token-memory": token_memory,
     "token-redis": token_redis,
     "keyless-no-metrics": keyless_no_metrics,
     "keyless-analytics": keyless_analytics,
     "keyless-analytics-plugin": keyless_analytics_plugin,
+    "tyk-python-pre": tyk_python_pre,
+    "tyk-python-response": tyk_python_response,
 }
 
 BASELINE = "keyless"
@@ -275,8 +378,12 @@ BASELINE = "keyless"
 RATIO_TARGETS: dict[str, float] = {
     "hooks-pre-post": 0.80,  # issue 3
     "token-memory": 0.80,  # issue 4
+    "js-pre": 0.50,  # issue 15
+    "js-virtual": 0.50,  # issue 15
     "token-redis": 0.50,  # issue 4
     # issue 16: against "keyless" (metrics on, the default; keyless-no-metrics shows their cost)
     "keyless-analytics": 0.85,
     "keyless-analytics-plugin": 0.80,
+    "tyk-python-pre": 0.50,  # issue 13 (tyk-python-response: measured and recorded only)
 }
+

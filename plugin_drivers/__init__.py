@@ -25,6 +25,9 @@ __all__ = ["DRIVERS", "SHARED", "UNSUPPORTED_DRIVERS", "create_driver", "open_sh
 DRIVERS: Final[dict[str, str]] = {
     "python": "plugin_drivers.python.driver:create",
     "grpc": "plugin_drivers.grpc.driver:create",
+    # Tyk's JSVM middleware; "javascript" is our alias for "otto".
+    "otto": "plugin_drivers.javascript.driver:create",
+    "javascript": "plugin_drivers.javascript.driver:create",
 }
 
 #: Driver name -> "module:opener" for drivers with a resource shared by every API. The opener

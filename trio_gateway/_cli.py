@@ -7,6 +7,7 @@ import argparse
 import gc
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,31 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--apps", type=Path, help="folder of API definitions (default: app_path)")
     check.add_argument("--config", type=Path, help="gateway settings (for app_path)")
     add_bundle_parser(sub)
+    tp = sub.add_parser(
+        "test-plugins", help="run the plugin test battery on the hooks of API definitions"
+    )
+    tp.add_argument("--apps", type=Path, required=True, help="folder of API definitions")
+    tp.add_argument("--api", help="only this api_id")
+    tp.add_argument(
+        "--credential",
+        action="append",
+        default=[],
+        help="a value custom auth accepts (repeatable), so the checks reach later hooks",
+    )
+    tp.add_argument("--max-examples", type=int, help="Hypothesis examples per check")
+    tp.add_argument(
+        "--watchdog",
+        type=float,
+        default=60.0,
+        help="seconds one example may take before the check is stopped (default 60)",
+    )
+    tp.add_argument(
+        "--grpc-server", help="gRPC plugin server for grpc-driver APIs (tcp://HOST:PORT)"
+    )
+    tp.add_argument(
+        "--grpc-command",
+        help="a command that starts the gRPC plugin server (run per API, waited for, stopped)",
+    )
     return parser
 
 
@@ -77,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "bundle":
         return run_bundle_command(args)
+    if args.command == "test-plugins":
+        return _test_plugins(args)
     overrides: dict[str, Any] = {}
     if getattr(args, "listen", None):
         overrides["listen"] = args.listen
@@ -108,6 +136,25 @@ def main(argv: list[str] | None = None) -> int:
         print("trio-gateway: --watch SECONDS must be > 0", file=sys.stderr)
         return EXIT_USAGE
     return _run(config, warnings, watch=watch)
+
+
+def _test_plugins(args: argparse.Namespace) -> int:
+    # The kit needs the testing extra (Hypothesis); say which when it is missing.
+    from .testing._command import missing_extra, run_test_plugins
+
+    problem = missing_extra()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
+    return run_test_plugins(
+        args.apps,
+        args.api,
+        credentials=args.credential,
+        max_examples=args.max_examples,
+        watchdog=args.watchdog,
+        grpc_server=args.grpc_server,
+        grpc_command=shlex.split(args.grpc_command) if args.grpc_command else None,
+    )
 
 
 def _check(config: GatewayConfig, warnings: list[str]) -> int:

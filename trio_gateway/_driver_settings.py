@@ -21,6 +21,7 @@ __all__ = [
     "DriverSettings",
     "DriverStore",
     "GrpcSettings",
+    "JsSettings",
 ]
 
 #: Seconds one step of an async native hook may hold the event loop before it is reported.
@@ -35,6 +36,11 @@ class DriverStore(Protocol):
 
     async def get_session(self, key: str) -> Session | None:
         """The session stored for ``key`` (as the client sent it), or None."""
+        ...
+
+    async def put_session(self, key: str, session: Session, *, reset_quota: bool = True) -> None:
+        """Store ``session`` under ``key`` (JS ``TykSetKeyData``); ``reset_quota=False`` keeps the
+        key's quota counters (Tyk's ``suppress_reset``)."""
         ...
 
     async def store_data(self, key: str, value: bytes, ttl: int) -> None:
@@ -71,6 +77,30 @@ class GrpcSettings:
 
 
 @final
+@attrs.frozen(kw_only=True)
+class JsSettings:
+    """Tyk's JSVM settings as the ``otto`` driver needs them (docs/javascript.md)."""
+
+    #: ``enable_jsvm``.
+    enable: bool = False
+    #: ``jsvm_timeout``: seconds per JS call (the hook's deadline, when smaller, wins).
+    timeout: float = 5.0
+    #: ``tyk_js_path``: user globals loaded before each API's files ("": none).
+    tyk_js_path: str = ""
+    #: ``javascript.memory_limit``: bytes per API's VM.
+    memory_limit: int = 64 * 1024 * 1024
+    #: ``javascript.underscore_path`` ("": the copy an installed package ships).
+    underscore_path: str = ""
+    #: ``disable_virtual_path_blobs``: virtual endpoints with a ``blob`` source are refused.
+    disable_virtual_path_blobs: bool = False
+    #: ``middleware_path``: directory-loaded middleware lives in ``<middleware_path>/<api_id>/``.
+    middleware_path: str = "middleware"
+    #: The upstream TLS settings, which ``TykMakeHttpRequest`` uses as Tyk uses the API's.
+    ssl_insecure_skip_verify: bool = False
+    ca_file: str | None = None
+
+
+@final
 @attrs.frozen(kw_only=True, eq=False)
 class DriverSettings:
     """The gateway-wide settings a driver is built with (``factory(settings)``).
@@ -92,6 +122,8 @@ class DriverSettings:
     blocking_threshold: float = DEFAULT_BLOCKING_THRESHOLD
     #: ``coprocess_options``: the gRPC plugin server.
     grpc: GrpcSettings = GrpcSettings()
+    #: Tyk's JSVM settings (the ``otto`` / ``javascript`` driver).
+    javascript: JsSettings = JsSettings()
     #: The gateway's store (None when the driver is built outside a gateway).
     store: DriverStore | None = None
     #: What each driver's shared-resource opener yielded, by driver name (the ``grpc`` driver:

@@ -23,9 +23,10 @@ from ._apidef.unsupported import coprocess_refusal
 from ._auth import AuthServices, build_api_auth
 from ._bundles.apply import resolve_bundles
 from ._config.model import GatewayConfig
-from ._driver_settings import DriverSettings, DriverStore, GrpcSettings
+from ._driver_settings import DriverSettings, DriverStore, GrpcSettings, JsSettings
 from ._error_body import error_response
 from ._exchange import Request, Response
+from ._jsvm_folder import with_folder_middleware
 from ._metrics import current_metrics
 from ._pipeline import ApiPipeline, HookDefaults, build_pipeline
 from ._pipeline.walk import ApiRuntime, Upstream
@@ -93,6 +94,17 @@ def driver_settings(
             keepalive_interval=coprocess.grpc_keepalive_interval,
             keepalive_timeout=coprocess.grpc_keepalive_timeout,
         ),
+        javascript=JsSettings(
+            enable=config.javascript.enable,
+            timeout=config.javascript.timeout,
+            tyk_js_path=config.javascript.tyk_js_path,
+            memory_limit=config.javascript.memory_limit,
+            underscore_path=config.javascript.underscore_path,
+            disable_virtual_path_blobs=config.javascript.disable_virtual_path_blobs,
+            middleware_path=config.bundles.middleware_path,
+            ssl_insecure_skip_verify=config.upstream.ssl_insecure_skip_verify,
+            ca_file=config.upstream.ca_file,
+        ),
         store=store,
         shared=shared if shared is not None else {},
     )
@@ -122,6 +134,12 @@ async def build_snapshot(
     # Plugin bundles first (fetched concurrently): their manifests replace the APIs' hooks.
     resolved = await resolve_bundles(apis, config.bundles)
     apis = resolved.apis
+    if config.javascript.enable:
+        # Tyk's directory-loaded JavaScript middleware (reads the disk: off the event loop).
+        folder = config.bundles.middleware_path
+        apis = await trio.to_thread.run_sync(
+            lambda: [with_folder_middleware(api, folder) for api in apis]
+        )
     runtimes: dict[str, ApiRuntime] = {}
     metrics = current_metrics()
     for api in apis:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from ._config.load import structure_config, unstructure_config
+from ._config.convert import structure_config, unstructure_config
 from ._config.model import GatewayConfig
 from ._listen import GATEWAY_LISTENER, ListenError
 from ._memory import return_large_blocks_to_os

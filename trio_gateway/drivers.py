@@ -24,6 +24,8 @@ What a driver gets:
   (:class:`PluginDriverError`, :class:`HookTimeout`, :class:`HookError`).
 * **Store access**: ``settings.store`` (:class:`DriverStore`): sessions by key (JS
   ``TykGetKeyData``) and plugin data (Tyk's ``store_data``/``get_data``).
+* **Sessions as Tyk's JSON** (:func:`session_to_json`, :func:`session_from_json`), for drivers
+  whose plugins see the session as JSON (JavaScript).
 * **Logging**: :class:`FailureLog` turns repeated failures into one line per cause and interval.
 * **Sockets**: :func:`open_raw_tcp_stream` (the gateway's fair TCP stream) for drivers that speak
   to a plugin server, and Tyk's error bodies (:func:`error_body`, :data:`ERROR_HEADERS`).
@@ -33,17 +35,26 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
+from ._apidef.model import (
+    ApiDefinition,
+    FailureMode,
+    PluginRef,
+    Stage,
+    VirtualEndpoint,
+    VirtualSource,
+)
 from ._driver_settings import (
     DEFAULT_BLOCKING_THRESHOLD,
     DriverSettings,
     DriverStore,
     GrpcSettings,
+    JsSettings,
 )
 from ._error_body import ERROR_HEADERS, error_body
 from ._exchange import BodySource, Headers, Request, Response
 from ._logsummary import FailureLog
 from ._net import RawSocketStream, open_raw_tcp_stream
+from ._session.json import session_from_json, session_to_json
 from ._session.model import AccessDefinition, AllowedUrl, Session
 from .errors import HookError, HookTimeout, PluginDriverError
 from .hooks import (
@@ -83,6 +94,7 @@ __all__ = [
     "HookError",
     "HookRef",
     "HookTimeout",
+    "JsSettings",
     "PluginDriverError",
     "PluginRef",
     "RawSocketStream",
@@ -92,8 +104,12 @@ __all__ = [
     "Session",
     "Stage",
     "TraceContext",
+    "VirtualEndpoint",
+    "VirtualSource",
     "error_body",
     "open_raw_tcp_stream",
+    "session_from_json",
+    "session_to_json",
 ]
 
 

@@ -1,7 +1,7 @@
 """One unary call's stream on the client connection: its state, headers and result.
 
-Pure bookkeeping (no I/O): :class:`~.connection.Connection` feeds it what the server sent and
-the caller reads :meth:`Call.result` once the stream has ended.
+Pure bookkeeping (no I/O, no Trio): :class:`~.h2client.H2ClientConnection` feeds it what the
+server sent and the caller reads :meth:`Call.result` once the stream has ended.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import math
 import struct
 import urllib.parse
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
-import trio
 
 from .common import GrpcError, StatusCode, error_for
 from .h2codec import ErrorCode
@@ -41,9 +40,6 @@ def encode_timeout(seconds: float) -> bytes:
     return b"99999999H"
 
 
-
-
-
 @attrs.define(eq=False, slots=True)
 class Call:
     stream_id: int
@@ -54,10 +50,9 @@ class Call:
     http_status: bytes = b""
     grpc_status: bytes | None = None
     grpc_message: bytes = b""
-    done: trio.Event = attrs.field(factory=trio.Event)
+    #: The reply is complete (END_STREAM) or the call failed (``error``): nothing more is kept.
+    ended: bool = False
     error: GrpcError | None = None
-    #: Set when the send window may have grown (replaced each time a sender waits on it).
-    window: trio.Event = attrs.field(factory=trio.Event)
     #: Received bytes not yet given back with a stream WINDOW_UPDATE.
     unacked: int = 0
     size_checked: bool = False
@@ -68,12 +63,14 @@ class Call:
     remote_closed: bool = False
     local_closed: bool = False
     reset_sent: bool = False
+    #: The caller's own handle for waking up when the call ends (the Trio shell keeps its event
+    #: here: no look-up per call); the protocol core never reads it.
+    waiter: Any = None
 
     def fail(self, error: GrpcError) -> None:
-        if not self.done.is_set():
+        if not self.ended:
             self.error = error
-            self.done.set()
-        self.window.set()
+            self.ended = True
 
     def read_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> None:
         for name, value in headers:
@@ -85,7 +82,7 @@ class Call:
                 self.grpc_message = value
 
     def result(self) -> bytes:
-        """The reply message, or the call's error (after ``done``)."""
+        """The reply message, or the call's error (once ``ended``)."""
         if self.error is not None:
             raise self.error
         if self.http_status != b"200":

@@ -6,7 +6,7 @@ grpcio is not used at run time (it runs its own threads and event loop, which Tr
 Shape of the machinery:
 
 * :class:`GrpcChannel` owns one target. A *maintainer* task (owned by the nursery the channel was
-  started in) keeps one :class:`_Connection` up: connect, serve until the connection is lost, back
+  started in) keeps one :class:`~.connection.Connection` up: connect, serve until it is lost, back
   off with jitter, connect again. The backoff is capped at ``backoff_max`` (0.4 s by default, with
   ±20 % jitter), so traffic flows again well under a second after the server returns.
 * While there is no connection because the last attempt failed, calls fail *at once* with
@@ -14,7 +14,9 @@ Shape of the machinery:
   connect (and a reconnect after a graceful GOAWAY) makes calls wait, bounded by their deadline.
 * HTTP/2 is spoken with :mod:`.h2codec` (frames and a pre-encoded request header block; a
   generic state machine such as ``h2`` cost more than half of a call's CPU). The connection's
-  state (stream ids, both sides' windows, the server's settings) lives in :class:`_Connection`.
+  state (stream ids, both sides' windows, the server's settings, per-call receive buffers and
+  their bounds) lives in the pure :class:`~.h2client.H2ClientConnection` (bytes in, events and
+  bytes out, no Trio); :class:`~.connection.Connection` is its thin Trio shell.
 * Each connection runs a reader task (socket -> frames -> the waiting caller) and a writer task.
   A caller queues its HEADERS and DATA together and flushes them itself (one flusher at a time,
   inside a shielded scope with its own deadline), so a call costs one write and no task switch

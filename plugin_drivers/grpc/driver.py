@@ -19,7 +19,6 @@ the stream and ``trio.Cancelled`` propagates.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -31,7 +30,6 @@ import google.protobuf.message
 import trio
 
 from trio_gateway.drivers import (
-    CONTINUE,
     ApiDefinition,
     ApiInfo,
     Decision,
@@ -43,12 +41,10 @@ from trio_gateway.drivers import (
     HookTimeout,
     PluginDriverError,
     Request,
-    Respond,
-    Response,
-    Stage,
 )
 
 from ..coprocess import object_encoder, wire
+from ..coprocess.hook_call import OFF_LOOP_ENCODE, apply_reply, encode_call
 from ..coprocess.proto import coprocess_object_pb2 as object_pb
 from .client import (
     DEFAULT_RECV_MAX,
@@ -71,9 +67,8 @@ __all__ = [
     "open_shared_grpc_channel",
 ]
 
-#: Hook calls whose bodies (or replies) add up to this much encode their message (or parse the
-#: reply) in a worker thread.
-OFF_LOOP_ENCODE: Final = 1 << 20
+#: Replies this large are parsed in a worker thread (calls this large are encoded in one).
+OFF_LOOP_PARSE: Final = OFF_LOOP_ENCODE
 
 DISPATCH_METHOD: Final = "/coprocess.Dispatcher/Dispatch"
 DISPATCH_EVENT_METHOD: Final = "/coprocess.Dispatcher/DispatchEvent"
@@ -257,35 +252,12 @@ class GrpcDriver:
         channel = self.channel
         if channel is None:
             raise PluginDriverError("gRPC driver is not loaded")
-        stage = hook.stage
-        request = ctx.raw_request
-        body = await request.read_body()
-        response = ctx.raw_response if stage is Stage.RESPONSE else None
-        response_body = b""
-        if response is not None:
-            response_body = await _read_response_body(response)
         spec = self._spec
         if spec is None or ctx.api is not self._spec_api:
             spec = self._spec = object_encoder.encode_spec(ctx.api, self.bundle)
             self._spec_api = ctx.api
-        encode = functools.partial(
-            object_encoder.encode_object,
-            stage=stage,
-            hook_name=hook.name,
-            api=ctx.api,
-            request=request,
-            body=body,
-            raw_body_only=hook.plugin.raw_body_only,
-            session=ctx.raw_session,
-            response=response,
-            response_body=response_body,
-            spec=spec,
-        )
-        if len(body) + len(response_body) < OFF_LOOP_ENCODE:
-            message = encode()
-        else:
-            # Megabytes of body: the copies and the UTF-8 check run in a thread, not on the loop.
-            message = await trio.to_thread.run_sync(encode)
+        message = await encode_call(hook, ctx, spec)
+        request = ctx.raw_request
         try:
             data = await channel.unary_unary(
                 DISPATCH_METHOD, message, metadata=_trace_metadata(request)
@@ -297,20 +269,11 @@ class GrpcDriver:
         except GrpcError as exc:
             raise HookError(f"gRPC plugin {hook.label} failed: {exc}") from exc
         try:
-            if len(data) < OFF_LOOP_ENCODE:
+            if len(data) < OFF_LOOP_PARSE:
                 reply = object_pb.Object.FromString(data)
             else:
                 reply = await trio.to_thread.run_sync(object_pb.Object.FromString, data)
-            if response is not None:
-                wire.apply_response_reply(reply, response, wire.first_values(response.headers))
-                return CONTINUE
-            if stage is Stage.AUTH:
-                result = wire.apply_auth_reply(reply, request, self._org_id)
-                if isinstance(result, Respond):
-                    return result
-                ctx.set_session(result.token, result.session)
-                return CONTINUE
-            return wire.apply_request_reply(reply, request)
+            return apply_reply(reply, ctx)
         except (google.protobuf.message.DecodeError, wire.WireError) as exc:
             raise HookError(f"gRPC plugin {hook.label} sent an unusable reply: {exc}") from exc
 
@@ -349,16 +312,3 @@ class GrpcDriver:
             (self._api_id, name, "timeout"), f"gRPC event {name} for API {self._api_id} timed out"
         )
         return False
-
-
-async def _read_response_body(response: Response) -> bytes:
-    if response.body_bytes is not None:
-        return response.body_bytes
-    parts: list[bytes] = []
-    source = response.body_source
-    if source is not None:
-        while chunk := await source.receive_some():
-            parts.append(chunk)
-    response.body_bytes = b"".join(parts)
-    response.body_source = None
-    return response.body_bytes

@@ -28,7 +28,8 @@ var __tyk = (function () {
         throw suspend;
     }
 
-    // Run fn() for the gateway; returns the JSON text {out, pending, logs}.
+    // Run fn() for the gateway; returns the JSON text {out, pending, logs}, or, when fn returned
+    // a string and nothing is pending or logged, U+0001 followed by that string.
     function run(answers, fn) {
         state.answers = answers;
         state.next = 0;
@@ -44,6 +45,12 @@ var __tyk = (function () {
         }
         if (state.pending !== null) {
             out = undefined;
+        }
+        if (typeof out === "string" && state.pending === null && state.logs.length === 0) {
+            // The usual middleware call: its value is already text (DoProcessRequest's JSON).
+            // Marked and returned as is, it is not escaped into an envelope and parsed again.
+            // join, not +: the binding cannot hand Python a concatenated ("rope") string.
+            return ["\u0001", out].join("");
         }
         return JSON.stringify({out: out === undefined ? null : out, pending: state.pending,
                                logs: state.logs});

@@ -11,8 +11,10 @@ the gateway suspend the script instead (``scripts.py`` explains how).
 Thread discipline. The QuickJS binding's authors report crashes when one runtime is used from
 several threads, even one after another (QuickJS records the C stack of the thread that made the
 runtime for its stack-overflow check). So every VM owns one thread of its own: it is created there
-and every engine call runs there. Callers (Trio worker threads under the gateway's thread limit)
-block on the VM thread's answer; calls to one VM are therefore serialised, in arrival order.
+and every engine call runs there. Callers either block on the VM thread's answer (the methods) or
+hand it a whole job with :meth:`JsVm.submit` and wait for the future as they like (the driver
+awaits it from Trio); inside a job the methods run inline. Calls to one VM are serialised, in
+arrival order.
 
 Time limit. QuickJS stops a script from its interrupt handler once the call has used ``timeout``
 seconds of *processor* time (the binding measures with C ``clock()``); a script waiting in a
@@ -102,8 +104,8 @@ def _message(exc: BaseException, filename: str) -> str:
 class JsVm:
     """One JavaScript global environment with its own thread; see the module docstring.
 
-    All methods are synchronous and may be called from any thread (not from the VM's own thread,
-    i.e. not from inside a callback). ``timeout`` is in seconds.
+    All methods are synchronous and may be called from any thread; on the VM's own thread (inside
+    a :meth:`submit` job) they run inline. ``timeout`` is in seconds.
     """
 
     def __init__(self, *, memory_limit: int, name: str = "js") -> None:
@@ -113,6 +115,7 @@ class JsVm:
             max_workers=1, thread_name_prefix=f"jsvm-{name}"
         )
         self._closed = False
+        self._thread: threading.Thread | None = None  # set on the VM's thread when it starts
         self._lock = threading.Lock()  # guards _closed against a racing close()
         try:
             self._context: Any = self._run(self._make_context)
@@ -125,17 +128,31 @@ class JsVm:
         return self._name
 
     def _make_context(self) -> Any:
+        self._thread = threading.current_thread()
         context = quickjs.Context()
         context.set_memory_limit(self._memory_limit)
         return context
 
-    def _run(self, fn: Callable[[], T]) -> T:
+    def on_vm_thread(self) -> bool:
+        """Whether the caller is this VM's own thread (inside a :meth:`submit` job)."""
+        return threading.current_thread() is self._thread
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on this VM's thread; the caller may wait for the future however it likes
+        (the driver awaits it from Trio without a worker thread of its own). Inside ``fn`` the
+        VM's methods run inline."""
         with self._lock:
             if self._closed:
                 raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
-            future = self._executor.submit(fn)
+            return self._executor.submit(fn)
+
+    def _run(self, fn: Callable[[], T]) -> T:
+        if self.on_vm_thread():
+            if self._closed:
+                raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
+            return fn()
         # No wait bound here: the engine's own time limit ends every call we submit.
-        return future.result()
+        return self.submit(fn).result()
 
     def evaluate(self, source: str, *, filename: str, timeout: float) -> None:
         """Run ``source`` in the global scope (a script file); raise :class:`JsLoadError`."""
@@ -151,10 +168,10 @@ class JsVm:
 
         self._run(run)
 
-    def eval_json(self, code: str, *, timeout: float, filename: str = "<call>") -> Any:
-        """Evaluate an expression whose value is JSON text (or undefined); return it decoded."""
+    def eval_text(self, code: str, *, timeout: float, filename: str = "<call>") -> str | None:
+        """Evaluate an expression whose value is a string (or undefined); return it."""
 
-        def run() -> Any:
+        def run() -> str | None:
             self._context.set_time_limit(timeout)
             try:
                 out = self._context.eval(code)
@@ -162,13 +179,16 @@ class JsVm:
                 raise self._classify(exc, filename, load=False) from None
             finally:
                 self._context.set_time_limit(-1)
-            if out is None:
-                return None
-            if not isinstance(out, str):
-                raise JsError(f"{filename}: returned {type(out).__name__}, not JSON text")
-            return json.loads(out)
+            if out is None or isinstance(out, str):
+                return out
+            raise JsError(f"{filename}: returned {type(out).__name__}, not text")
 
         return self._run(run)
+
+    def eval_json(self, code: str, *, timeout: float, filename: str = "<call>") -> Any:
+        """Evaluate an expression whose value is JSON text (or undefined); return it decoded."""
+        out = self.eval_text(code, timeout=timeout, filename=filename)
+        return None if out is None else json.loads(out)
 
     def call_json(self, function: str, *args: Any, timeout: float) -> Any:
         """Call the global ``function`` (dotted name) with JSON-able ``args``; return its value.
@@ -182,6 +202,12 @@ class JsVm:
             f" return r === undefined ? undefined : JSON.stringify(r); }})()"
         )
         return self.eval_json(code, timeout=timeout)
+
+    def set_global_text(self, name: str, text: str) -> None:
+        """Make the global ``name`` the string ``text`` (no parsing: a large text costs a copy)."""
+        if not _JS_NAME.fullmatch(name) or "." in name:
+            raise ValueError(f"not a JavaScript global name: {name!r}")
+        self._run(lambda: self._context.set(name, text))
 
     def collect_garbage(self) -> None:
         self._run(lambda: self._context.gc())
@@ -201,7 +227,9 @@ class JsVm:
             self._context = None
 
         self._executor.submit(drop)
-        self._executor.shutdown(wait=True)
+        # From a job on the VM's own thread (a rebuild after the memory cap) the thread cannot
+        # wait for itself: it ends once that job and ``drop`` are done.
+        self._executor.shutdown(wait=not self.on_vm_thread())
 
     def _classify(self, exc: BaseException, filename: str, *, load: bool) -> JsError:
         text = str(exc)

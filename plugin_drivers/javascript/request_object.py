@@ -35,6 +35,9 @@ __all__ = [
     "ReturnOverrides",
     "apply_js_request",
     "canonical_header_name",
+    "go_field",
+    "go_string",
+    "go_string_map",
     "override_reply",
     "parse_js_result",
     "to_js_request",
@@ -162,8 +165,9 @@ def to_js_request(request: GatewayRequest) -> dict[str, Any]:
     }
 
 
-def _field(obj: Mapping[str, Any], name: str) -> Any:
-    # Go's decoder: an exact or case-insensitive key fills the field; a later key wins.
+def go_field(obj: Mapping[str, Any], name: str) -> Any:
+    """Field ``name`` of a decoded JSON object as Go's decoder fills a struct field: an exact
+    or case-insensitive key, the last one winning; None when absent."""
     found: Any = None
     folded = name.lower()
     for key, value in obj.items():
@@ -180,7 +184,9 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def _string(value: Any, what: str) -> str:
+def go_string(value: Any, what: str) -> str:
+    """A JSON string field as Go decodes it into a ``string`` (absent: ""); else
+    :class:`JsResultError` naming ``what``."""
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -193,11 +199,12 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
         return ()
     if not isinstance(value, list):
         raise JsResultError(f"{what} must be an array, not {type(value).__name__}")
-    return tuple(_string(item, f"{what} item") for item in value)
+    return tuple(go_string(item, f"{what} item") for item in value)
 
 
-def _string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
-    return tuple((k, _string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
+def go_string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of strings as Go decodes a ``map[string]string`` (absent: empty)."""
+    return tuple((k, go_string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
 
 
 def _int(value: Any, what: str) -> int:
@@ -216,50 +223,57 @@ def _bool(value: Any, what: str) -> bool:
     return value
 
 
+def _folded(value: Any, what: str) -> dict[str, Any]:
+    """A JSON object with its keys folded to lower case, a later spelling of a key winning: one
+    pass, then each field is one lookup (the same matching as :func:`go_field`)."""
+    return {key.lower(): item for key, item in _object(value, what).items()}
+
+
 def _overrides(value: Any) -> ReturnOverrides:
-    obj = _object(value, "ReturnOverrides")
+    obj = _folded(value, "ReturnOverrides")
     return ReturnOverrides(
-        response_code=_int(_field(obj, "ResponseCode"), "ReturnOverrides.ResponseCode"),
-        response_error=_string(_field(obj, "ResponseError"), "ReturnOverrides.ResponseError"),
-        response_body=_string(_field(obj, "ResponseBody"), "ReturnOverrides.ResponseBody"),
-        response_headers=_string_map(
-            _field(obj, "ResponseHeaders"), "ReturnOverrides.ResponseHeaders"
+        response_code=_int(obj.get("responsecode"), "ReturnOverrides.ResponseCode"),
+        response_error=go_string(obj.get("responseerror"), "ReturnOverrides.ResponseError"),
+        response_body=go_string(obj.get("responsebody"), "ReturnOverrides.ResponseBody"),
+        response_headers=go_string_map(
+            obj.get("responseheaders"), "ReturnOverrides.ResponseHeaders"
         ),
-        override_error=_bool(_field(obj, "OverrideError"), "ReturnOverrides.OverrideError"),
+        override_error=_bool(obj.get("overrideerror"), "ReturnOverrides.OverrideError"),
     )
 
 
 def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     """Decode a middleware's returned object (after ``JSON.parse``) the way Go decodes it."""
-    request = _object(_field(result, "Request"), "Request")
-    ignore_body = _bool(_field(request, "IgnoreBody"), "Request.IgnoreBody")
+    top = _folded(result, "the result")
+    request = _folded(top.get("request"), "Request")
+    ignore_body = _bool(request.get("ignorebody"), "Request.IgnoreBody")
     body: bytes | None = None
     if not ignore_body:
-        encoded = _string(_field(request, "Body"), "Request.Body")
+        encoded = go_string(request.get("body"), "Request.Body")
         try:
             body = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise JsResultError(f"Request.Body is not base64: {exc}") from None
-    extended = _object(_field(request, "ExtendedParams"), "Request.ExtendedParams")
+    extended = _object(request.get("extendedparams"), "Request.ExtendedParams")
     changes = JsRequestChanges(
         body=body,
-        url=_string(_field(request, "URL"), "Request.URL"),
-        delete_headers=_strings(_field(request, "DeleteHeaders"), "Request.DeleteHeaders"),
-        set_headers=_string_map(_field(request, "SetHeaders"), "Request.SetHeaders"),
-        delete_params=_strings(_field(request, "DeleteParams"), "Request.DeleteParams"),
-        add_params=_string_map(_field(request, "AddParams"), "Request.AddParams"),
+        url=go_string(request.get("url"), "Request.URL"),
+        delete_headers=_strings(request.get("deleteheaders"), "Request.DeleteHeaders"),
+        set_headers=go_string_map(request.get("setheaders"), "Request.SetHeaders"),
+        delete_params=_strings(request.get("deleteparams"), "Request.DeleteParams"),
+        add_params=go_string_map(request.get("addparams"), "Request.AddParams"),
         extended_params=tuple(
             (k, _strings(v, f"Request.ExtendedParams.{k}")) for k, v in extended.items()
         ),
-        return_overrides=_overrides(_field(request, "ReturnOverrides")),
+        return_overrides=_overrides(request.get("returnoverrides")),
     )
-    meta = _field(result, "SessionMeta")
-    session = _field(result, "Session")
+    meta = top.get("sessionmeta")
+    session = top.get("session")
     return JsResult(
         request=changes,
         session_meta=None if meta is None else _object(meta, "SessionMeta"),
         session=None if session is None else _object(session, "Session"),
-        auth_value=_string(_field(result, "AuthValue"), "AuthValue"),
+        auth_value=go_string(top.get("authvalue"), "AuthValue"),
     )
 
 

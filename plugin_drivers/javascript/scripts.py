@@ -20,13 +20,14 @@ calling thread, which is not Trio's (use ``trio.from_thread.run(..., trio_token=
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.resources
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, final
+from typing import Any, Final, Protocol, TypeVar, final
 
 import attrs
 
@@ -36,10 +37,15 @@ __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "UNDERSCORE_LOCATIONS",
     "ApiScripts",
+    "JsCall",
     "JsHost",
+    "JsPending",
     "JsSource",
     "find_underscore",
+    "middleware_result",
 ]
+
+T = TypeVar("T")
 
 #: Memory cap per VM unless the gateway sets another (QuickJS counts its own heap only).
 DEFAULT_MEMORY_LIMIT: Final = 64 * 1024 * 1024
@@ -65,6 +71,28 @@ Object.defineProperty(globalThis, "_", {
         Object.defineProperty(globalThis, "_", {configurable: true, writable: true, value: value});
     }
 });
+"""
+
+# Underscore.js is evaluated on the first read of `_`, not when the VM is built: evaluating it
+# costs ~11 ms per VM (most of a VM's build time) and most scripts never use it. Reading `_`
+# evaluates the source kept in the VM (the same file, so the same `_` as an eager load); assigning
+# `_` first (a script's own helper) replaces it without evaluating Underscore at all.
+_UNDERSCORE_LAZY: Final = """
+(function (source) {
+    Object.defineProperty(globalThis, "_", {
+        configurable: true,
+        get: function () {
+            delete globalThis._;
+            (0, eval)(source);
+            return globalThis._;
+        },
+        set: function (value) {
+            Object.defineProperty(
+                globalThis, "_", {configurable: true, writable: true, value: value});
+        }
+    });
+})(globalThis.__tykUnderscoreSource);
+delete globalThis.__tykUnderscoreSource;
 """
 
 # Time allowed for evaluating our own library files at VM creation.
@@ -124,6 +152,9 @@ def find_underscore(
     return None
 
 
+#: ``__tyk.run`` marks a call's plain text value (nothing pending, nothing logged) with this.
+_PLAIN_OUT: Final = "\x01"
+
 #: Requests to the gateway one call may make before it is stopped with an error.
 MAX_HOST_CALLS: Final = 64
 
@@ -163,6 +194,7 @@ class ApiScripts:
         self._memory_limit = memory_limit
         self._load_timeout = load_timeout
         self._underscore = find_underscore(underscore, underscore_locations)
+        self._underscore_text: str | None = None
         self._lock = threading.Lock()  # one rebuild at a time
         self._vm = self._build()
         self.rebuilds = 0
@@ -180,8 +212,11 @@ class ApiScripts:
             if self._underscore is None:
                 vm.evaluate(_UNDERSCORE_MISSING, filename="<underscore>", timeout=_LIBRARY_TIMEOUT)
             else:
+                if self._underscore_text is None:
+                    self._underscore_text = self._underscore.read_text(encoding="utf-8")
+                vm.set_global_text("__tykUnderscoreSource", self._underscore_text)
                 vm.evaluate(
-                    self._underscore.read_text(encoding="utf-8"),
+                    _UNDERSCORE_LAZY,
                     filename=str(self._underscore),
                     timeout=_LIBRARY_TIMEOUT,
                 )
@@ -193,6 +228,18 @@ class ApiScripts:
             vm.close()
             raise
         return vm
+
+    def defines(self, name: str, method: str = "") -> bool:
+        """Whether the global ``name`` (dotted) exists, and has a function ``method`` if given:
+        the driver checks each hook's middleware object at load time."""
+        call_expression(name)  # refuses anything but a dotted name, before it reaches code
+        target = f"{name}.{method}" if method else name
+        check = f"typeof {target} === 'function'" if method else f"typeof {target} !== 'undefined'"
+        code = (
+            f"(function () {{ try {{ return JSON.stringify({check}); }}"
+            " catch (e) { return 'false'; } })()"
+        )
+        return bool(self._vm.eval_json(code, timeout=_LIBRARY_TIMEOUT))
 
     def run_middleware(
         self,
@@ -209,9 +256,7 @@ class ApiScripts:
         missing middleware object, or a return value that is not a JSON object.
         """
         out = self._call(f"{name}.DoProcessRequest", request, session, config, timeout=timeout)
-        if out is None:
-            raise JsError(f"middleware {name} returned no request object")
-        return _json_object(out, f"middleware {name}")
+        return middleware_result(name, out)
 
     def run_virtual(
         self,
@@ -224,38 +269,62 @@ class ApiScripts:
     ) -> dict[str, Any]:
         """A virtual endpoint's ``function(request, session, config)``: the TykJsResponse object."""
         out = self._call(function, request, session, config, timeout=timeout)
-        if out is None:
-            raise JsError(f"virtual endpoint {function} returned nothing")
-        return _json_object(out, f"virtual endpoint {function}")
+        return virtual_result(function, out)
+
+    # -- one call, step by step (the driver awaits each step; see JsCall) -------------------
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the VM's own thread (the VM's methods, and :meth:`step`, then run
+        inline there). The driver awaits the future from Trio: one thread hop per step."""
+        return self._vm.submit(fn)
+
+    def step(self, call: JsCall, timeout: float) -> JsPending | None:
+        """Run ``call`` once with the answers it has. None: it finished (``call.out`` holds its
+        value, its log lines are written); else the gateway request it is waiting for."""
+        code = f"__tyk.run({json.dumps(call.answers)}, function () {{ return {call.target}; }})"
+        envelope = self._eval(code, timeout)
+        pending = envelope["pending"]
+        if pending is None:
+            self._emit_logs(envelope["logs"])
+            call.out = envelope["out"]
+            return None
+        if len(call.answers) >= MAX_HOST_CALLS:
+            raise JsError(f"{call.function}: more than {MAX_HOST_CALLS} requests to the gateway")
+        name, args, key = pending
+        return JsPending(name=name, args=args, key=key)
+
+    def answer(self, call: JsCall, pending: JsPending, timeout: float) -> None:
+        """Perform ``pending`` through the host (blocking, within ``timeout``) and record its
+        answer for the next :meth:`step`. Call it off the VM's thread, so the VM serves other
+        requests meanwhile."""
+        answer = self._ask_host(pending.name, pending.args, max(0.0, timeout))
+        call.answers.append([pending.key, answer])  # the key exactly as the script made it
 
     def _call(self, function: str, *args: Any, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
-        target = call_expression(function, *args)
-        answers: list[list[Any]] = []  # [[JSON of [name, args], answer], ...] in call order
+        call = JsCall.start(function, *args)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise JsTimeoutError(f"{function}: no time left after its requests to the gateway")
-            code = f"__tyk.run({json.dumps(answers)}, function () {{ return {target}; }})"
-            envelope = self._eval(code, remaining)
-            pending = envelope["pending"]
+            pending = self.step(call, remaining)
             if pending is None:
-                self._emit_logs(envelope["logs"])
-                return envelope["out"]
-            if len(answers) >= MAX_HOST_CALLS:
-                raise JsError(f"{function}: more than {MAX_HOST_CALLS} requests to the gateway")
-            name, call_args, key = pending
-            answer = self._ask_host(name, call_args, max(0.0, deadline - time.monotonic()))
-            answers.append([key, answer])  # the key exactly as the script's JSON.stringify made it
+                return call.out
+            self.answer(call, pending, deadline - time.monotonic())
 
     def _eval(self, code: str, timeout: float) -> Any:
         vm = self._vm
         try:
-            return vm.eval_json(code, timeout=timeout)
+            text = vm.eval_text(code, timeout=timeout)
         except JsMemoryError:
             # Whatever the script left reachable stays allocated: start again from the sources.
             self._replace(vm)
             raise
+        if text is None:
+            raise JsError("the call envelope returned nothing")
+        if text.startswith(_PLAIN_OUT):
+            return {"out": text[1:], "pending": None, "logs": []}
+        return json.loads(text)
 
     def _ask_host(self, name: str, args: list[Any], timeout: float) -> Any:
         host = self._host
@@ -294,6 +363,48 @@ class ApiScripts:
 
     def close(self) -> None:
         self._vm.close()
+
+
+@attrs.define(eq=False)
+class JsCall:
+    """One call of a global function, made in steps: each step runs it from the start with the
+    gateway answers recorded so far (suspend and replay, module docstring)."""
+
+    function: str
+    #: The call as JavaScript source (the arguments as JSON literals).
+    target: str
+    #: ``[[key, answer], ...]`` in the order the script asked.
+    answers: list[list[Any]] = attrs.field(factory=list)
+    #: What the function returned, once a step finished.
+    out: Any = None
+
+    @classmethod
+    def start(cls, function: str, *args: Any) -> JsCall:
+        return cls(function=function, target=call_expression(function, *args))
+
+
+@attrs.frozen(kw_only=True)
+class JsPending:
+    """A gateway built-in the script called and is waiting for: its name and arguments."""
+
+    name: str
+    args: list[Any]
+    key: Any
+
+
+def middleware_result(name: str, out: Any) -> dict[str, Any]:
+    """What ``name.DoProcessRequest`` returned, as the object Tyk decodes, or :class:`JsError`."""
+    if out is None:
+        raise JsError(f"middleware {name} returned no request object")
+    return _json_object(out, f"middleware {name}")
+
+
+def virtual_result(function: str, out: Any) -> dict[str, Any]:
+    """What a virtual endpoint's ``function`` returned (``TykJsResponse``'s JSON text), as the
+    object Tyk decodes, or :class:`JsError`."""
+    if out is None:
+        raise JsError(f"virtual endpoint {function} returned nothing")
+    return _json_object(out, f"virtual endpoint {function}")
 
 
 def _json_object(out: Any, what: str) -> dict[str, Any]:

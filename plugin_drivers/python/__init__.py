@@ -1,4 +1,4 @@
-"""The ``python`` driver: native async/sync Python hooks (Tyk-style ``@Hook`` functions later)."""
+"""The ``python`` driver: native async/sync Python hooks and Tyk-style ``@Hook`` functions."""
 
 from __future__ import annotations
 

@@ -1,26 +1,30 @@
-"""The ``python`` driver: native hooks, ``async def hook(ctx)`` or ``def hook(ctx)``.
+"""The ``python`` driver: native hooks, ``async def hook(ctx)`` or ``def hook(ctx)``, and Tyk's.
 
 * async hooks run inline in the request's task, under the pipeline's deadline scope. Each step of
   the coroutine (the code between two awaits) is timed with a wall clock; a step longer than
   ``blocking_threshold`` blocked the event loop and is reported (log + counter, with the hook name).
-* sync hooks run in a worker thread under a per-plugin ``trio.CapacityLimiter`` of
-  ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the gateway's
-  ``hooks.thread_limit``). When every token is borrowed a call waits for one within its hook's
-  deadline; a deadline passing in that wait is a *timeout* (504 by default), like one passing in
-  the thread. A thread cannot be interrupted: at the deadline the request gets its policy answer
-  and the thread is abandoned; its token stays borrowed until it returns (Trio releases it then).
-  The thread works on a detached copy of the context, merged back only when it finishes in time,
-  so an abandoned thread never writes into a live request.
+* sync hooks run in a worker thread (``plugin_drivers.threads``) under a per-plugin
+  ``trio.CapacityLimiter`` of ``hook.thread_limit`` tokens (the API's ``thread_limit``, else the
+  gateway's ``hooks.thread_limit``). When every token is borrowed a call waits for one within its
+  hook's deadline; a deadline passing in that wait is a *timeout* (504 by default), like one
+  passing in the thread. A thread cannot be interrupted: at the deadline the request gets its
+  policy answer and the thread is abandoned; its token stays borrowed until it returns (released
+  then). The thread works on a detached copy of the context, merged back only when it finishes in
+  time, so an abandoned thread never writes into a live request.
 
-Tyk-style ``@Hook`` objects (``from tyk.decorators import *``) will be told apart by the object
-itself in :func:`_plugin_form`; until they are supported they are refused at load time.
+Tyk-style ``@Hook`` objects (``from tyk.decorators import *``) are told apart by the object
+itself (:mod:`.tyk_style`). They run in the same worker threads under the same limiter and
+deadlines, on the call's own coprocess ``Object`` instead of a forked context; the reply is
+applied with the translation the gRPC driver uses (``plugin_drivers/coprocess``). Their modules
+see Tyk's ``tyk``, ``gateway`` and ``coprocess_*_pb2`` modules, and their ``print`` goes to the
+gateway's log (:mod:`.tyk_api`), through their folder's module namespace.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
-import os
 import time
 import types
 from collections.abc import Callable, Coroutine, Generator, Sequence
@@ -33,9 +37,11 @@ from trio_gateway.drivers import (
     CONTINUE,
     DEFAULT_BLOCKING_THRESHOLD,
     ApiDefinition,
+    ApiInfo,
     Continue,
     Decision,
     DriverSettings,
+    DriverStore,
     HookContext,
     HookError,
     HookRef,
@@ -44,15 +50,19 @@ from trio_gateway.drivers import (
     Stage,
 )
 
+from ..threads import run_in_worker_thread
 from .loader import (
     LoadFailure,
     check_native_signature,
-    get_function,
+    find_hook,
     load_dotted,
     load_file_module,
+    plugin_file,
     resolve_path,
 )
 from .namespace import ModuleNamespace
+from .tyk_api import PluginServices, plugin_builtins, provided_modules
+from .tyk_api.tyk.decorators import HANDLER_TYPES
 
 log = logging.getLogger("trio_gateway.plugins.python")
 
@@ -89,11 +99,16 @@ class _Loaded:
     label: str
     #: Threads of this function abandoned at their deadline (or by a cancel) since load.
     abandoned: int = 0
+    #: A Tyk-style ``@Hook``: how many positional parameters Tyk calls it with (0: native).
+    tyk_arity: int = 0
+
+    def count_abandoned(self) -> None:
+        self.abandoned += 1
 
 
 def create(settings: DriverSettings) -> PythonDriver:
     """The driver factory (``plugin_drivers.DRIVERS``)."""
-    return PythonDriver(blocking_threshold=settings.blocking_threshold)
+    return PythonDriver(blocking_threshold=settings.blocking_threshold, store=settings.store)
 
 
 @attrs.define(eq=False)
@@ -105,6 +120,8 @@ class PythonDriver:
     blocking_threshold: float = DEFAULT_BLOCKING_THRESHOLD
     #: The clock blocking is measured with (wall time; tests pass a fake).
     wall_clock: Callable[[], float] = time.perf_counter
+    #: The gateway's store, for Tyk-style plugins' ``store_data`` / ``get_data``.
+    store: DriverStore | None = None
 
     _loaded: dict[HookRef, _Loaded] = attrs.field(init=False, factory=dict)
     #: Each plugin function once (hooks may share one); kept after aclose for the statistics.
@@ -115,9 +132,23 @@ class PythonDriver:
     _api_id: str = attrs.field(init=False, default="")
     #: Plugin folder -> its module namespace for this load (released by aclose).
     _namespaces: dict[str, ModuleNamespace] = attrs.field(init=False, factory=dict)
+    #: Tyk's ``spec`` map for Tyk-style calls, for the API it was made from (made once).
+    _spec: dict[str, str] = attrs.field(init=False, factory=dict)
+    _spec_api: ApiInfo | None = attrs.field(init=False, default=None)
+    _bundle: str = attrs.field(init=False, default="")
 
     async def load(self, api: ApiDefinition, hooks: Sequence[HookRef]) -> None:
         self._api_id = api.api_id
+        self._bundle = api.bundle
+        services = PluginServices(
+            api_id=api.api_id, store=self.store, trio_token=trio.lowlevel.current_trio_token()
+        )
+        # What a plugin folder's modules see: Tyk's modules, and a print that logs.
+        make_namespace = functools.partial(
+            ModuleNamespace,
+            provided=provided_modules(services),
+            builtins_overrides=plugin_builtins(services),
+        )
         # One module object per file and one limiter per function: several hooks may share them.
         modules: dict[str, types.ModuleType] = {}
         by_function: dict[int, _Loaded] = {}
@@ -125,21 +156,29 @@ class PythonDriver:
             try:
                 # Abandoned when the load's time bound passes (the import may hang).
                 fn = await trio.to_thread.run_sync(
-                    self._find, api, hook, modules, self._namespaces, abandon_on_cancel=True
+                    functools.partial(
+                        self._find, api, hook, modules, self._namespaces, make_namespace
+                    ),
+                    abandon_on_cancel=True,
                 )
-                form = _plugin_form(fn)
-                if form != "native":
-                    raise LoadFailure(f"{form} plugins are not supported yet by the python driver")
-                check_native_signature(fn, hook.name)
+                arity = 0
+                if isinstance(fn, HANDLER_TYPES):
+                    # Only now the coprocess translation (and protobuf) is loaded.
+                    from . import tyk_style
+
+                    arity = tyk_style.tyk_arity(fn)
+                else:
+                    check_native_signature(fn, hook.name)
             except LoadFailure as exc:
                 raise PluginDriverError(f"API {api.api_id!r}: hook {hook.label}: {exc}") from exc
             loaded = by_function.get(id(fn))
             if loaded is None:
                 loaded = _Loaded(
                     fn=fn,
-                    is_async=_is_async(fn),
+                    is_async=not arity and _is_async(fn),
                     limiter=trio.CapacityLimiter(hook.thread_limit),
                     label=hook.label,
+                    tyk_arity=arity,
                 )
                 by_function[id(fn)] = loaded
                 self._plugins.append(loaded)
@@ -151,23 +190,25 @@ class PythonDriver:
         hook: HookRef,
         modules: dict[str, types.ModuleType],
         namespaces: dict[str, ModuleNamespace],
+        make_namespace: Callable[[str], ModuleNamespace],
     ) -> Callable[..., Any]:
         plugin = hook.plugin
-        if plugin.path.endswith(".py"):
-            filename = resolve_path(plugin.path, api.source)
+        if plugin.path:
+            # A .py file, or a folder with middleware.py (a bundle's layout, without a bundle).
+            filename = plugin_file(resolve_path(plugin.path, api.source))
             module = modules.get(filename)
             if module is None:
-                module = modules[filename] = load_file_module(filename, namespaces)
+                module = modules[filename] = load_file_module(filename, namespaces, make_namespace)
             if not plugin.name:
-                raise LoadFailure(f"no function name given for {os.path.basename(filename)}")
-            return get_function(module, plugin.name, os.path.basename(filename))
-        if plugin.path:
-            raise LoadFailure(f"path {plugin.path!r} is not a .py file")
+                raise LoadFailure(f"no function name given for {filename}")
+            return find_hook(module, plugin.name, filename)
         return load_dotted(plugin.name)
 
     async def call(self, hook: HookRef, ctx: HookContext) -> Decision:
         loaded = self._loaded[hook]
         self._calls += 1
+        if loaded.tyk_arity:
+            return await self._call_tyk_style(loaded, hook, ctx)
         if loaded.is_async:
             # The first step inline: most hooks finish in it, without the step-timing driver.
             coro = loaded.fn(ctx)
@@ -188,36 +229,39 @@ class PythonDriver:
             result = await self._call_in_thread(loaded, hook, ctx)
         return _decision(result, hook)
 
+    async def _call_tyk_style(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Decision:
+        from . import tyk_style  # loaded with the first Tyk-style hook (load)
+
+        if ctx.api is not self._spec_api:
+            self._spec = tyk_style.spec_map(ctx.api, self._bundle)
+            self._spec_api = ctx.api
+        obj = await tyk_style.call_object(hook, ctx)
+        await self._run_in_thread(
+            loaded,
+            functools.partial(
+                tyk_style.dispatch, loaded.fn, loaded.tyk_arity, obj, dict(self._spec), hook.label
+            ),
+        )
+        return tyk_style.apply(obj, ctx, hook.label)
+
     async def _call_in_thread(self, loaded: _Loaded, hook: HookRef, ctx: HookContext) -> Any:
         request = ctx.raw_request
         if ctx.stage is not Stage.RESPONSE and request.body_bytes is None:
             # A thread cannot await the client's body: give it the whole body up front.
             await request.read_body()
         fork = ctx._fork()
+        result = await self._run_in_thread(loaded, functools.partial(loaded.fn, fork))
+        ctx._merge(fork)
+        return result
+
+    async def _run_in_thread(self, loaded: _Loaded, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in a worker thread under the plugin's limiter, abandoned at a cancel (the
+        deadline); the caller's cancel scope bounds the wait for a thread too (a deadline
+        passing in that wait started nothing, so nothing is abandoned)."""
         limiter = loaded.limiter
         if limiter.available_tokens < 1:
             self._thread_waits += 1
-        # The token is taken here, not inside to_thread, so that a deadline passing while we
-        # wait for it (nothing started, nothing to abandon) is told apart from one passing
-        # while the thread runs (the thread is abandoned and keeps its token).
-        held = _HeldToken(limiter)
-        await limiter.acquire_on_behalf_of(held)
-        try:
-            result = await trio.to_thread.run_sync(
-                loaded.fn,
-                fork,
-                # Trio documents "CapacityLimiter-like" limiters; its annotation is narrower.
-                limiter=held,  # type: ignore[arg-type]
-                abandon_on_cancel=True,
-            )
-        except trio.Cancelled:
-            if held.handed_over:
-                loaded.abandoned += 1
-            raise
-        finally:
-            held.release_unless_handed_over()
-        ctx._merge(fork)
-        return result
+        return await run_in_worker_thread(fn, limiter, loaded.count_abandoned)
 
     def _report_blocking(self, hook: HookRef, seconds: float) -> None:
         label = hook.label
@@ -254,38 +298,6 @@ class PythonDriver:
         for namespace in self._namespaces.values():
             namespace.release()
         self._namespaces.clear()
-
-
-@attrs.define(eq=False)
-class _HeldToken:
-    """A limiter token already acquired, handed to ``trio.to_thread.run_sync`` as its limiter.
-
-    Trio then "acquires" it without waiting and releases the real token when the thread
-    returns, abandoned or not (the rule that keeps abandoned threads counted). If ``run_sync``
-    gives up before taking it (cancelled at its first checkpoint), the caller releases it.
-    """
-
-    limiter: trio.CapacityLimiter
-    handed_over: bool = False
-
-    async def acquire_on_behalf_of(self, borrower: object) -> None:
-        self.handed_over = True
-
-    def release_on_behalf_of(self, borrower: object) -> None:
-        self.limiter.release_on_behalf_of(self)
-
-    def release_unless_handed_over(self) -> None:
-        if not self.handed_over:
-            self.handed_over = True
-            self.limiter.release_on_behalf_of(self)
-
-
-def _plugin_form(fn: Callable[..., Any]) -> str:
-    """ "native" for a plain function; Tyk's ``@Hook`` decorator wraps functions in an object of
-    a class named ``Hook``, which is how the Tyk-style form will be recognised."""
-    if type(fn).__name__ == "Hook" and hasattr(fn, "f"):
-        return "Tyk-style @Hook"
-    return "native"
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

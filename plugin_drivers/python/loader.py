@@ -11,9 +11,13 @@ import inspect
 import os
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from .namespace import ModuleNamespace
+from .tyk_api.tyk.decorators import HANDLER_TYPES
+
+#: The file Tyk loads from a bundle (and we from a plugin folder given as ``path``).
+PYTHON_ENTRY = "middleware.py"
 
 
 class LoadFailure(Exception):
@@ -28,16 +32,34 @@ def resolve_path(path: str, api_source: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
-def load_file_module(filename: str, namespaces: dict[str, ModuleNamespace]) -> ModuleType:
+def plugin_file(path: str) -> str:
+    """The file to import for a resolved ``path``: the file itself, or a folder's
+    ``middleware.py`` (a Tyk bundle's layout, for plugins developed without a bundle)."""
+    if os.path.isdir(path):
+        entry = os.path.join(path, PYTHON_ENTRY)
+        if not os.path.isfile(entry):
+            raise LoadFailure(f"plugin folder {path} has no {PYTHON_ENTRY}")
+        return entry
+    if not path.endswith(".py"):
+        raise LoadFailure(f"path {path!r} is neither a .py file nor a folder")
+    return path
+
+
+def load_file_module(
+    filename: str,
+    namespaces: dict[str, ModuleNamespace],
+    make_namespace: Callable[[str], ModuleNamespace] = ModuleNamespace,
+) -> ModuleType:
     """Import a plugin file in its folder's own namespace (``namespace.py``): sibling modules
     import by plain name, and no other folder's modules are seen. ``namespaces`` maps folders to
-    the namespaces of one driver load (the driver releases them when it closes)."""
+    the namespaces of one driver load (the driver releases them when it closes);
+    ``make_namespace`` makes a folder's namespace the first time."""
     if not os.path.isfile(filename):
         raise LoadFailure(f"plugin file not found: {filename}")
     directory = os.path.dirname(filename)
     namespace = namespaces.get(directory)
     if namespace is None:
-        namespace = namespaces[directory] = ModuleNamespace(directory)
+        namespace = namespaces[directory] = make_namespace(directory)
     try:
         return namespace.load_file(filename)
     except Exception as exc:
@@ -56,6 +78,15 @@ def load_dotted(target: str) -> Callable[..., Any]:
             f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
     return get_function(module, attr, module_name)
+
+
+def find_hook(module: ModuleType, name: str, where: str) -> Callable[..., Any]:
+    """The hook ``name`` of a plugin file: Tyk's rule first (a module-level decorator object
+    whose function is called ``name``), else the module attribute ``name`` (native hooks)."""
+    for value in vars(module).values():
+        if isinstance(value, HANDLER_TYPES) and getattr(value, "name", None) == name:
+            return cast("Callable[..., Any]", value)
+    return get_function(module, name, where)
 
 
 def get_function(module: ModuleType, name: str, where: str) -> Callable[..., Any]:

@@ -10,6 +10,10 @@ is added to ``sys.path``; :meth:`ModuleNamespace.release` drops every module of 
 ``sys.modules`` (the driver calls it when the API's plugins are closed, e.g. after a reload), so
 their memory is freed once no hook refers to them.
 
+A namespace may also be *provided* modules under fixed names (the Tyk-style plugin API: ``tyk``,
+``gateway``, ``coprocess_object_pb2``...), which its modules' imports find before anything else,
+and builtins to replace (``print``). They exist only for the namespace's modules.
+
 Works on Python 3.11+ (Tyk's own loader uses ``imp``, gone in 3.12).
 """
 
@@ -104,14 +108,24 @@ def _local_names(directory: str) -> frozenset[str]:
 class ModuleNamespace:
     """The modules of one folder, imported under a private package name."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        provided: Mapping[str, ModuleType] | None = None,
+        builtins_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
         self.directory = os.path.abspath(directory)
         self.prefix = f"{NAMESPACE_PREFIX}{next(_counter)}"
         self.local = _local_names(self.directory)
+        #: Dotted name -> module, found by this namespace's imports before anything else.
+        self.provided: Mapping[str, ModuleType] = provided or {}
+        self._provided_tops = frozenset(name.partition(".")[0] for name in self.provided)
         package = ModuleType(self.prefix)
         package.__path__ = [self.directory]
         package.__package__ = self.prefix
         self.builtins: dict[str, Any] = dict(vars(builtins))
+        self.builtins.update(builtins_overrides or {})
         self.builtins["__import__"] = self._import
         with _registry_lock:
             _install_finder()
@@ -127,6 +141,8 @@ class ModuleNamespace:
         level: int = 0,
     ) -> ModuleType:
         top = name.partition(".")[0]
+        if level == 0 and top in self._provided_tops:
+            return self._import_provided(name, top, fromlist)
         if level == 0 and top in self.local:
             full = f"{self.prefix}.{name}"
             module = importlib.__import__(full, globals, locals, fromlist or (), 0)
@@ -134,6 +150,13 @@ class ModuleNamespace:
                 return module
             return sys.modules[f"{self.prefix}.{top}"]
         return builtins.__import__(name, globals, locals, fromlist or (), level)
+
+    def _import_provided(self, name: str, top: str, fromlist: Sequence[str] | None) -> ModuleType:
+        # ``import a.b`` binds ``a``; ``from a.b import x`` needs ``a.b`` itself.
+        module = self.provided.get(name)
+        if module is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return module if fromlist else self.provided[top]
 
     def load_file(self, filename: str) -> ModuleType:
         """Import ``filename`` (a file of this folder) and return its module."""

@@ -11,7 +11,14 @@ import pytest
 import plugin_drivers
 from trio_gateway._apidef.model import ApiDefinition, MiddlewareConfig, PluginRef
 from trio_gateway._auth import AuthServices
-from trio_gateway._config.model import CoprocessConfig, GatewayConfig, HooksConfig
+from trio_gateway._config.model import (
+    BundlesConfig,
+    CoprocessConfig,
+    GatewayConfig,
+    HooksConfig,
+    JavascriptConfig,
+    UpstreamConfig,
+)
 from trio_gateway._gateway import build_snapshot
 from trio_gateway._session.memory import MemorySessionStore
 from trio_gateway.drivers import CONTINUE, Decision, DriverSettings, HookContext, HookRef
@@ -46,6 +53,12 @@ async def test_gateway_config_and_store_reach_the_driver_factory(
             blocking_threshold=0.7,
         ),
         coprocess=CoprocessConfig(grpc_recv_max_size=999, grpc_keepalive_interval=3.0),
+        javascript=JavascriptConfig(
+            enable=True, timeout=7.0, tyk_js_path="/g.js", memory_limit=1 << 20,
+            underscore_path="/u.js",
+        ),
+        bundles=BundlesConfig(middleware_path="/mw"),
+        upstream=UpstreamConfig(ssl_insecure_skip_verify=True, ca_file="/ca.pem"),
     )
     store = MemorySessionStore()
     api = ApiDefinition(
@@ -64,6 +77,10 @@ async def test_gateway_config_and_store_reach_the_driver_factory(
     assert (settings.max_body_bytes, settings.blocking_threshold) == (1234, 0.7)
     assert settings.grpc.recv_max_size == 999
     assert settings.grpc.keepalive_interval == 3.0
+    js = settings.javascript
+    assert (js.enable, js.timeout, js.tyk_js_path, js.memory_limit) == (True, 7.0, "/g.js", 1 << 20)
+    assert (js.underscore_path, js.middleware_path) == ("/u.js", "/mw")
+    assert (js.ssl_insecure_skip_verify, js.ca_file) == (True, "/ca.pem")
     assert settings.store is store
     assert settings.shared["recording"] is shared["recording"]
     # The store is what Tyk-style drivers use for tyk.store_data / get_data.

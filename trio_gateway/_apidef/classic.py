@@ -7,8 +7,10 @@ a time, and collect every problem with its field path instead of stopping at the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,6 +29,8 @@ from .model import (
     MiddlewareConfig,
     PluginRef,
     RateLimit,
+    VirtualEndpoint,
+    VirtualSource,
 )
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "HookKeys",
     "parse_classic",
     "read_hook",
+    "read_virtual_blob",
     "validate_listen_path",
     "validate_target_url",
 ]
@@ -337,7 +342,7 @@ def _read_middleware(
     if auth.data and (auth.string("name") or auth.string("path")):
         auth_check = read_hook(auth, CLASSIC_HOOK_KEYS, warnings, is_auth=True)
     return MiddlewareConfig(
-        driver=r.string("driver"),
+        driver=driver_with_virtual(r.string("driver"), endpoints),
         pre=hooks("pre"),
         auth_check=auth_check,
         post_key_auth=hooks("post_key_auth"),
@@ -355,10 +360,12 @@ def _read_versions(root: FieldReader, warnings: list[str]) -> tuple[EndpointPlug
     vd = root.obj("version_data")
     if vd.has("not_versioned") and not vd.boolean("not_versioned", True):
         vd.error("not_versioned", "versioned APIs are not supported yet")
-    endpoints: list[EndpointPlugin] = []
+    endpoints: list[EndpointPlugin | None] = []
     versions = vd.obj("versions")
     for version_name in versions.data:
         ep = versions.obj(version_name).obj("extended_paths")
+        # Tyk's chain runs virtual endpoints before per-endpoint Go plugins.
+        endpoints.extend(_read_virtual(entry) for entry in ep.items("virtual"))
         for entry in ep.items("go_plugin"):
             if entry.boolean("disabled"):
                 continue
@@ -381,7 +388,73 @@ def _read_versions(root: FieldReader, warnings: list[str]) -> tuple[EndpointPlug
                     ),
                 )
             )
-    return tuple(endpoints)
+    return tuple(e for e in endpoints if e is not None)
+
+
+def driver_with_virtual(driver: str, endpoints: Sequence[EndpointPlugin]) -> str:
+    """The API's driver: ``otto`` when it names none and has virtual endpoints.
+
+    Tyk runs virtual endpoints on its JSVM whatever ``custom_middleware.driver`` says; here an API
+    has one driver, so an API whose only plugins are virtual endpoints gets the JavaScript one
+    (a different driver beside virtual endpoints is refused by ``unsupported.check_middleware``).
+    """
+    if not driver and any(e.plugin.virtual is not None for e in endpoints):
+        return "otto"
+    return driver
+
+
+def read_virtual_blob(r: FieldReader, key: str, text: str) -> str:
+    """A virtual endpoint's base64 script (Go's padded standard alphabet) as text."""
+    try:
+        # Go's decoder skips CR and LF; anything else outside the alphabet is an error.
+        raw = base64.b64decode(text.replace("\r", "").replace("\n", ""), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        r.error(key, f"not valid base64 ({exc})")
+        return ""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        r.error(key, f"the decoded script is not UTF-8 text ({exc})")
+        return ""
+
+
+def _read_virtual(entry: FieldReader) -> EndpointPlugin | None:
+    """One ``extended_paths.virtual`` entry (Tyk's ``VirtualMeta``), or None when disabled."""
+    if entry.boolean("disabled"):
+        return None
+    function_name = entry.string("response_function_name", required=True)
+    kind = entry.string("function_source_type", required=True)
+    uri = entry.string("function_source_uri", required=True)
+    path = entry.string("path", required=True)
+    method = entry.string("method", required=True).upper()
+    use_session = entry.boolean("use_session")
+    proxy_on_error = entry.boolean("proxy_on_error")
+    timeout = read_timeout(entry, "timeout")
+    try:
+        source = VirtualSource(kind)
+    except ValueError:
+        if kind:
+            entry.error("function_source_type", f'must be "file" or "blob", got {kind!r}')
+        return None
+    code = ""
+    if source is VirtualSource.BLOB:
+        code = read_virtual_blob(entry, "function_source_uri", uri)
+    virtual = VirtualEndpoint(
+        function_name=function_name,
+        source=source,
+        path=uri if source is VirtualSource.FILE else "",
+        code=code,
+        use_session=use_session,
+        proxy_on_error=proxy_on_error,
+    )
+    plugin = PluginRef(
+        name=function_name,
+        path=virtual.path,
+        require_session=use_session,
+        timeout=timeout,
+        virtual=virtual,
+    )
+    return EndpointPlugin(path=path, method=method, plugin=plugin)
 
 
 def apply_feature_table(

@@ -31,6 +31,34 @@ class Stage(enum.Enum):
     RESPONSE = "response"
 
 
+class VirtualSource(enum.Enum):
+    """Where a virtual endpoint's JavaScript comes from (Tyk's ``function_source_type``)."""
+
+    FILE = "file"
+    BLOB = "blob"  # base64 in the definition (Classic ``function_source_uri``, OAS ``body``)
+
+
+@attrs.frozen(kw_only=True)
+class VirtualEndpoint:
+    """A JavaScript virtual endpoint (Tyk's ``VirtualMeta``): the function answers the request.
+
+    The JavaScript driver loads ``path`` (FILE) or ``code`` (BLOB, already decoded) into the API's
+    VM and calls ``function_name(request, session, config)``; its ``TykJsResponse`` is the answer.
+    """
+
+    function_name: str
+    source: VirtualSource
+    #: FILE: the script's path as written in the definition (the driver resolves it).
+    path: str = ""
+    #: BLOB: the script text, decoded from base64 at load time.
+    code: str = ""
+    #: Tyk's ``use_session`` / ``requireSession``: the function sees the session and its
+    #: ``SessionMeta`` replaces the session's ``meta_data``.
+    use_session: bool = False
+    #: Tyk's ``proxy_on_error`` / ``proxyOnError``: a failing function sends the request upstream.
+    proxy_on_error: bool = False
+
+
 @attrs.frozen(kw_only=True)
 class PluginRef:
     """One hook entry of an API definition (Tyk's MiddlewareDefinition)."""
@@ -43,6 +71,8 @@ class PluginRef:
     #: Our extensions (Tyk ignores unknown keys): per-hook deadline and failure policy.
     timeout: float | None = None
     failure_mode: FailureMode | None = None
+    #: Set on the ENDPOINT hooks made from virtual endpoints (driver ``otto``).
+    virtual: VirtualEndpoint | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -20,11 +20,13 @@ from .classic import (
     HookKeys,
     apply_feature_table,
     check_endpoint_plugin_path,
+    driver_with_virtual,
     read_analytics_plugin,
     read_failure_mode,
     read_hook,
     read_thread_limit,
     read_timeout,
+    read_virtual_blob,
     validate_domain,
     validate_listen_path,
     validate_target_url,
@@ -38,6 +40,8 @@ from .model import (
     MiddlewareConfig,
     PluginRef,
     RateLimit,
+    VirtualEndpoint,
+    VirtualSource,
 )
 
 __all__ = ["OAS_EXTENSION", "is_oas_document", "parse_duration", "parse_oas"]
@@ -206,17 +210,22 @@ def _read_endpoints(
     endpoints: list[EndpointPlugin] = []
     for operation_id in operations.data:
         operation = operations.obj(operation_id)
+        found_plugins: list[PluginRef] = []
+        # Tyk's chain runs a virtual endpoint before the operation's post plugin.
+        virtual = _read_virtual(operation.obj("virtualEndpoint"), warnings)
+        if virtual is not None:
+            found_plugins.append(virtual)
         entries = operation.items("postPlugins")
-        if not entries:
-            continue
         if len(entries) > 1:
             warnings.append(
                 f"{operation.key_path('postPlugins')}: only the first plugin is used (as in Tyk)"
             )
-        plugin = read_hook(entries[0], OAS_HOOK_KEYS, warnings)
-        if plugin is None:
+        plugin = read_hook(entries[0], OAS_HOOK_KEYS, warnings) if entries else None
+        if plugin is not None:
+            check_endpoint_plugin_path(entries[0], "path", plugin.path)
+            found_plugins.append(plugin)
+        if not found_plugins:
             continue
-        check_endpoint_plugin_path(entries[0], "path", plugin.path)
         if index is None:
             index = _operations_index(paths)
         found = index.get(operation_id)
@@ -224,8 +233,56 @@ def _read_endpoints(
             operations.error(operation_id, "no operation with this operationId in paths")
             continue
         path, method = found
-        endpoints.append(EndpointPlugin(path=path, method=method, plugin=plugin))
+        endpoints.extend(EndpointPlugin(path=path, method=method, plugin=p) for p in found_plugins)
     return tuple(endpoints)
+
+
+_VIRTUAL_KEYS = frozenset(
+    {"enabled", "name", "functionName", "path", "body", "proxyOnError", "requireSession", "timeout"}
+)
+
+
+def _read_virtual(r: FieldReader, warnings: list[str]) -> PluginRef | None:
+    """``operations.<id>.virtualEndpoint`` (Tyk's OAS ``VirtualEndpoint``), None when off.
+
+    As Tyk maps it to Classic: ``functionName`` (else the deprecated ``name``); a non-empty
+    ``body`` (base64) is the script, else ``path`` names its file.
+    """
+    if not r.data or not r.boolean("enabled"):
+        return None
+    for key in r.data:
+        if key not in _VIRTUAL_KEYS:
+            warnings.append(f"{r.key_path(key)}: unknown key, ignored")
+    function_name = r.string("functionName") or r.string("name")
+    if not function_name:
+        r.error("functionName", "required for an enabled virtual endpoint")
+    body = r.string("body")
+    path = r.string("path")
+    if body:
+        virtual = VirtualEndpoint(
+            function_name=function_name,
+            source=VirtualSource.BLOB,
+            code=read_virtual_blob(r, "body", body),
+            use_session=r.boolean("requireSession"),
+            proxy_on_error=r.boolean("proxyOnError"),
+        )
+    else:
+        if not path:
+            r.error("path", "required for an enabled virtual endpoint without a body")
+        virtual = VirtualEndpoint(
+            function_name=function_name,
+            source=VirtualSource.FILE,
+            path=path,
+            use_session=r.boolean("requireSession"),
+            proxy_on_error=r.boolean("proxyOnError"),
+        )
+    return PluginRef(
+        name=function_name,
+        path=virtual.path,
+        require_session=virtual.use_session,
+        timeout=read_timeout(r, "timeout"),
+        virtual=virtual,
+    )
 
 
 def _plugin_list(g: FieldReader, plural: str, warnings: list[str]) -> tuple[PluginRef, ...]:
@@ -317,6 +374,7 @@ def parse_oas(
     bundle = plugin_config.obj("bundle")
     paths = root.raw_object("paths") or {}
     traffic = g.obj("trafficLogs")
+    endpoints = _read_endpoints(middleware, paths, warnings)
 
     apply_feature_table(doc, "oas", errors, warnings)
     api = ApiDefinition(
@@ -337,13 +395,13 @@ def parse_oas(
         custom_auth=_read_custom_location(custom),
         config_data=config_data,
         middleware=MiddlewareConfig(
-            driver=plugin_config.string("driver"),
+            driver=driver_with_virtual(plugin_config.string("driver"), endpoints),
             pre=_plugin_list(g, "prePlugins", warnings),
             auth_check=auth_check,
             post_key_auth=_plugin_list(g, "postAuthenticationPlugins", warnings),
             post=_plugin_list(g, "postPlugins", warnings),
             response=_plugin_list(g, "responsePlugins", warnings),
-            endpoints=_read_endpoints(middleware, paths, warnings),
+            endpoints=endpoints,
             id_extractor=id_extractor,
             timeout=read_timeout(plugin_config, "timeout"),
             failure_mode=read_failure_mode(plugin_config, "failureMode"),

@@ -41,6 +41,8 @@ GLOBAL_RATE_LIMIT_SUPPORTED = True
 #: Drivers Tyk knows that cannot run here, and those that can (or will, in a later issue).
 UNAVAILABLE_DRIVERS = frozenset({"goplugin", "lua"})
 KNOWN_DRIVERS = frozenset({"python", "grpc", "otto", "javascript"})
+#: The drivers that run JavaScript, and so virtual endpoints.
+JS_DRIVERS = frozenset({"otto", "javascript"})
 
 _OAS = "x-tyk-api-gateway"
 _OPS = f"{_OAS}.middleware.operations.*"
@@ -191,7 +193,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature(name="per-endpoint rate limits", classic=_ep("rate_limit"), oas=_op("rateLimit")),
     # --- routing: where a request goes ------------------------------------------------------
     Feature(name="URL rewrites", classic=_ep("url_rewrites"), oas=_op("urlRewrite")),
-    Feature(name="virtual endpoints", classic=_ep("virtual"), oas=_op("virtualEndpoint")),
     Feature(name="mock responses", classic=_ep("mock_response"), oas=_op("mockResponse")),
     Feature(
         name="method transforms",
@@ -588,4 +589,13 @@ def check_middleware(api: ApiDefinition, keys: FormatKeys) -> list[str]:
         errors.append(f"{keys.driver}: unknown driver {driver!r}")
     elif not driver and not api.middleware.is_empty():
         errors.append(f"{keys.driver}: hooks are configured but no driver is set")
+    virtual = [ep for ep in api.middleware.endpoints if ep.plugin.virtual is not None]
+    if virtual and driver not in JS_DRIVERS:
+        # Tyk runs virtual endpoints on its JSVM beside any driver; one API has one driver here.
+        where = ", ".join(f"{ep.method} {ep.path}" for ep in virtual)
+        errors.append(
+            f"{keys.driver}: virtual endpoints ({where}) run on the JavaScript driver, but the "
+            f"API's driver is {driver!r}; trio-gateway runs one plugin driver per API (use "
+            '"otto" for the API\'s plugins, or move the virtual endpoints to an API of their own)'
+        )
     return errors

@@ -3,7 +3,8 @@
 The manifest's ``custom_middleware`` replaces the API's completely, for every driver (Tyk's
 rule): ``python`` hooks, ``grpc`` hooks (a bundle that only names hooks), and the JavaScript
 driver when it lands. Paths in the manifest resolve inside the bundle directory; a ``python``
-hook without a path uses the bundle's ``middleware.py`` (Tyk's Python entry point).
+hook without a path uses the bundle's ``middleware.py`` (Tyk's Python entry point), or the only
+file of a bundle whose ``file_list`` has one entry (as Tyk's Python loader does).
 
 Bundles of different APIs are fetched concurrently in one nursery, under one total deadline. A
 bundle several APIs share is fetched once. Any failure leaves that API out of the result's
@@ -40,10 +41,15 @@ PYTHON_ENTRY = "middleware.py"
 FETCH_POLICY = FetchPolicy()
 
 
-def _inside(directory: Path, ref: PluginRef, driver: str) -> PluginRef:
+def _python_entry(file_list: tuple[str, ...]) -> str:
+    """Tyk's Python entry file: ``middleware.py``, or the only file of a one-file bundle."""
+    return file_list[0] if len(file_list) == 1 else PYTHON_ENTRY
+
+
+def _inside(directory: Path, ref: PluginRef, driver: str, entry: str = PYTHON_ENTRY) -> PluginRef:
     path = ref.path
     if not path and driver == "python":
-        path = PYTHON_ENTRY
+        path = entry
     if not path or driver == "grpc":
         return ref
     if os.path.isabs(path):
@@ -62,15 +68,18 @@ def apply_bundle(api: ApiDefinition, bundle: LoadedBundle) -> ApiDefinition:
     if not mw.driver:
         raise BundleError(bundle.name, "No driver specified")
     directory = bundle.directory
+    entry = _python_entry(bundle.manifest.file_list)
 
     def resolve(refs: tuple[PluginRef, ...]) -> tuple[PluginRef, ...]:
-        return tuple(_inside(directory, r, mw.driver) for r in refs)
+        return tuple(_inside(directory, r, mw.driver, entry) for r in refs)
 
     try:
         merged = MiddlewareConfig(
             driver=mw.driver,
             pre=resolve(mw.pre),
-            auth_check=_inside(directory, mw.auth_check, mw.driver) if mw.auth_check else None,
+            auth_check=(
+                _inside(directory, mw.auth_check, mw.driver, entry) if mw.auth_check else None
+            ),
             post_key_auth=resolve(mw.post_key_auth),
             post=resolve(mw.post),
             response=resolve(mw.response),

@@ -187,6 +187,26 @@ class BundlesConfig:
 
 
 @attrs.frozen(kw_only=True)
+class JavascriptConfig:
+    """Tyk's JSVM settings for JavaScript plugins (driver ``otto``; docs/javascript.md)."""
+
+    #: Tyk's ``enable_jsvm``: without it an API with ``otto`` plugins is not served (503).
+    enable: bool = False
+    #: Tyk's ``jsvm_timeout`` (seconds): each JS call's limit; the hook's own deadline, when
+    #: smaller, wins.
+    timeout: float = attrs.field(default=5.0, validator=_positive)
+    #: Tyk's ``tyk_js_path``: a file of user globals loaded into every API's VM before its files.
+    tyk_js_path: str = ""
+    #: Our extension: the memory cap of one API's VM (bytes).
+    memory_limit: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
+    #: Our extension: Underscore.js to preload ("": the copy an installed package ships).
+    underscore_path: str = ""
+    #: Tyk's ``disable_virtual_path_blobs``: virtual endpoints whose script is an inline base64
+    #: ``blob`` are refused (their API answers 503); ``file`` sources still run.
+    disable_virtual_path_blobs: bool = False
+
+
+@attrs.frozen(kw_only=True)
 class StorageConfig:
     """Where sessions, rate-limit windows and quota counters live.
 
@@ -290,6 +310,7 @@ class GatewayConfig:
     analytics: AnalyticsConfig = AnalyticsConfig()
     metrics: MetricsConfig = MetricsConfig()
     bundles: BundlesConfig = BundlesConfig()
+    javascript: JavascriptConfig = JavascriptConfig()
     #: Tyk's ``rate_limit_response_headers``: ``X-RateLimit-*`` from the quota (Tyk's default)
     #: or from the rate limit.
     rate_limit_response_headers: RateLimitHeaders = "quotas"

@@ -1,49 +1,32 @@
-"""Walks an API's chain for one request: deadlines, failure policies, cancellation.
+"""One API's hooks, loaded once and run per request: the chain, failure policies, statistics.
 
-Cost model (measured, see docs/decisions.md, "Hook pipeline"): a cancel scope costs a few µs, a
-nursery tens of µs, moving a deadline ~2 µs. So a stage walks *all* its hooks inside ONE cancel
-scope whose deadline is moved to ``min(hook.timeout, exchange.deadline)`` for each hook that has
-to wait (see :func:`_await_with_deadline`); a new scope is opened only after a hook timed out
-under fail-open (a cancelled scope cannot be reused). The pipeline starts no tasks of its own:
-hooks run inline in the request's task, so anything a hook starts lives in a nursery the hook
-itself owns, inside our scope, and is cancelled with it. A cancel from outside (client gone)
-propagates untouched; it is never logged or counted as a failure.
-
-:meth:`ApiPipeline.run` is the whole request walk for the gateway (``walk.ApiRuntime.run``): the
-request steps, the finisher, the upstream call (a step like the others, its deadline moved back to
-the request's) and the RESPONSE hooks, all in that one scope, so a request pays for one cancel
-scope whatever its API has. Built-ins are steps of the same walk, with or without plugin hooks.
+:class:`ApiPipeline` holds what an API's walk needs (its chain of hooks, the driver, built-in
+authentication, built-ins, the finisher) and answers a failed hook by its policy (``_fail``),
+counting it and logging it once. The walk itself, one function for every API with or without a
+pipeline, is :func:`.steps.walk`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
 
-from .._apidef.model import ApiDefinition, FailureMode, PluginRef, Stage
-from .._error_body import error_response
+from .._apidef.model import ApiDefinition
 from .._exchange import Request, Response
 from .._logsummary import FailureLog
 from .._metrics import GatewayMetrics, HookSeries
-from .._proto.writer import check_request, check_response
-from ..errors import ClientProtocolError, GatewayError
-from ..hooks import ApiInfo, Driver, HookContext, HookRef, Respond
+from ..hooks import ApiInfo, Driver, HookRef
 from .chain import Chain
 from .exchange import Exchange
 from .policy import (
-    NO_SESSION_MESSAGE,
-    NO_SESSION_STATUS,
     FailureKind,
-    classify,
     failure_response,
-    request_timed_out,
 )
+from .steps import AUTHENTICATE_STEP, BUILTINS_STEP, walk
 
 if TYPE_CHECKING:
     from .walk import ApiRuntime, Upstream
@@ -63,26 +46,6 @@ Builtin = Callable[[Request, Exchange], Coroutine[Any, Any, Response | None]]
 
 #: Runs once after the request walk, whatever its outcome (persists session changes).
 Finisher = Callable[[Exchange], Awaitable[None]]
-
-#: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
-#: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
-#: POST_AUTH hooks see the session. Bounded by the request deadline only, fail closed.
-AUTHENTICATE_STEP = HookRef(
-    stage=Stage.AUTH,
-    plugin=PluginRef(name="built-in auth"),
-    index=0,
-    timeout=math.inf,
-    failure_mode=FailureMode.CLOSED,
-)
-
-#: Marks where the built-ins run in the walk; bounded by the request deadline only, fail closed.
-BUILTINS_STEP = HookRef(
-    stage=Stage.POST_AUTH,
-    plugin=PluginRef(name="built-ins"),
-    index=0,
-    timeout=math.inf,
-    failure_mode=FailureMode.CLOSED,
-)
 
 
 @attrs.frozen(kw_only=True)
@@ -159,7 +122,7 @@ class ApiPipeline:
         steps = self._steps_for(request)
         if not steps:
             return None
-        answer = await self._walk(steps, request, exchange, None)
+        answer = await walk(self, steps, request, exchange.deadline, exchange)
         if self.finish is not None:
             await self.finish(exchange)
         return answer
@@ -179,15 +142,22 @@ class ApiPipeline:
         upstream: Upstream,
         runtime: ApiRuntime,
     ) -> Response:
-        """The whole walk of one request, in one cancel scope with ``exchange.deadline``: the
+        """The whole walk of one request (:func:`walk`, under ``exchange.deadline``): the
         request steps, the finisher, ``upstream.call`` and the RESPONSE hooks.
 
         Returns what the client gets: a hook's (or a failure policy's) answer, the upstream's
-        response (as RESPONSE hooks left it), or the 504 when the deadline passed in the upstream
-        call.
+        response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
-        answer = await self._walk(
-            self._steps_for(request), request, exchange, None, (upstream, runtime)
+        answer = await walk(
+            self,
+            self._steps_for(request),
+            request,
+            exchange.deadline,
+            exchange,
+            None,
+            upstream,
+            runtime,
+            exchange.host_header,
         )
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the upstream
@@ -200,181 +170,14 @@ class ApiPipeline:
         """RESPONSE hooks over the upstream's response; returns what the client gets."""
         if not self.chain.response:
             return response
-        answer = await self._walk(self.chain.response, request, exchange, response)
+        deadline = exchange.deadline
+        answer = await walk(self, self.chain.response, request, deadline, exchange, response)
         return answer if answer is not None else response
 
     async def aclose(self) -> None:
         if self.driver is not None:
             with trio.CancelScope(shield=True, deadline=trio.current_time() + CLOSE_TIMEOUT):
                 await self.driver.aclose()
-
-    async def _walk(
-        self,
-        hooks: tuple[HookRef, ...],
-        request: Request,
-        exchange: Exchange,
-        response: Response | None,
-        upstream: tuple[Upstream, ApiRuntime] | None = None,
-    ) -> Response | None:
-        """Run ``hooks`` in order. Returns a response that ends the walk, or None.
-
-        With ``upstream`` (the gateway's :class:`~.walk.Upstream` and the API's runtime): once
-        every request step has passed, the finisher (if any) and the upstream call run in the
-        same scope under the request's deadline, then the RESPONSE hooks over the upstream's
-        response, and the walk returns what the client gets (the request's 504 if the deadline
-        passed in the upstream call).
-        """
-        driver = self.driver
-        # The clock's own method: trio.current_time() costs two more calls, twice per hook.
-        current_time = trio.lowlevel.current_clock().current_time
-        i, n = 0, len(hooks)
-        started = 0.0
-        checked = _known_good(request, response)
-        while True:
-            failure: FailureKind | None = None
-            error: Exception | None = None
-            in_upstream = False
-            # The scope starts at the request's deadline; a step that waits moves it to its own.
-            with trio.CancelScope(deadline=exchange.deadline) as scope:
-                while True:
-                    if i == n:
-                        if upstream is None:
-                            return None
-                        if response is not None:
-                            return response  # RESPONSE hooks done: what the client gets
-                        # The upstream step: under the request's deadline only.
-                        if scope.deadline != exchange.deadline:
-                            scope.deadline = exchange.deadline
-                        in_upstream = True
-                        if self.finish is not None:
-                            exchange.finished = True
-                            await self.finish(exchange)
-                        step, runtime = upstream
-                        try:
-                            response = await step.call(
-                                request, runtime, exchange.host_header, exchange
-                            )
-                        except ClientProtocolError:
-                            raise  # the client's answer (413, a broken body), not the upstream's
-                        except GatewayError as exc:
-                            return step.failed(runtime, exc)
-                        in_upstream = False
-                        hooks = self.chain.response
-                        if not hooks or response.tunnel is not None:
-                            return response
-                        i, n = 0, len(hooks)
-                        continue
-                    hook = hooks[i]
-                    # Read per step (not only for hooks with a timeout): /metrics times them all.
-                    started = current_time()
-                    deadline = started + hook.timeout
-                    if deadline > exchange.deadline:
-                        deadline = exchange.deadline
-                    if hook is AUTHENTICATE_STEP:
-                        assert self.authenticate is not None
-                        try:
-                            answer = await _await_with_deadline(
-                                self.authenticate(request, exchange), scope, deadline
-                            )
-                        except Exception as exc:
-                            failure, error = classify(exc), exc
-                            break
-                        if answer is not None:
-                            return answer
-                        i += 1
-                        if exchange.session is not None:
-                            i += len(self.chain.auth)  # authenticated: the AUTH hook is skipped
-                        continue
-                    if hook is BUILTINS_STEP:
-                        try:
-                            for builtin in self.builtins:
-                                answer = await _await_with_deadline(
-                                    builtin(request, exchange), scope, deadline
-                                )
-                                if answer is not None:
-                                    return answer
-                        except Exception as exc:
-                            failure, error = classify(exc), exc
-                            break
-                        i += 1
-                        continue
-                    ctx = HookContext._create(
-                        stage=hook.stage,
-                        api=self._info,
-                        hook=hook,
-                        request=request,
-                        session=exchange.session,
-                        session_key=exchange.session_key,
-                        response=response,
-                    )
-                    assert driver is not None  # a chain with hooks always has a driver
-                    self._calls += 1
-                    try:
-                        decision = await _await_with_deadline(
-                            driver.call(hook, ctx), scope, deadline
-                        )
-                    except ClientProtocolError:
-                        # The client's body is over the hooks' limit (413) or broken: the
-                        # client's answer, not a hook failure (fail open would forward a body
-                        # already partly read).
-                        raise
-                    except Exception as exc:  # Cancelled is a BaseException: it passes
-                        failure, error = classify(exc), exc
-                        break
-                    except trio.Cancelled:
-                        if self.metrics is not None and current_time() < deadline:
-                            self._series(hook).failed("cancelled", None, failed_open=False)
-                        raise
-                    # A hook that never checkpoints cannot be interrupted; one that ran past its
-                    # deadline (or swallowed our cancel, which only its deadline sends) still
-                    # gets the timeout answer.
-                    if current_time() >= deadline:
-                        failure = FailureKind.TIMEOUT
-                        break
-                    if ctx._meta_data_changed:
-                        exchange.meta_data_changed = True
-                    # Nothing a hook set reaches a wire unchecked: a value that would split or
-                    # corrupt a head is this hook's error (500 Middleware error), never sent.
-                    try:
-                        checked = _check_fields(hook.stage, request, response, checked)
-                        answer = (
-                            _checked_answer(decision) if isinstance(decision, Respond) else None
-                        )
-                    except Exception as exc:
-                        failure, error = FailureKind.ERROR, exc
-                        break
-                    elapsed = current_time() - started
-                    _add_stage_time(request, hook.stage, elapsed)
-                    if self.metrics is not None:
-                        self._series(hook).ok(elapsed)
-                    if answer is not None:
-                        self._responded += 1
-                        return answer
-                    if hook.stage is Stage.AUTH:
-                        if ctx._session is None:
-                            return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)
-                        exchange.session, exchange.session_key = ctx._session, ctx._session_key
-                        exchange.session_created = True
-                    i += 1
-            if in_upstream:
-                # Only our scope was cancelled (an outer cancel would have propagated): the
-                # request's deadline passed during the upstream call.
-                assert upstream is not None
-                return request_timed_out(self.api.api_id, upstream[1].timeout)
-            hook = hooks[i]
-            if scope.cancelled_caught:
-                failure = FailureKind.TIMEOUT
-                if upstream is not None and hook.timeout == math.inf:
-                    # Built-in auth and the built-ins have no deadline of their own: the
-                    # request's passed (the same 504, logged as the request's timeout).
-                    return request_timed_out(self.api.api_id, upstream[1].timeout)
-            assert failure is not None  # every other way out of the scope returned
-            elapsed = current_time() - started
-            _add_stage_time(request, hook.stage, elapsed)
-            answer = self._fail(hook, failure, error, elapsed)
-            if answer is not None:
-                return answer
-            i += 1  # fail open: skip exactly this hook
 
     def _series(self, hook: HookRef) -> HookSeries:
         series = self._hook_series.get(hook.label)
@@ -411,100 +214,3 @@ class ApiPipeline:
             error,
         )
         return answer
-
-
-#: The fields of a request (method, path, query, headers) or response (status, headers) known to
-#: be good; the headers a copy, as hooks change the list in place.
-_Fields = tuple[object, ...]
-
-
-def _add_stage_time(request: Request, stage: Stage, seconds: float) -> None:
-    """Add a hook's run time to its stage's total on the request (the access log's
-    ``stages_ms``). Only requests that run hooks pay for it."""
-    times = request.stage_times
-    if times is None:
-        request.stage_times = {stage: seconds}
-    else:
-        times[stage] = times.get(stage, 0.0) + seconds
-
-
-def _known_good(request: Request, response: Response | None) -> _Fields:
-    """The fields as a walk begins: the parser's (llhttp refuses every method, target, name and
-    value the writer would, so a hook that leaves them as they are has set nothing to check),
-    or what the gateway made of them. Whatever the source, the writer checks the head it sends."""
-    if response is not None:
-        return (response.status, response.headers[:])
-    return (request.method, request.path, request.query, request.headers[:])
-
-
-def _check_fields(
-    stage: Stage, request: Request, response: Response | None, checked: _Fields
-) -> _Fields:
-    """Raise :class:`InvalidHead` if a hook set a value on the request (or the response) that
-    the writer would refuse; returns the fields now known good.
-
-    Only what a hook changed is checked: fields equal to ``checked`` (as the walk began, or as
-    the check after an earlier hook passed them) cost a comparison, by identity first, element by
-    element. A changed field list is checked whole (one pass in C for all its values).
-    """
-    if response is not None:
-        fields: _Fields = (response.status, response.headers)
-        if fields == checked:
-            return checked
-        check_response(response.status, response.headers)
-        return (response.status, response.headers[:])
-    if stage is Stage.RESPONSE:
-        return checked  # the request is read-only there
-    fields = (request.method, request.path, request.query, request.headers)
-    if fields == checked:
-        return checked
-    check_request(request.method, request.path, request.query, request.headers)
-    return (request.method, request.path, request.query, request.headers[:])
-
-
-def _checked_answer(decision: Respond) -> Response:
-    """The hook's answer; raises :class:`InvalidHead` if the writer would refuse it."""
-    answer = decision.to_response()
-    check_response(answer.status, answer.headers)
-    return answer
-
-
-@types.coroutine
-def _await_with_deadline(
-    coro: Coroutine[Any, Any, T], scope: trio.CancelScope, deadline: float
-) -> Generator[Any, Any, T]:
-    """``await coro`` in ``scope``, moving the scope's deadline to ``deadline`` only if ``coro``
-    has to wait.
-
-    Why: moving a Trio deadline costs ~2 µs, and most hooks (header edits, checks) finish without
-    ever waiting. A step that does not wait cannot be cancelled anyway (Trio cancels only at a
-    checkpoint, and none runs before this task yields), and the runner checks each step's run
-    time when it returns. So the first step runs under whatever deadline the scope had; before
-    the first yield to Trio the scope gets this step's own, and from there on this drives ``coro``
-    exactly as ``await`` would.
-    """
-    try:
-        yielded = coro.send(None)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    if scope.deadline != deadline:  # built-in steps keep the request's deadline: no move
-        scope.deadline = deadline
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # Cancelled included: handed to coro, which re-raises it
-            try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                result = stop.value
-                return result
-            continue
-        try:
-            yielded = coro.send(sent)
-        except StopIteration as stop:
-            result = stop.value
-            return result

@@ -1,22 +1,24 @@
 """One request's walk through its API: every step under the request's one deadline scope.
 
-``ApiRuntime.run`` is the request path after routing. An API without a pipeline (keyless, no
-plugins, no limits) pays for one cancel scope with the request's deadline around the upstream
-call. An API with a pipeline hands the whole walk to :meth:`ApiPipeline.run`, which runs it in
-its own single scope: the request steps (PRE, built-in auth, AUTH, POST_AUTH, built-ins,
-ENDPOINT, POST, each hook under ``min(its timeout, the deadline)``), the finisher, the upstream
-call (:class:`Upstream`, the deadline moved back to the request's) and the RESPONSE hooks. There
-is no callback into the gateway: the upstream call is a step of the walk like the others.
+``ApiRuntime.run`` is the request path after routing. Every API, with or without a pipeline,
+walks through :func:`.steps.walk`, the one place that opens the request's deadline scope: the
+request steps (PRE, built-in auth, AUTH, POST_AUTH, built-ins, ENDPOINT, POST, each hook under
+``min(its timeout, the deadline)``), the finisher, the upstream call (:class:`Upstream`, the
+deadline moved back to the request's) and the RESPONSE hooks. An API without a pipeline (keyless,
+no plugins, no limits) walks the upstream step alone, in that same one scope. There is no
+callback into the gateway: the upstream call is a step of the walk like the others.
 
 Errors become responses in fixed places: a hook's failure by its policy
-(``policy.failure_response``), an upstream failure here (:meth:`Upstream.call`, the
-error's own status), the request deadline by :func:`policy.request_timed_out` (the one 504
-producer, which also answers hook timeouts).
+(``policy.failure_response``), an upstream failure here (:meth:`Upstream.failed`, the error's own
+status), the request deadline in :func:`.steps.walk` by :func:`policy.request_timed_out` (the one
+504 producer, whose answer hook timeouts share).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
+from typing import Any
 
 import attrs
 import trio
@@ -28,10 +30,11 @@ from .._logsummary import FailureLog
 from .._routing import Target
 from .._upstream.connection import Origin, UpstreamPool
 from .._upstream.proxy import UpstreamRequest, discard_body, forward
-from ..errors import ClientProtocolError, GatewayError
+from ..errors import GatewayError
 from .exchange import Exchange
-from .policy import log, request_timed_out
+from .policy import log
 from .runner import ApiPipeline
+from .steps import walk
 
 __all__ = ["RESPONSE_HOOK_BODY_LIMIT", "ApiRuntime", "Upstream"]
 
@@ -59,29 +62,30 @@ class ApiRuntime:
     #: ``proxy.request_timeout``, else the gateway's ``proxy_default_timeout``).
     timeout: float = math.inf
 
-    async def run(
+    def run(
         self, request: Request, host_header: bytes | None, upstream: Upstream, hook_body_limit: int
-    ) -> Response:
-        """The request's walk under its deadline (:attr:`timeout` seconds from now)."""
+    ) -> Coroutine[Any, Any, Response]:
+        """The request's walk under its deadline (:attr:`timeout` seconds from now), to await:
+        what the client gets. Every API walks through :func:`~.steps.walk`, which owns the
+        deadline's scope and answers its passing (the one 504 for it).
+
+        Not ``async``: it hands back the walk's own coroutine, so the request path pays for no
+        coroutine of its own here.
+        """
         # A client hang-up cancels the connection's scope around this one (_server.py), which
         # takes the hooks, the upstream request and all they started.
-        timeout = self.timeout
-        deadline = trio.current_time() + timeout
+        deadline = trio.current_time() + self.timeout
         pipeline = self.pipeline
         if pipeline is None:
-            with trio.CancelScope(deadline=deadline):
-                try:
-                    return await upstream.call(request, self, host_header, None)
-                except ClientProtocolError:
-                    raise  # the client's answer (413, a broken body), not the upstream's
-                except GatewayError as exc:
-                    return upstream.failed(self, exc)
-            return request_timed_out(self.api.api_id, timeout)
+            # With the upstream step, the walk always ends in a response (never None).
+            return walk(  # type: ignore[return-value]
+                None, (), request, deadline, None, None, upstream, self, host_header
+            )
         if pipeline.driver is not None:
             # Plugin hooks may read the body whole: bounded (413), unlike a streamed body.
             request.body_limit = hook_body_limit
         exchange = Exchange(api=self.api, deadline=deadline, host_header=host_header)
-        return await pipeline.run(request, exchange, upstream, self)
+        return pipeline.run(request, exchange, upstream, self)
 
 
 @attrs.define(eq=False, slots=True)
@@ -113,9 +117,11 @@ class Upstream:
             request.api_key = exchange.session_key
             if exchange.session is not None:
                 request.key_alias = exchange.session.alias
-        started = trio.current_time()
+        # The clock's own method, looked up once: trio.current_time() is one more call each time.
+        clock = trio.lowlevel.current_clock()
+        started = clock.current_time()
         response = await forward(request, up, self.pool, body_timeout=self.body_timeout)
-        request.upstream_latency = trio.current_time() - started
+        request.upstream_latency = clock.current_time() - started
         if request.body_bytes is None:
             # The body streamed upstream and is spent: Response hooks see none (and no 413 for
             # a Content-Length over the hooks' limit: nothing of it is held here).

@@ -116,14 +116,14 @@ async def test_settings_changes_pings_and_padding(pair: tuple[Connection, H2Serv
         big = bytes(range(256)) * 200  # 51 200 bytes: several frames each way
         assert await conn.unary(block(b"100m"), big, 1 << 20) == big
         await server.pong.wait()
-    assert conn.peer_max_frame == 20_000
-    assert conn.peer_table_size == 0
+    assert conn.h2.peer_max_frame == 20_000
+    assert conn.h2.peer_table_size == 0
     kinds = {type(e) for e in server.events}
     assert h2.events.SettingsAcknowledged in kinds
     # Both requests' headers decoded on the server (the second after a table size update).
     assert [dict(h)[b"grpc-timeout"] for h in server.headers] == [b"5S", b"100m"]
     assert dict(server.headers[0])[b":path"] == b"/s/M"
-    assert conn.next_stream_id == 5  # odd ids, in order
+    assert conn.h2.next_stream_id == 5  # odd ids, in order
 
 
 async def test_request_larger_than_the_initial_window_waits_for_updates(
@@ -133,7 +133,7 @@ async def test_request_larger_than_the_initial_window_waits_for_updates(
     big = b"x" * 200_000  # over the default 65 535-byte windows: needs WINDOW_UPDATEs
     with trio.fail_after(5):
         assert await conn.unary(block(), big, 1 << 20) == big
-    assert conn.send_window < 65_535 + 200_005  # windows were consumed and given back
+    assert conn.h2.send_window < 65_535 + 200_005  # windows were consumed and given back
 
 
 async def test_server_reset_and_status(pair: tuple[Connection, H2Server]) -> None:

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from plugin_drivers.grpc import connection, h2codec
+from plugin_drivers.grpc import h2client, h2codec
 from plugin_drivers.grpc.client import GrpcError, GrpcUnavailable
 from plugin_drivers.grpc.common import NO_KEEPALIVE
 from plugin_drivers.grpc.connection import Connection
@@ -150,7 +150,7 @@ async def test_data_beyond_the_connection_window_ends_the_connection(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
 ) -> None:
     # A small window, so that one write of the server's overruns it before any grant.
-    monkeypatch.setattr(connection, "_CONNECTION_WINDOW", 100_000)
+    monkeypatch.setattr(h2client, "CONNECTION_WINDOW", 100_000)
     client_stream, server_stream = trio.testing.memory_stream_pair()
     conn = Connection.start(client_stream, b"http", NO_KEEPALIVE)
     server = RawServer(server_stream)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-import textwrap
 import threading
 from pathlib import Path
 from typing import Any
@@ -148,7 +147,8 @@ async def test_respond_and_module_function(
         (PluginRef(name="hook", path="BROKEN"), "importing .* failed: ZeroDivisionError"),
         (PluginRef(name="no_such_module_xyz:hook"), "importing module 'no_such_module_xyz' failed"),
         (PluginRef(name="plain_name"), "neither a .py path nor a 'module:function'"),
-        (PluginRef(name="x", path="hooks.js"), "is not a .py file"),
+        (PluginRef(name="x", path="hooks.js"), "is neither a .py file nor a folder"),
+        (PluginRef(name="x", path="../plugins"), "plugins has no middleware.py"),
     ],
 )
 async def test_load_errors_name_api_and_hook(
@@ -160,32 +160,6 @@ async def test_load_errors_name_api_and_hook(
         tmp_path, MiddlewareConfig(driver="python", pre=(attrs.evolve(plugin, path=path),))
     )
     with pytest.raises(PluginDriverError, match=rf"API 'py-api': hook pre\[0\] .*{match}"):
-        await pipeline_for(api)
-
-
-async def test_tyk_style_hook_objects_are_refused_for_now(tmp_path: Path) -> None:
-    (tmp_path / "tyk_style.py").write_text(
-        textwrap.dedent(
-            """
-            class Hook:
-                def __init__(self, f):
-                    self.f = f
-                def __call__(self, *args):
-                    return self.f(*args)
-
-            @Hook
-            def MyPreHook(request, session, spec):
-                return request, session
-            """
-        )
-    )
-    api = api_with(
-        tmp_path,
-        MiddlewareConfig(
-            driver="python", pre=(PluginRef(name="MyPreHook", path=str(tmp_path / "tyk_style.py")),)
-        ),
-    )
-    with pytest.raises(PluginDriverError, match="Tyk-style @Hook plugins are not supported yet"):
         await pipeline_for(api)
 
 

@@ -89,7 +89,6 @@ def test_every_mapped_tyk_key_lands_in_our_field(tmp_path: Path, name: str) -> N
 def test_ignored_keys_come_in_exactly_one_warning(tmp_path: Path) -> None:
     data = {
         **FULL_TYK_CONF,
-        "enable_jsvm": True,
         "template_path": "templates",
         "policies": {"policy_source": "file"},
         "http_server_options": {"read_timeout": 20, "write_timeout": 30, "use_ssl": False},
@@ -100,12 +99,11 @@ def test_ignored_keys_come_in_exactly_one_warning(tmp_path: Path) -> None:
     config, warnings = load_tyk(tmp_path, data)
     assert len(warnings) == 1
     (warning,) = warnings
-    assert warning.startswith(f"{path}: ignored 6 tyk.conf key(s) that do not apply")
+    assert warning.startswith(f"{path}: ignored 5 tyk.conf key(s) that do not apply")
     listed = warning.split(": ", 2)[2].split(", ")
     assert listed == sorted(
         [
             "coprocess_options.python_version",
-            "enable_jsvm",
             "http_server_options.use_ssl",
             "policies",
             "storage.optimisation_max_idle",

@@ -103,12 +103,25 @@ def test_bad_values_and_refused_features_name_the_variable() -> None:
 
 
 def test_variables_for_keys_we_do_not_use_are_listed_in_one_warning() -> None:
-    env = {"TYK_GW_ENABLEJSVM": "true", "TYK_GW_PIDFILELOCATION": "x"}
+    env = {"TYK_GW_TEMPLATEPATH": "true", "TYK_GW_PIDFILELOCATION": "x"}
     _, warnings = load_config(None, env, {})
     assert warnings == [
         "ignored TYK_GW_* environment variables for tyk.conf keys that do not apply to "
-        "trio-gateway: TYK_GW_ENABLEJSVM, TYK_GW_PIDFILELOCATION"
+        "trio-gateway: TYK_GW_PIDFILELOCATION, TYK_GW_TEMPLATEPATH"
     ]
+
+
+def test_jsvm_variables_and_keys_set_the_javascript_settings(tmp_path: Path) -> None:
+    env = {"TYK_GW_ENABLEJSVM": "true", "TYK_GW_JSVMTIMEOUT": "7", "TYK_GW_TYKJSPATH": "/g.js"}
+    config, warnings = load_config(None, env, {})
+    assert warnings == []
+    assert (config.javascript.enable, config.javascript.timeout) == (True, 7.0)
+    assert config.javascript.tyk_js_path == "/g.js"
+    # A tyk.conf jsvm_timeout of 0 means Tyk's default of 5 s.
+    conf = tmp_path / "tyk.conf"
+    conf.write_text('{"enable_jsvm": true, "jsvm_timeout": 0}')
+    config, _ = load_config(conf, {}, {})
+    assert (config.javascript.enable, config.javascript.timeout) == (True, 5.0)
 
 
 def test_omit_config_file_skips_the_tyk_conf(tmp_path: Path) -> None:
@@ -152,9 +165,9 @@ def test_names_follow_tyks_go_field_names(tyk_key: tuple[str, ...], variable: st
 
 
 def test_every_tyk_conf_key_we_read_has_its_variable() -> None:
-    from trio_gateway._config.load import _TYK_KEYS
+    from trio_gateway._config.tyk_conf import TYK_KEYS
 
-    assert set(_TYK_KEYS) == set(GO_FIELDS)
+    assert set(TYK_KEYS) == set(GO_FIELDS)
 
 
 def test_the_sample_secret_warning_goes_when_the_environment_replaces_it(tmp_path: Path) -> None:

@@ -1,0 +1,188 @@
+"""The battery on gRPC plugins: a real grpcio Dispatcher per buggy and fixed plugin, for the
+kinds that apply to a plugin server (errors, deadlines, state between requests, custom auth)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
+from tests.plugin_drivers.grpc.grpc_dispatcher_server import start_server
+from tests.redis_server import free_port
+from tests.testing_kit.conftest import CI
+from trio_gateway.errors import PluginDriverError
+from trio_gateway.testing import open_harness
+from trio_gateway.testing._runner import make_target
+from trio_gateway.testing.battery import check_plugin, run_check
+
+Handler = Callable[[pb.Object, Any], pb.Object]
+#: The echo Dispatcher as a program (``python grpc_dispatcher_server.py PORT``).
+SERVER_SCRIPT = Path(__file__).parents[1] / "plugin_drivers" / "grpc" / "grpc_dispatcher_server.py"
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], str]]:
+    servers: list[Any] = []
+
+    def start(handler: Handler) -> str:
+        server, port = start_server("127.0.0.1:0", handler)
+        servers.append(server)
+        return f"tcp://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(grace=None)
+
+
+def definition(stage: str) -> dict[str, Any]:
+    middleware: dict[str, Any] = {"driver": "grpc"}
+    doc: dict[str, Any] = {
+        "api_id": "grpc-kit",
+        "org_id": "org",
+        "use_keyless": True,
+        "proxy": {"listen_path": "/g/", "target_url": "http://up.invalid/"},
+        "custom_middleware": middleware,
+    }
+    if stage == "auth":
+        middleware["auth_check"] = {"name": "auth"}
+        doc["use_keyless"] = False
+        doc["custom_plugin_auth_enabled"] = True
+    else:
+        middleware[stage] = [{"name": stage}]
+    return doc
+
+
+# 1. the server fails on a missing or unusual header (a User-Agent without a "/")
+def bug_no_errors(o: pb.Object, context: Any) -> pb.Object:
+    o.request.set_headers["X-Client-Version"] = o.request.headers["User-Agent"].split("/")[1]
+    return o
+
+
+def fixed_no_errors(o: pb.Object, context: Any) -> pb.Object:
+    version = o.request.headers.get("User-Agent", "").partition("/")[2]
+    o.request.set_headers["X-Client-Version"] = version
+    return o
+
+
+# 2. a slow path on the server (long URLs) overruns the hook's deadline (1 s)
+def bug_deadlines(o: pb.Object, context: Any) -> pb.Object:
+    if len(o.request.url) > 12:
+        time.sleep(1.5)
+    return o
+
+
+def fixed_deadlines(o: pb.Object, context: Any) -> pb.Object:
+    return o
+
+
+# 5. the server remembers the last user and hands it to the next request
+_LAST: dict[str, str] = {}
+
+
+def bug_state_isolation(o: pb.Object, context: Any) -> pb.Object:
+    user = o.request.headers.get("X-User")
+    if user:
+        _LAST["user"] = user
+    elif "user" in _LAST:
+        o.request.set_headers["X-User"] = _LAST["user"]
+    return o
+
+
+def fixed_state_isolation(o: pb.Object, context: Any) -> pb.Object:
+    return o
+
+
+# 7. custom auth that accepts any Authorization value
+def _session(o: pb.Object, token: str) -> None:
+    o.session.rate = 100
+    o.session.per = 60
+    o.metadata["token"] = token
+
+
+def bug_custom_auth(o: pb.Object, context: Any) -> pb.Object:
+    token = o.request.headers.get("Authorization")
+    if token is not None:
+        _session(o, token or "anonymous")
+    return o
+
+
+def fixed_custom_auth(o: pb.Object, context: Any) -> pb.Object:
+    if o.request.headers.get("Authorization") == "Bearer good-token":
+        _session(o, "good-token")
+    return o
+
+
+CASES = {
+    "no_errors": ("pre", bug_no_errors, fixed_no_errors),
+    "deadlines": ("pre", bug_deadlines, fixed_deadlines),
+    "state_isolation": ("pre", bug_state_isolation, fixed_state_isolation),
+    "custom_auth": ("auth", bug_custom_auth, fixed_custom_auth),
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_battery_flags_the_buggy_grpc_plugin_and_passes_the_fixed_one(
+    kind: str, serve: Callable[[Handler], str]
+) -> None:
+    stage, bug, fixed = CASES[kind]
+    creds = ("Bearer good-token",) if kind == "custom_auth" else ()
+    bad = run_check(
+        kind,
+        make_target(definition(stage), credentials=creds, grpc_server=serve(bug)),
+        hypothesis_settings=CI,
+    )
+    assert bad.status == "failed", bad
+    assert "smallest example found:" in bad.details
+    assert f"{stage}[0]" in bad.details  # the hook trace names the gRPC hook
+    good = run_check(
+        kind,
+        make_target(definition(stage), credentials=creds, grpc_server=serve(fixed)),
+        hypothesis_settings=CI,
+    )
+    assert good.status == "passed", good.details
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def test_the_harness_starts_the_plugin_server_waits_for_it_and_stops_it() -> None:
+    port = free_port()
+    command = [sys.executable, str(SERVER_SCRIPT), str(port)]
+    async with open_harness(
+        definition("pre"), grpc_server=f"tcp://127.0.0.1:{port}", grpc_command=command
+    ) as h:
+        r = await h.request()
+        assert r.status == 200
+        assert [(c.label, c.outcome) for c in r.trace] == [("pre[0] pre", "continue")]
+    assert not _port_open(port)  # stopped with the harness
+
+
+def test_check_plugin_starts_the_server_once_and_names_a_command_that_fails() -> None:
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    report = check_plugin(
+        definition("pre"),
+        checks=["no_errors", "state_isolation"],
+        max_examples=10,
+        grpc_server=address,
+        grpc_command=[sys.executable, str(SERVER_SCRIPT), str(port)],
+    )
+    assert [r.status for r in report.results] == ["passed", "passed"]
+    assert not _port_open(port)
+    with pytest.raises(PluginDriverError, match="exited"):
+        check_plugin(
+            definition("pre"),
+            grpc_server=address,
+            grpc_command=[sys.executable, "-c", "raise SystemExit(3)"],
+        )
