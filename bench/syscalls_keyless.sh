@@ -2,14 +2,16 @@
 # System calls per request of a keyless gateway, counted by the kernel's tracepoints (perf stat:
 # no ptrace, so the gateway runs at nearly full speed and the count is what a real run makes):
 #
-#   bash bench/syscalls_keyless.sh GATEWAY_BIN [REQUESTS_PER_CONNECTION]
+#   bash bench/syscalls_keyless.sh GATEWAY_BIN [REQUESTS_PER_CONNECTION [fixed|wrk]]
 #
-# Its own nginx upstream, free ports; 32 keep-alive connections x N requests (bench/fixed_load.py)
-# after a warm-up. recvfrom calls beyond two per request are reads that found nothing (EAGAIN)
+# Its own nginx upstream, free ports; after a warm-up, 32 keep-alive connections x N requests
+# (bench/fixed_load.py, a client slower than the gateway), or with "wrk" N seconds of wrk -c32
+# (the gateway saturated, as in bench/proxy.py). recvfrom calls beyond two per request are reads that found nothing (EAGAIN)
 # and each costs a wait: an epoll_ctl to arm the socket, a trip through epoll_wait.
 set -euo pipefail
 gateway=$(realpath "$1")
 per=${2:-300}
+load=${3:-fixed}
 out=$(mktemp -d /tmp/syscalls-keyless.XXXXXX)
 bench=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$out/nginx" "$out/apps"
@@ -43,11 +45,20 @@ events=syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_
 perf stat -x, -e "$events" -p "$gateway_pid" -o "$out/perf.csv" &
 perf_pid=$!
 sleep 0.5
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+if [ "$load" = wrk ]; then
+    # wrk saturates the gateway, as bench/proxy.py does (more reads then find their bytes
+    # already there); its count is of completed requests, so the figure is within ~0.1 %.
+    wrk -t1 -c32 -d"${per}s" "http://127.0.0.1:$gw/" >"$out/wrk.txt"
+    count=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
+else
+    python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+    count=$((32 * per))
+fi
 kill -INT "$perf_pid"; wait "$perf_pid" || true
-python3 - "$out/perf.csv" $((32 * per)) <<'PY'
+python3 - "$out/perf.csv" "$count" <<'PY'
 import sys
 n = int(sys.argv[2])
+print(f"{n} requests")
 for line in open(sys.argv[1]):
     parts = line.strip().split(",")
     if len(parts) > 2 and parts[0].isdigit():
