@@ -15,28 +15,7 @@ gateway=$(realpath "$1")
 mode=$2
 out=${3:-$(mktemp -d /tmp/trace-keyless.XXXXXX)}
 bench=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$out/nginx" "$out/apps"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-up=$(free_port)
-gw=$(free_port)
-python3 - "$bench" "$out/nginx" "$up" <<'EOF'
-import sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-import _nginx
-prefix = Path(sys.argv[2])
-(prefix / "nginx.conf").write_text(_nginx.upstream_conf(prefix, int(sys.argv[3])))
-EOF
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-nginx -p "$out/nginx" -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" &
-pids+=($!)
-cat > "$out/apps/keyless.json" <<EOF
-{"api_id": "keyless", "name": "keyless", "org_id": "bench", "active": true, "use_keyless": true,
- "version_data": {"not_versioned": true, "versions": {"Default": {"name": "Default"}}},
- "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$up/", "strip_listen_path": false}}
-EOF
+. "$bench/_keyless_setup.sh"
 "$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)

@@ -1,0 +1,26 @@
+# Sourced by the keyless trace scripts (trace_keyless.sh, callgrind_keyless.sh,
+# syscalls_keyless.sh): with $out (a fresh temp dir) and $bench (this folder) set, picks free
+# ports ($up for the nginx upstream, $gw for the gateway), starts nginx on $up, writes a keyless
+# API to $out/apps proxying to it, and kills what it started (the pids array) on exit.
+mkdir -p "$out/nginx" "$out/apps"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+up=$(free_port)
+gw=$(free_port)
+python3 - "$bench" "$out/nginx" "$up" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import _nginx
+prefix = Path(sys.argv[2])
+(prefix / "nginx.conf").write_text(_nginx.upstream_conf(prefix, int(sys.argv[3])))
+PY
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+nginx -p "$out/nginx" -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" &
+pids+=($!)
+cat > "$out/apps/keyless.json" <<JSON
+{"api_id": "keyless", "name": "keyless", "org_id": "bench", "active": true, "use_keyless": true,
+ "version_data": {"not_versioned": true, "versions": {"Default": {"name": "Default"}}},
+ "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$up/", "strip_listen_path": false}}
+JSON
