@@ -103,3 +103,16 @@ async def test_a_respond_decision_is_traced_with_its_status() -> None:
         r = await h.request()
     assert (r.status, r.body) == (418, b"short and stout")
     assert r.trace[0].describe().startswith("post[0] teapot: respond")
+
+
+@pytest.mark.parametrize("sockets", [False, True])
+async def test_a_body_over_a_hooks_read_limit_gets_413_in_process_as_over_sockets(
+    sockets: bool,
+) -> None:
+    """``read_body(limit=N)`` over N is the client's error: 413, as the real server answers it
+    (the in-process transport used to answer 400 "There was a problem proxying the request")."""
+    async with open_harness(api(pre=[hook("reads_capped")]), base_dir=HERE, sockets=sockets) as h:
+        result = await h.request("POST", h.path("upload"), body=b"z" * 5000)
+    assert result.status == 413
+    assert result.json() == {"error": "Request Entity Too Large"}
+    assert result.upstream is None

@@ -46,7 +46,7 @@ from .._apidef.source import (
 from .._apidef.unsupported import COPROCESS_DRIVERS, JS_DRIVERS
 from .._auth import AuthServices
 from .._config.model import GatewayConfig
-from .._error_body import error_response
+from .._error_body import gateway_error_response
 from .._exchange import BytesBody, Request, Response
 from .._gateway import Gateway, build_snapshot, driver_settings
 from .._proto.events import Data, EndOfMessage, RequestHead, ResponseHead
@@ -425,7 +425,7 @@ async def _handle(gateway: Gateway, request: Request) -> Response:
     try:
         return await gateway.handle(request)
     except GatewayError as exc:
-        return error_response(exc.status_hint, exc.public_message)
+        return gateway_error_response(exc)
 
 
 @asynccontextmanager

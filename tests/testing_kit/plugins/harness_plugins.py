@@ -17,3 +17,7 @@ async def slow(ctx: HookContext) -> None:
 
 async def teapot(ctx: HookContext) -> Respond:
     return ctx.respond(418, "short and stout")
+
+
+async def reads_capped(ctx: HookContext) -> None:
+    await ctx.request.read_body(limit=1000)
