@@ -19,6 +19,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import sys
 import time
 import zlib
@@ -274,16 +275,22 @@ def _event_loop(api: ApiDefinition, target: PluginTarget) -> tuple[st.SearchStra
     return _plain_example(api, target, judge)
 
 
+#: How each driver words "the plugin handed back the wrong shape": native Python "hook ...
+#: returned dict", Tyk-style Python "must return (request, session), not ...", gRPC "sent an
+#: unusable reply", JavaScript "Request.SetHeaders must be an object, not list" (a field of the
+#: wrong type) or "returned no request object".
+_WRONG_SHAPE: Final = re.compile(r"returned|unusable|must return|must be (an? |true or false)")
+
+
 def _stage_writes(api: ApiDefinition, target: PluginTarget) -> tuple[st.SearchStrategy[Any], Any]:
     def judge(request: ClientRequest, result: Result) -> str | None:
         for call in _calls_with(result, "error"):
             error = call.error or ""
             if error.startswith("ReadOnlyError"):
                 return f"hook {call.label} wrote what its stage forbids: {error}"
-            if error.startswith("HookError") and ("returned" in error or "unusable" in error):
-                # The driver's verdict on what the plugin handed back (the python driver: "hook
-                # ... returned dict"; the gRPC driver: "sent an unusable reply"): the wrong
-                # shape. A plugin that failed is kind 1's, not this.
+            if error.startswith("HookError") and _WRONG_SHAPE.search(error):
+                # The driver's verdict on what the plugin handed back: the wrong shape. A
+                # plugin that failed is kind 1's, not this.
                 return f"hook {call.label} returned what its stage cannot take: {error}"
         return None
 
