@@ -53,7 +53,7 @@ async def test_custom_auth_example_result_trace_and_session(sockets: bool) -> No
         assert ok.json()["path"] == "/me"  # the default upstream echoes the request
         assert ok.session_key == "secret-token-ann"
         assert ok.session is not None
-        assert ok.session.meta_data == {"user": "ann", "visits": 1}
+        assert ok.session.meta_data == {"user": "ann", "last_path": "/plugins/auth/me"}
         assert [(c.stage, c.outcome) for c in ok.trace] == [
             (Stage.AUTH, "continue"),
             (Stage.POST, "continue"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, final
 from ._model import SeenRequest, UpstreamReply, echo_upstream
 
 if TYPE_CHECKING:
-    from .harness import UpstreamScript
+    from ._recording import UpstreamScript
 
 
 @final
