@@ -1,12 +1,15 @@
 """Where a JavaScript Pre hook's time goes, per request (issue 15; not a throughput figure).
 
-    .venv/bin/python bench/js_call_cost.py [--requests 2000]
+    .venv/bin/python bench/js_call_cost.py [--requests 2000] [--script header|globals]
 
 Serves, in this process, one keyless API without plugins and one with a JS Pre hook that sets a
 header, sends ``--requests`` sequential keep-alive requests to each, and prints the mean latency
 of each plus the mean time of each phase of the driver's call (building the request object, the
 step on the VM's thread, decoding and applying the result, and the wait for the VM's thread from
-Trio). Results: docs/javascript.md ("Concurrency and state").
+Trio). ``--script globals`` uses a middleware whose file also keeps state in globals (a counter,
+an object of 20 fields, an array of 100 numbers, which it changes on every call): every call
+starts by putting them back as loaded (builtins.js), so this shows what that costs. Results:
+docs/javascript.md ("Concurrency and state") and docs/performance.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,22 @@ SCRIPT = """
 var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
 benchPre.NewProcessRequest(function (request, session, config) {
     request.SetHeaders["X-Bench-Js"] = "1";
+    return benchPre.ReturnData(request, {});
+});
+"""
+
+GLOBALS_SCRIPT = """
+var calls = 0;
+var table = {};
+for (var i = 0; i < 20; i++) { table["k" + i] = i; }
+var recent = [];
+for (var j = 0; j < 100; j++) { recent.push(j); }
+var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
+benchPre.NewProcessRequest(function (request, session, config) {
+    calls++;
+    table.last = request.URL;
+    recent.push(calls);
+    request.SetHeaders["X-Bench-Js"] = String(calls);
     return benchPre.ReturnData(request, {});
 });
 """
@@ -68,11 +87,11 @@ def timed(owner: Any, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
-async def measure(count: int) -> None:
+async def measure(count: int, source: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         script = folder / "bench.js"
-        script.write_text(SCRIPT)
+        script.write_text(source)
         async with trio.open_nursery() as nursery:
             upstream = await start_upstream(nursery)
             plain = js_api("plain", script, "benchPre")
@@ -98,6 +117,7 @@ async def measure(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--script", choices=["header", "globals"], default="header")
     args = parser.parse_args()
     timed(driver.JsDriver, "call", "the driver's whole call")
     timed(driver, "to_js_request", "request object")
@@ -105,7 +125,7 @@ def main() -> None:
     timed(scripts.ApiScripts, "step", "the step on the VM thread")
     timed(driver, "parse_js_result", "decoding the result")
     timed(driver, "_apply_to_request", "applying it")
-    trio.run(measure, args.requests)
+    trio.run(measure, args.requests, GLOBALS_SCRIPT if args.script == "globals" else SCRIPT)
     for label, total in TOTALS.items():
         print(f"{label:45s} {total / COUNTS[label] * 1e6:7.1f} us")
 

@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,12 +202,19 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
     raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout:.0f}s")
 
 
-def check_body(target: Target, probe_status: int, probe_body: bytes) -> None:
-    """A benchmark of error pages is worthless: the first answer must be the upstream's body."""
-    if probe_status != 200 or probe_body != _nginx.BODY:
+def check_body(
+    target: Target,
+    probe_status: int,
+    probe_body: bytes,
+    expected: Callable[[bytes], bytes] | None = None,
+) -> None:
+    """A benchmark of error pages is worthless: the first answer must be the upstream's body
+    (or what the variant makes of it: ``GatewaySetup.expected_body``)."""
+    want = _nginx.BODY if expected is None else expected(_nginx.BODY)
+    if probe_status != 200 or probe_body != want:
         raise RuntimeError(
             f"{target.name} answered {probe_status} with {probe_body[:200]!r}, "
-            f"expected 200 with the upstream's 100-byte body"
+            f"expected 200 with {want[:200]!r}"
         )
 
 
@@ -276,7 +284,7 @@ def start_gateway(
         probe = wait_until_serving(
             target.process, target.port, path=target.path, headers=target.headers, timeout=30.0
         )
-        check_body(target, probe.status, probe.body)
+        check_body(target, probe.status, probe.body, setup.expected_body)
     except (VariantUnavailable, RuntimeError, OSError) as exc:
         target.error = str(exc)
         for child in reversed(started):  # a broken variant must not steal CPU from the others

@@ -56,6 +56,9 @@ class GatewaySetup:
     request_headers: dict[str, str] = field(default_factory=dict)  # sent by wrk and the probe
     # Called once the gateway serves, with the gateway's 127.0.0.1 port (e.g. to create keys).
     after_start: Callable[[int], None] | None = None
+    # What the probe must get, for variants that answer with a body of their own (a virtual
+    # endpoint, a Response hook that rewrites it); None: the upstream's body, unchanged.
+    expected_body: Callable[[bytes], bytes] | None = None
 
 
 def keyless_api(api_id: str, upstream_url: str, **extra: object) -> dict[str, object]:
@@ -308,7 +311,13 @@ def js_virtual(ctx: VariantContext) -> GatewaySetup:
         version_data={"not_versioned": True, "versions": versions},
         custom_middleware={"driver": "otto"},
     )
-    return GatewaySetup(apps_dir=write_apps(ctx, api), config_file=config)
+    return GatewaySetup(
+        apps_dir=write_apps(ctx, api),
+        config_file=config,
+        expected_body=lambda _: b'{"status":"ok","api":"bench-js-virtual"}',
+    )
+
+
 _TYK_PYTHON_HOOKS = """\
 \"\"\"Tyk-style Python hooks, as a Tyk user writes them (issue 13).\"\"\"
 
@@ -345,7 +354,9 @@ def tyk_python_pre(ctx: VariantContext) -> GatewaySetup:
 
 def tyk_python_response(ctx: VariantContext) -> GatewaySetup:
     """The keyless API plus one Tyk-style Python ``@Hook`` Response hook rewriting the body."""
-    return _tyk_python(ctx, "response", "RewriteBody")
+    setup = _tyk_python(ctx, "response", "RewriteBody")
+    setup.expected_body = lambda upstream_body: b"rewritten:" + upstream_body
+    return setup
 
 
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:

@@ -116,6 +116,10 @@ class Respond:
     status: int
     headers: Mapping[str, str] | Sequence[tuple[str | bytes, str | bytes]] = ()
     body: bytes | str = b""
+    #: Before the upstream: send this as the upstream's answer would be sent, through the API's
+    #: RESPONSE hooks and with the gateway's response headers (``X-RateLimit-*``), as Tyk sends
+    #: a virtual endpoint's answer.
+    as_upstream: bool = False
 
     def to_response(self) -> Response:
         """The gateway's :class:`Response` for this decision."""

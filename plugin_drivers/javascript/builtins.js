@@ -28,9 +28,189 @@ var __tyk = (function () {
         throw suspend;
     }
 
+    // -- Per-request script state, as in Tyk ---------------------------------------------------
+    // Tyk runs every request on a copy of the API's VM, so what a call changes in the globals is
+    // gone for the next request. Here one VM serves every request, so once the API's files are
+    // loaded `snapshot()` records the state reachable from the global object, and every run
+    // starts with `restore()`: globals added since are deleted, reassigned ones set back, and each
+    // object, array, Map and Set reachable at load put back *in place* (same identity, so
+    // closures holding it see the restored contents). What is not restored (docs/javascript.md,
+    // "Concurrency and state"): variables captured only by closures, top-level let/const/class
+    // (not properties of the global object), non-enumerable properties, accessors, the built-in
+    // objects and prototypes, `_` (Underscore.js) and this module's own state.
+    var untracked = {__tyk: true, _: true};
+    var saved = null;   // {names, values, known, records}
+
+    function isObject(v) {
+        return v !== null && (typeof v === "object" || typeof v === "function");
+    }
+
+    function dataKeys(obj) {
+        var keys = Object.keys(obj);
+        var out = [];
+        for (var i = 0; i < keys.length; i++) {
+            var d = Object.getOwnPropertyDescriptor(obj, keys[i]);
+            if (d !== undefined && "value" in d) { out.push(keys[i]); }
+        }
+        return out;
+    }
+
+    // Records every object reachable from `start` (a work list, not recursion: a long chain of
+    // objects must not overflow the stack at load).
+    function remember(start, seen, records, budget) {
+        var todo = [start];
+        while (todo.length > 0) {
+            if (todo.length > budget.left) { throw budget; }
+            var obj = todo.pop();
+            if (!isObject(obj) || seen.has(obj)) { continue; }
+            seen.add(obj);
+            var rec = {obj: obj, kind: 0, keys: null, values: null};
+            if (Array.isArray(obj)) {
+                rec.kind = 1;
+                rec.values = obj.slice();
+                for (var a = 0; a < rec.values.length; a++) { todo.push(rec.values[a]); }
+            } else if (obj instanceof Map || obj instanceof Set) {
+                rec.kind = obj instanceof Map ? 2 : 3;
+                rec.values = Array.from(obj);
+                for (var e = 0; e < rec.values.length; e++) {
+                    if (rec.kind === 2) { todo.push(rec.values[e][0], rec.values[e][1]); }
+                    else { todo.push(rec.values[e]); }
+                }
+            } else if (typeof obj === "function" && Object.keys(obj).length === 0) {
+                // A function without properties of its own at load (nearly all): not tracked, to
+                // keep the per-call check small; its prototype is, if it has properties of its own.
+                rec = null;
+                if (isObject(obj.prototype) && Object.keys(obj.prototype).length > 0) {
+                    todo.push(obj.prototype);
+                }
+            } else {
+                rec.keys = dataKeys(obj);
+                rec.values = [];
+                for (var i = 0; i < rec.keys.length; i++) {
+                    rec.values.push(obj[rec.keys[i]]);
+                    todo.push(obj[rec.keys[i]]);
+                }
+                if (typeof obj === "function") { todo.push(obj.prototype); }
+                todo.push(Object.getPrototypeOf(obj));
+            }
+            if (rec !== null) {
+                records.push(rec);
+                budget.left -= 1 + rec.values.length;
+                if (budget.left < 0) { throw budget; }
+            }
+        }
+    }
+
+    // The objects of this file and of the TykJS library (loaded before the user's files) are not
+    // tracked, only their global names: the check per call covers what the user's scripts made
+    // (measured: each tracked object costs ~0.5 us per call; the library has eight).
+    var library = null;
+
+    function markLibrary() {
+        library = new Set([globalThis, Object.prototype, Function.prototype, Array.prototype,
+                           Map.prototype, Set.prototype, state, api]);
+        var names = Object.keys(globalThis);
+        for (var i = 0; i < names.length; i++) {
+            if (!untracked[names[i]]) { reach(globalThis[names[i]], library); }
+        }
+    }
+
+    function reach(value, seen) {
+        if (!isObject(value) || seen.has(value)) { return; }
+        seen.add(value);
+        var keys = dataKeys(value);
+        for (var i = 0; i < keys.length; i++) { reach(value[keys[i]], seen); }
+        if (typeof value === "function") { reach(value.prototype, seen); }
+        reach(Object.getPrototypeOf(value), seen);
+    }
+
+    // Returns how many values it recorded, or -1 when the state is larger than `limit` values
+    // (object fields, array elements): then nothing is restored (the check per call would cost
+    // ~0.15 us per value) and the API's globals persist between requests.
+    function snapshot(limit) {
+        var seen = new Set(library === null ? [globalThis, state, api] : library);
+        var names = Object.keys(globalThis).filter(function (n) { return !untracked[n]; });
+        var values = [];
+        var known = Object.create(null);
+        var records = [];
+        for (var i = 0; i < names.length; i++) {
+            var d = Object.getOwnPropertyDescriptor(globalThis, names[i]);
+            values.push(d !== undefined && "value" in d ? d.value : undefined);
+            known[names[i]] = true;
+        }
+        var budget = {left: limit};
+        try {
+            for (var j = 0; j < values.length; j++) { remember(values[j], seen, records, budget); }
+        } catch (e) {
+            if (e !== budget) { throw e; }
+            saved = null;
+            return -1;
+        }
+        saved = {names: names, values: values, known: known, records: records};
+        return limit - budget.left;
+    }
+
+    function restoreObject(rec) {
+        var obj = rec.obj, keys = rec.keys, values = rec.values, i;
+        var current = Object.keys(obj);
+        var same = current.length === keys.length;
+        for (i = 0; same && i < current.length; i++) { same = current[i] === keys[i]; }
+        if (!same) {
+            // Keys added, deleted or reordered: rebuild, so key order (JSON text) is as loaded.
+            for (i = 0; i < current.length; i++) { delete obj[current[i]]; }
+        }
+        for (i = 0; i < keys.length; i++) {
+            if (!same || obj[keys[i]] !== values[i]) { obj[keys[i]] = values[i]; }
+        }
+    }
+
+    function restoreArray(rec) {
+        var obj = rec.obj, values = rec.values;
+        if (obj.length !== values.length) { obj.length = values.length; }
+        for (var i = 0; i < values.length; i++) {
+            if (obj[i] !== values[i] || !(i in obj)) { obj[i] = values[i]; }
+        }
+    }
+
+    function restoreCollection(rec) {
+        var obj = rec.obj, values = rec.values, same = obj.size === values.length, i = 0;
+        if (same) {
+            obj.forEach(function (v, k) {
+                var e = values[i++];
+                if (rec.kind === 2 ? e[0] !== k || e[1] !== v : e !== v) { same = false; }
+            });
+        }
+        if (same) { return; }
+        obj.clear();
+        for (i = 0; i < values.length; i++) {
+            if (rec.kind === 2) { obj.set(values[i][0], values[i][1]); } else { obj.add(values[i]); }
+        }
+    }
+
+    function restore() {
+        var s = saved, i;
+        var current = Object.keys(globalThis);
+        for (i = 0; i < current.length; i++) {
+            if (!s.known[current[i]] && !untracked[current[i]]) { delete globalThis[current[i]]; }
+        }
+        for (i = 0; i < s.names.length; i++) {
+            if (globalThis[s.names[i]] !== s.values[i]) { globalThis[s.names[i]] = s.values[i]; }
+        }
+        for (i = 0; i < s.records.length; i++) {
+            var rec = s.records[i];
+            if (rec.kind === 0) { restoreObject(rec); }
+            else if (rec.kind === 1) { restoreArray(rec); }
+            else { restoreCollection(rec); }
+        }
+    }
+
     // Run fn() for the gateway; returns the JSON text {out, pending, logs}, or, when fn returned
-    // a string and nothing is pending or logged, U+0001 followed by that string.
+    // a string and nothing is pending or logged, U+0001 followed by that string. Every run (a
+    // replay too) starts from the state as loaded, as each request does in Tyk.
     function run(answers, fn) {
+        if (saved !== null) {
+            restore();
+        }
         state.answers = answers;
         state.next = 0;
         state.pending = null;
@@ -139,6 +319,8 @@ var __tyk = (function () {
 
     var api = {
         run: run,
+        markLibrary: markLibrary,
+        snapshot: snapshot,
         hostCall: hostCall,
         log: function (line) { state.logs.push(["log", line]); },
         rawlog: function (line) { state.logs.push(["rawlog", line]); },

@@ -9,10 +9,12 @@ bounded by the ``timeout`` the call has left.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, TypeVar
 from urllib.parse import urlencode
@@ -25,7 +27,13 @@ from trio_gateway.drivers import DriverStore, session_from_json, session_to_json
 
 from .request_object import canonical_header_name, go_field, go_string, go_string_map
 
-__all__ = ["MAX_RESPONSE_BYTES", "GatewayJsHost", "JsHostError", "make_ssl_context"]
+__all__ = [
+    "MAX_BATCH_REQUESTS",
+    "MAX_RESPONSE_BYTES",
+    "GatewayJsHost",
+    "JsHostError",
+    "make_ssl_context",
+]
 
 log = logging.getLogger("trio_gateway.plugins.jsvm")
 rawlog = logging.getLogger("trio_gateway.plugins.jsvm.raw")
@@ -35,6 +43,14 @@ T = TypeVar("T")
 #: The largest body ``TykMakeHttpRequest`` reads from the far side; more is an error (the script
 #: gets ``undefined``), so a script cannot make the gateway buffer without end.
 MAX_RESPONSE_BYTES: Final = 10 * 1024 * 1024
+
+#: Requests one ``TykBatchRequest`` may hold (Tyk has no limit), and how many run at once (Tyk:
+#: all of them).
+MAX_BATCH_REQUESTS: Final = 32
+BATCH_PARALLELISM: Final = 8
+
+#: What Tyk's batch gives for a request that failed: its zero ``BatchReplyUnit``.
+_FAILED_BATCH_UNIT: Final = {"relative_url": "", "code": 0, "headers": None, "body": ""}
 
 #: Tyk's answer to ``TykGetKeyData`` for a key that does not exist (the admin API's error object).
 _KEY_NOT_FOUND: Final = json.dumps({"status": "error", "message": "Key not found"})
@@ -113,21 +129,11 @@ class GatewayJsHost:
                 headers["Content-Type"] = "application/x-www-form-urlencoded"
         if timeout <= 0:
             raise JsHostError("no time left for the request")
-        # trust_env: HTTP_PROXY / HTTPS_PROXY / NO_PROXY as Go's default transport reads them.
-        with httpx.Client(
-            verify=self.ssl_context(), timeout=timeout, trust_env=True, follow_redirects=True
-        ) as client:
-            with client.stream(method, url, headers=headers, content=body) as response:
-                data = bytearray()
-                for chunk in response.iter_bytes():
-                    data += chunk
-                    if len(data) > MAX_RESPONSE_BYTES:
-                        raise JsHostError(f"the response is larger than {MAX_RESPONSE_BYTES} bytes")
-                grouped: dict[str, list[str]] = {}
-                for name, value in response.headers.multi_items():
-                    grouped.setdefault(canonical_header_name(name), []).append(value)
-                status = response.status_code
-        text = bytes(data).decode("utf-8", errors="replace")
+        with self._client(timeout) as client:
+            status, grouped, data = _fetch(
+                client, method, url, headers, body, _ByteBudget(MAX_RESPONSE_BYTES), timeout
+            )
+        text = data.decode("utf-8", errors="replace")
         reply = {
             "Code": status,
             "Body": text,
@@ -137,6 +143,61 @@ class GatewayJsHost:
             "headers": grouped,
         }
         return json.dumps(reply)
+
+    def _client(self, timeout: float) -> httpx.Client:
+        # trust_env: HTTP_PROXY / HTTPS_PROXY / NO_PROXY as Go's default transport reads them;
+        # redirects followed as Go's client does.
+        return httpx.Client(
+            verify=self.ssl_context(), timeout=timeout, trust_env=True, follow_redirects=True
+        )
+
+    # -- TykBatchRequest -------------------------------------------------------------------
+
+    def batch_request(self, request_json: str, *, timeout: float) -> str | None:
+        """Tyk's ``{"requests": [{method, headers, body, relative_url}],
+        "suppress_parallel_execution"}`` -> the JSON array of ``{relative_url, code, headers,
+        body}``, one per request, in the order asked.
+
+        As Tyk's JavaScript ``TykBatchRequest`` (``ManualBatchRequest``): ``relative_url`` is the
+        whole URL the request goes to; a request that fails gives Tyk's empty unit
+        (``{"relative_url": "", "code": 0, "headers": null, "body": ""}``) and an error line;
+        a batch that is not such JSON gives ``undefined``. The whole batch is bounded by
+        ``timeout`` and its bodies together by :data:`MAX_RESPONSE_BYTES`.
+        """
+        deadline = time.monotonic() + timeout
+        items, sequential = _batch_items(request_json)
+        if timeout <= 0:
+            raise JsHostError("no time left for the batch")
+        budget = _ByteBudget(MAX_RESPONSE_BYTES)
+        with self._client(timeout) as client:
+
+            def one(item: _BatchItem) -> dict[str, object]:
+                remaining = deadline - time.monotonic()
+                try:
+                    if remaining <= 0:
+                        raise JsHostError("no time left")
+                    status, grouped, data = _fetch(
+                        client, item.method, item.url, item.headers, item.body, budget, remaining
+                    )
+                except Exception as exc:  # any failure of one request: Tyk's empty unit
+                    self.error(f"TykBatchRequest: {item.method} {item.url} failed: {exc}")
+                    return dict(_FAILED_BATCH_UNIT)
+                return {
+                    "relative_url": item.url,
+                    "code": status,
+                    "headers": grouped,
+                    "body": data.decode("utf-8", errors="replace"),
+                }
+
+            if sequential or len(items) < 2:
+                units = [one(item) for item in items]
+            else:
+                # Tyk runs every request at once; a few threads here (joined before we return,
+                # each request bounded by the time left) give the same answers.
+                workers = min(BATCH_PARALLELISM, len(items))
+                with concurrent.futures.ThreadPoolExecutor(workers, "jsvm-batch") as pool:
+                    units = list(pool.map(one, items))
+        return json.dumps(units)
 
     # -- the key store ---------------------------------------------------------------------
 
@@ -172,8 +233,86 @@ class GatewayJsHost:
         reset = suppress_reset != "1"
         self._on_trio(lambda: store.put_session(key, session, reset_quota=reset), timeout)
 
-    def batch_request(self, request_json: str, *, timeout: float) -> str | None:
-        raise JsHostError(
-            "TykBatchRequest is not supported by trio-gateway (docs/tyk-differences.md)"
-        )
 
+@attrs.define(eq=False)
+class _ByteBudget:
+    """Bytes the responses of one built-in call may still bring (shared by a batch's threads)."""
+
+    left: int
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def take(self, count: int) -> None:
+        with self._lock:
+            if count > self.left:
+                raise JsHostError(f"the responses are larger than {MAX_RESPONSE_BYTES} bytes")
+            self.left -= count
+
+
+def _fetch(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    budget: _ByteBudget,
+    timeout: float,
+) -> tuple[int, dict[str, list[str]], bytes]:
+    """One request: its status, its headers as Go's ``http.Header`` (canonical name -> values)
+    and its body, which must fit ``budget``."""
+    with client.stream(method, url, headers=headers, content=body, timeout=timeout) as response:
+        data = bytearray()
+        for chunk in response.iter_bytes():
+            budget.take(len(chunk))
+            data += chunk
+        grouped: dict[str, list[str]] = {}
+        for name, value in response.headers.multi_items():
+            grouped.setdefault(canonical_header_name(name), []).append(value)
+        return response.status_code, grouped, bytes(data)
+
+
+@attrs.frozen
+class _BatchItem:
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _batch_items(request_json: str) -> tuple[list[_BatchItem], bool]:
+    """The requests of a ``TykBatchRequest`` (Go's decoder: keys in any case, "" method is GET)
+    and whether to make them one after another; :class:`JsHostError` for anything else."""
+    try:
+        spec = json.loads(request_json)
+        if not isinstance(spec, Mapping):
+            raise JsHostError("the batch must be a JSON object")
+        requests = go_field(spec, "requests")
+        if requests is None:
+            requests = []
+        if not isinstance(requests, list):
+            raise JsHostError("requests must be an array")
+        sequential = go_field(spec, "suppress_parallel_execution")
+        if sequential is not None and not isinstance(sequential, bool):
+            raise JsHostError("suppress_parallel_execution must be true or false")
+        if len(requests) > MAX_BATCH_REQUESTS:
+            raise JsHostError(f"more than {MAX_BATCH_REQUESTS} requests in one batch")
+        items = []
+        for i, entry in enumerate(requests):
+            if not isinstance(entry, Mapping):
+                raise JsHostError(f"requests[{i}] must be an object")
+            items.append(
+                _BatchItem(
+                    method=go_string(go_field(entry, "method"), f"requests[{i}].method") or "GET",
+                    url=go_string(go_field(entry, "relative_url"), f"requests[{i}].relative_url"),
+                    # Go's Header.Set: canonical names, one value each.
+                    headers={
+                        canonical_header_name(name): value
+                        for name, value in go_string_map(
+                            go_field(entry, "headers"), f"requests[{i}].headers"
+                        )
+                    },
+                    body=go_string(go_field(entry, "body"), f"requests[{i}].body").encode(),
+                )
+            )
+    except ValueError as exc:  # bad JSON, or a field of the wrong type (JsResultError)
+        raise JsHostError(f"the batch is not valid: {exc}") from None
+    return items, bool(sequential)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from email.utils import formatdate
 from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -356,4 +357,12 @@ async def call_virtual(runner: VmRunner, api_id: str, hook: HookRef, ctx: HookCo
     if virtual.use_session and session is not None and reply.session_meta != session.meta_data:
         session.meta_data = reply.session_meta
         ctx.mark_meta_data_changed()
-    return Respond(status=reply.status, headers=reply.headers, body=reply.body)
+    # As Tyk's forceResponse: Server and Date over whatever the script gave, and the answer goes
+    # out as the upstream's would (RESPONSE hooks, X-RateLimit-* headers).
+    headers = [h for h in reply.headers if h[0] not in _TYK_SETS]
+    headers += ((b"Server", b"tyk"), (b"Date", formatdate(usegmt=True).encode("ascii")))
+    return Respond(status=reply.status, headers=headers, body=reply.body, as_upstream=True)
+
+
+#: The reply headers Tyk sets itself on a virtual endpoint's answer (canonical names).
+_TYK_SETS: Final = frozenset((b"Server", b"Date"))

@@ -59,3 +59,21 @@ def test_trace_for_replaces_an_invalid_header_and_its_state() -> None:
     kept = [(b"traceparent", VALID)]
     assert trace_for(kept).header == VALID
     assert kept == [(b"traceparent", VALID)]
+
+
+def test_started_traces_stay_valid_and_distinct_across_refills_of_the_random_pool() -> None:
+    # The ids come from a pool of random digits refilled every 512 traces: across refills each
+    # trace is still a valid, parseable traceparent, and no id repeats.
+    traces = [start_trace() for _ in range(3 * 512 + 7)]
+    assert len({t.trace_id for t in traces}) == len(traces)
+    assert len({t.parent_id for t in traces}) == len(traces)
+    for trace in traces:
+        parsed = parse_traceparent(trace.header)
+        assert parsed is not None
+        assert (parsed.trace_id, parsed.parent_id, parsed.flags) == (
+            trace.trace_id,
+            trace.parent_id,
+            "00",
+        )
+        assert trace.started
+        assert not trace.sampled

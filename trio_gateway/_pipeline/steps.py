@@ -232,7 +232,21 @@ async def walk(
                     hooked._series(hook).ok(elapsed)
                 if answer is not None:
                     hooked._responded += 1
-                    return answer
+                    # (An answer comes only from a Respond.)
+                    as_upstream: bool = decision.as_upstream  # type: ignore[union-attr]
+                    if not as_upstream or upstream is None or response is not None:
+                        return answer
+                    # Sent as the upstream's answer (a virtual endpoint's, as in Tyk): the
+                    # gateway's response headers, the finisher, then the RESPONSE hooks.
+                    if state.response_headers:
+                        answer.headers.extend(state.response_headers)
+                    if hooked.finish is not None:
+                        state.finished = True
+                        await hooked.finish(state)
+                    response = answer
+                    hooks = hooked.chain.response
+                    i, n = 0, len(hooks)
+                    continue
                 if hook.stage is Stage.AUTH:
                     if ctx._session is None:
                         return error_response(NO_SESSION_STATUS, NO_SESSION_MESSAGE)

@@ -7,6 +7,7 @@ folder and talks to the gateway over TCP.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -431,11 +432,12 @@ BUILTINS = middleware(
     request.SetHeaders["X-Raw-Back"] = rawb64dec(rawb64enc("hi?"));
     request.SetHeaders["X-Underscore"] = String(_.contains([1, 2, 3], 2));
     request.SetHeaders["X-Batch"] = String(TykBatchRequest("{}"));
+    request.SetHeaders["X-Batch-Bad"] = String(TykBatchRequest("not json"));
 """,
 )
 
 
-async def test_string_builtins_logs_underscore_and_batch_error(
+async def test_string_builtins_logs_underscore_and_empty_batches(
     nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="trio_gateway.plugins.jsvm")
@@ -453,11 +455,12 @@ async def test_string_builtins_logs_underscore_and_batch_error(
     assert headers["x-raw"] == ["aGk/"]
     assert headers["x-raw-back"] == ["hi?"]
     assert headers["x-underscore"] == ["true"]
-    assert headers["x-batch"] == ["undefined"]
+    assert headers["x-batch"] == ["[]"]  # no requests: Tyk's empty answer array
+    assert headers["x-batch-bad"] == ["undefined"]
     messages = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert ("trio_gateway.plugins.jsvm", logging.INFO, "jsvm: hello from bi") in messages
     assert ("trio_gateway.plugins.jsvm.raw", logging.INFO, "raw line") in messages
-    assert any("TykBatchRequest is not supported" in m for _, _, m in messages)
+    assert any("TykBatchRequest failed" in m for _, _, m in messages)
 
 
 MAKE_REQUEST = middleware(
@@ -501,6 +504,59 @@ async def test_tyk_make_http_request_reaches_a_real_server(
     # A request that fails gives the script undefined; the hook goes on.
     failed = await gw.request("GET", "/mkbad/")
     assert seen_headers(failed)["x-lookup"] == ["failed"]
+
+
+BATCH = middleware(
+    "batch",
+    """
+    var up = config.config_data.upstream;
+    var answers = JSON.parse(TykBatchRequest(JSON.stringify({
+        "requests": [
+            {"method": "POST", "relative_url": up + "/one?x=1",
+             "headers": {"x-asked-by": "js"}, "body": "first"},
+            {"relative_url": up + "/two"},
+            {"method": "GET", "relative_url": "http://127.0.0.1:1/refused"}
+        ],
+        "suppress_parallel_execution": request.Headers["X-Sequential"] !== undefined
+    })));
+    var first = JSON.parse(answers[0].body), second = JSON.parse(answers[1].body);
+    request.SetHeaders["X-Batch-Urls"] = answers[0].relative_url.replace(up, "") + " " +
+        answers[1].relative_url.replace(up, "") + " " + JSON.stringify(answers[2].relative_url);
+    request.SetHeaders["X-Batch-Codes"] = answers.map(function (a) { return a.code; }).join(",");
+    request.SetHeaders["X-Batch-First"] = [first.method, first.path, first.query, first.body,
+        answers[0].headers["X-Upstream"][0]].join(" ");
+    request.SetHeaders["X-Batch-Second"] = second.method + " " + second.path;
+    request.SetHeaders["X-Batch-Asked-By"] = first.headers.filter(
+        function (h) { return h[0].toLowerCase() === "x-asked-by"; })[0][1];
+    request.SetHeaders["X-Batch-Failed"] = JSON.stringify(answers[2]);
+""",
+)
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+async def test_tyk_batch_request_reaches_a_real_server(
+    nursery: trio.Nursery, tmp_path: Path, sequential: bool
+) -> None:
+    hook = {"pre": [{"name": "batch", "path": str(tmp_path / "js/batch.js")}]}
+    doc = api("bt", middleware=hook, config_data={"upstream": UPSTREAM})
+    gw = await start_gateway(nursery, tmp_path, [doc], {"batch.js": BATCH})
+    asked = [("X-Sequential", "1")] if sequential else []
+    response = await gw.request("GET", "/bt/", headers=asked)
+    assert response.status == 200, response.body
+    headers = seen_headers(response)
+    # Answers in the order asked, each with its URL, status, Go-style headers and body; a
+    # request that fails is Tyk's empty unit.
+    assert headers["x-batch-urls"] == ['/one?x=1 /two ""']
+    assert headers["x-batch-codes"] == ["200,200,0"]
+    assert headers["x-batch-first"] == ["POST /one x=1 first yes"]
+    assert headers["x-batch-second"] == ["GET /two"]
+    assert headers["x-batch-asked-by"] == ["js"]
+    assert json.loads(headers["x-batch-failed"][0]) == {
+        "relative_url": "",
+        "code": 0,
+        "headers": None,
+        "body": "",
+    }
 
 
 KEY_DATA = middleware(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,44 @@ async def test_calls_from_trio_worker_threads_under_a_limiter() -> None:
         f"R{i}" for i in range(20)
     )
     await trio.to_thread.run_sync(api.close)
+
+
+def test_underscore_stays_usable_on_every_call() -> None:
+    # `_` is evaluated on its first read, during a call; putting the globals back before the next
+    # call must not drop it.
+    api = scripts("function f() { return _.map([1, 2], function (x) { return x + 1; }); }")
+    assert [api._call("f", timeout=1) for _ in range(3)] == [[2, 3]] * 3
+    api.close()
+
+
+def test_maps_sets_and_key_order_are_as_loaded_on_every_call() -> None:
+    source = """
+var cache = new Map([["a", 1]]);
+var ids = new Set(["x"]);
+var doc = {first: 1, second: 2};
+function f(tag) {
+    var before = [Array.from(cache), Array.from(ids), JSON.stringify(doc)];
+    cache.set(tag, 2); cache.set("a", 9); ids.add(tag);
+    delete doc.first; doc.first = tag; doc.third = 3;
+    return before;
+}
+"""
+    api = scripts(source)
+    loaded = [[["a", 1]], ["x"], '{"first":1,"second":2}']
+    assert [api._call("f", tag, timeout=1) for tag in ("t1", "t2")] == [loaded, loaded]
+    api.close()
+
+
+def test_a_state_too_large_to_put_back_is_left_alone_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = """
+var table = [];
+for (var i = 0; i < 30000; i++) { table.push(i); }
+function f() { table.push(0); return table.length; }
+"""
+    with caplog.at_level(logging.WARNING, logger="trio_gateway.plugins.jsvm"):
+        api = scripts(source)
+    assert "global state is larger than 20000 values" in caplog.text
+    assert [api._call("f", timeout=5) for _ in range(2)] == [30001, 30002]
+    api.close()

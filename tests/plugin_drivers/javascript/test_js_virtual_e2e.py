@@ -112,7 +112,7 @@ async def _serve(
     ``{upstream}`` anywhere in a definition becomes the upstream's URL."""
     upstream = HttpServer(handler=echo, log_requests=False)
     host, port = await nursery.start(upstream.serve, "127.0.0.1", 0)
-    (tmp_path / "js").mkdir()
+    (tmp_path / "js").mkdir(exist_ok=True)
     (tmp_path / "js" / "virtual.js").write_text(SCRIPTS)
     apps = tmp_path / "apps"
     apps.mkdir()
@@ -373,3 +373,42 @@ async def test_virtual_endpoint_calls_the_gateway_built_ins(
     response = await _get(running, "/v7/agg")
     assert (response.status, response.body) == (200, b"upstream saw /inner?x=1")
 
+
+
+RESPONSE_HOOK = """
+var markAnswer = new TykJS.TykMiddleware.NewMiddleware({});
+markAnswer.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Response-Hook"] = "saw " + request.Body;
+    return markAnswer.ReturnData(request, {});
+});
+"""
+
+
+async def test_answer_goes_out_as_tyk_sends_it(nursery: trio.Nursery, tmp_path: Path) -> None:
+    # Tyk's forceResponse: Server and Date set by the gateway, the API's response middleware
+    # runs over the answer, and a keyed API's X-RateLimit-* headers are on it.
+    store = MemorySessionStore()
+    await store.put_session("key-1", Session(quota_max=10, quota_remaining=10))
+    doc = _api(
+        "v9",
+        [_virtual("/count", "counter")],
+        keyless=False,
+        use_standard_auth=True,
+        auth={"auth_header_name": "Authorization"},
+    )
+    hook_file = tmp_path / "js" / "response.js"
+    doc["custom_middleware"] = {
+        "driver": "otto",
+        "response": [{"name": "markAnswer", "path": str(hook_file)}],
+    }
+    hook_file.parent.mkdir()
+    hook_file.write_text(RESPONSE_HOOK)
+    running = await _serve(nursery, tmp_path, [doc], store)
+    response = await _get(running, "/v9/count", headers=[("Authorization", "key-1")])
+    assert (response.status, response.body) == (200, b"visits before: 0")
+    headers = {k.decode().lower(): v.decode() for k, v in response.headers}
+    assert headers["x-response-hook"] == "saw visits before: 0"
+    assert headers["server"] == "tyk"
+    assert headers["date"].endswith(" GMT")
+    assert headers["x-ratelimit-limit"] == "10"
+    assert headers["x-ratelimit-remaining"] == "9"

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Instructions per request of a keyless gateway (user space, counted by valgrind's callgrind),
+# a figure the machine's load does not move, unlike req/s or CPU time:
+#
+#   bash bench/callgrind_keyless.sh GATEWAY_BIN [REQUESTS_PER_CONNECTION] [EXTRA RUN ARGS...]
+#   e.g. bash bench/callgrind_keyless.sh .venv/bin/trio-gateway 40
+#        bash bench/callgrind_keyless.sh bench/.work/rev-7f8dcf614d96/venv/bin/trio-gateway 40
+#
+# The gateway (its own nginx upstream, free ports) starts under callgrind with collection off;
+# after a warm-up of 32 x 10 requests, collection is switched on for exactly 32 x N requests
+# (bench/fixed_load.py), then off. Prints instructions per request. Kernel work (system calls)
+# is not counted: compare system calls with trace_keyless.sh strace.
+set -euo pipefail
+gateway=$(realpath "$1")
+per=${2:-40}
+shift $(( $# >= 2 ? 2 : 1 ))
+out=$(mktemp -d /tmp/callgrind-keyless.XXXXXX)
+bench=$(cd "$(dirname "$0")" && pwd)
+python=$(dirname "$gateway")/python
+mkdir -p "$out/nginx" "$out/apps"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+up=$(free_port)
+gw=$(free_port)
+python3 - "$bench" "$out/nginx" "$up" <<'PY'
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import _nginx
+prefix = Path(sys.argv[2])
+(prefix / "nginx.conf").write_text(_nginx.upstream_conf(prefix, int(sys.argv[3])))
+PY
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+nginx -p "$out/nginx" -c "$out/nginx/nginx.conf" -e "$out/nginx/error.log" &
+pids+=($!)
+cat > "$out/apps/keyless.json" <<JSON
+{"api_id": "keyless", "name": "keyless", "org_id": "bench", "active": true, "use_keyless": true,
+ "version_data": {"not_versioned": true, "versions": {"Default": {"name": "Default"}}},
+ "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$up/", "strip_listen_path": false}}
+JSON
+valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
+    "$python" "$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "$@" \
+    >"$out/gateway.log" 2>&1 &
+gateway_pid=$!
+pids+=($gateway_pid)
+for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.5; done
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 >/dev/null
+callgrind_control -i on "$gateway_pid" >/dev/null
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+callgrind_control -i off "$gateway_pid" >/dev/null
+callgrind_control -d "$gateway_pid" >/dev/null
+sleep 1
+total=$(cat "$out"/callgrind.out* | awk '/^summary:|^totals:/ {s += $2} END {print s}')
+python3 -c "print(f'instructions per request: {$total / (32 * $per):,.0f}  ({$total:,} for {32 * $per} requests)')"
+echo "files: $out"
