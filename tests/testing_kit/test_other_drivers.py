@@ -53,8 +53,9 @@ STAGE = {"custom_auth": "auth", "response_consistency": "response"}
 
 #: Kind -> its buggy/fixed pair, per driver. Not here, and why: 3 (event loop) and 4
 #: (cancellation) are about async code on the gateway's loop, and both drivers run hooks in
-#: threads; 10 (concurrency) for JavaScript, whose calls on an API's VM run one at a time, to the
-#: end (two requests cannot interleave inside a hook).
+#: threads; 10 (concurrency) for JavaScript, whose calls on an API's VM are serialised (two
+#: requests cannot interleave inside a hook). JavaScript's 5 and 9 keep their state in a
+#: closure: plain globals are put back as loaded before every call, so they cannot leak.
 TYK_KINDS = (
     "no_errors",
     "deadlines",

@@ -61,15 +61,19 @@ fixedDeadlines.NewProcessRequest(function (request, session, config) {
     return fixedDeadlines.ReturnData(request, {});
 });
 
-// 5. a global "last user" fallback: the VM outlives the request
-var lastUser = null;
+// 5. a "last user" fallback kept in a closure: every call starts from the globals as loaded
+// (as Tyk's VM copy does), but state reachable only through a closure survives the call
+var lastUser = (function () {
+    var last = null;
+    return {get: function () { return last; }, set: function (user) { last = user; }};
+})();
 var bugStateIsolation = new TykJS.TykMiddleware.NewMiddleware({});
 bugStateIsolation.NewProcessRequest(function (request, session, config) {
     var user = request.Headers["X-User"];
     if (user) {
-        lastUser = user[0];
-    } else if (lastUser !== null) {
-        request.SetHeaders["X-User"] = lastUser;
+        lastUser.set(user[0]);
+    } else if (lastUser.get() !== null) {
+        request.SetHeaders["X-User"] = lastUser.get();
     }
     return bugStateIsolation.ReturnData(request, {});
 });
@@ -109,11 +113,15 @@ fixedResponseConsistency.NewProcessRequest(function (request, session, config) {
     return fixedResponseConsistency.ReturnData(request, {});
 });
 
-// 9. declared deterministic, but the result depends on a counter
-var shardCounter = 0;
+// 9. declared deterministic, but the result depends on a counter (in a closure: a plain global
+// counter is put back to its loaded value before every call)
+var nextShard = (function () {
+    var n = 0;
+    return function () { return n++ % 4; };
+})();
 var bugDeterminism = new TykJS.TykMiddleware.NewMiddleware({});
 bugDeterminism.NewProcessRequest(function (request, session, config) {
-    request.SetHeaders["X-Shard"] = String(shardCounter++ % 4);
+    request.SetHeaders["X-Shard"] = String(nextShard());
     return bugDeterminism.ReturnData(request, {});
 });
 
