@@ -116,3 +116,16 @@ async def test_a_body_over_a_hooks_read_limit_gets_413_in_process_as_over_socket
     assert result.status == 413
     assert result.json() == {"error": "Request Entity Too Large"}
     assert result.upstream is None
+
+
+async def test_whitespace_around_a_header_value_is_dropped_by_both_transports() -> None:
+    """The server's parser drops it (RFC 9110 section 5.5); the in-process transport must too,
+    or a hook sees ``"Bearer "`` only in-process (found by test_strategies.py)."""
+    definition = api(pre=[hook("quote_token")])
+    headers = {"X-Token": " Bearer \t"}
+    async with (
+        open_harness(definition, base_dir=HERE) as memory,
+        open_harness(definition, base_dir=HERE, sockets=True) as tcp,
+    ):
+        seen = [(await h.request("GET", h.path(), headers=headers)).upstream for h in (memory, tcp)]
+    assert [s.header("X-Quoted") for s in seen if s is not None] == ["'Bearer'", "'Bearer'"]

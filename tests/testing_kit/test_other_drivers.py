@@ -66,15 +66,7 @@ TYK_KINDS = (
     "determinism",
     "concurrency",
 )
-JS_KINDS = (
-    "no_errors",
-    "deadlines",
-    "state_isolation",
-    "stage_writes",
-    "custom_auth",
-    "response_consistency",
-    "determinism",
-)
+JS_KINDS = tuple(kind for kind in TYK_KINDS if kind != "concurrency")
 
 
 def _camel(name: str) -> str:

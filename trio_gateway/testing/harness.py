@@ -125,7 +125,9 @@ def _retarget(api: ApiDefinition, netloc: str) -> ApiDefinition:
 
 def _wire_request(request: ClientRequest) -> Request:
     """The gateway's :class:`Request` for ``request``, as its server would build it."""
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+    # The server's parser drops the whitespace around a field value (RFC 9110 section 5.5: it is
+    # not part of the value); so does this transport, or "Bearer " would reach hooks here only.
+    headers = [(k.encode("latin-1"), v.strip(" \t").encode("latin-1")) for k, v in request.headers]
     if not any(k.lower() == b"host" for k, _ in headers):
         headers.insert(0, (b"Host", b"gateway.test"))
     check_request(request.method, request.path, request.query, headers)

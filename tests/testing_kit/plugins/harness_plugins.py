@@ -21,3 +21,7 @@ async def teapot(ctx: HookContext) -> Respond:
 
 async def reads_capped(ctx: HookContext) -> None:
     await ctx.request.read_body(limit=1000)
+
+
+async def quote_token(ctx: HookContext) -> None:
+    ctx.request.set_header("X-Quoted", repr(ctx.request.get_header("X-Token")))
