@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from ._error_body import error_response
+from ._error_body import error_response, gateway_error_response
 from ._exchange import Request, Response
 from ._net import HangupWatcher, RawSocketStream
 from ._proto.events import Data, EndOfMessage, RequestHead, Upgraded
@@ -385,7 +385,7 @@ class ClientConnection:
         try:
             return await self.server.handler(request)
         except ClientProtocolError as exc:
-            return error_response(exc.status, None)
+            return gateway_error_response(exc)
         except BodyTimeout:
             return error_response(408, "Request Timeout")
         except ClientGone:
@@ -394,7 +394,7 @@ class ClientConnection:
             raise
         except GatewayError as exc:
             log.warning("request failed: %s", exc)
-            return error_response(exc.status_hint, exc.public_message)
+            return gateway_error_response(exc)
         except Exception:
             # A bug: the client gets a plain 500 (never the exception text), the log the trace.
             log.exception("unhandled error serving %s %s", request.method, request.path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from ._exchange import Response
+from .errors import ClientProtocolError, GatewayError
 
 JSON_CONTENT_TYPE = b"application/json"
 #: The headers of every error the gateway writes (Tyk: ``Content-Type`` and ``X-Generator``).
@@ -49,3 +50,15 @@ def error_response(status: int, message: str | None = None) -> Response:
         headers=list(ERROR_HEADERS),
         body_bytes=body,
     )
+
+
+def gateway_error_response(exc: GatewayError) -> Response:
+    """The client's answer for an error the gateway raised on purpose: the one mapping, shared by
+    the server and the test kit's in-process transport so that both answer alike.
+
+    A client protocol error carries its own status (400, 413, 431) and gets that status's
+    standard message; the rest answer with their class's status and public message.
+    """
+    if isinstance(exc, ClientProtocolError):
+        return error_response(exc.status, None)
+    return error_response(exc.status_hint, exc.public_message)

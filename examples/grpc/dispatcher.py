@@ -109,7 +109,7 @@ def authenticate(obj: pb.Object) -> pb.Object:
 
 def tag_user(obj: pb.Object) -> pb.Object:
     """Post hook: pass the authenticated user upstream. (Unlike the native plugin it does not
-    count visits in the session: Tyk ignores session changes from gRPC hooks after auth.)"""
+    note the path in the session: Tyk ignores session changes from gRPC hooks after auth.)"""
     user = obj.session.metadata.get("user", "")
     if not user:
         return obj

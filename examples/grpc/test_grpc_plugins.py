@@ -1,9 +1,10 @@
 """Tests for the gRPC plugin server, written as its author would, with the kit.
 
 The handlers are plain functions on Tyk's ``Object``: unit tests call them directly. End to end,
-the server runs on a free port (grpcio, in this process) and the kit's conformance runner sends the
-example plugins' behaviour vectors through a real gateway that calls it: the gRPC plugins must do
-exactly what the native Python ones in ``examples/plugins/`` do.
+the server runs on a free port (grpcio, in this process): the kit's harness serves each example
+API through the real gateway and gRPC driver (``grpc_server=``), and the conformance runner sends
+the example plugins' behaviour vectors through it: the gRPC plugins must do exactly what the
+native Python ones in ``examples/plugins/`` do.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from server import start_server
 
 from plugin_drivers.coprocess.proto import coprocess_object_pb2 as pb
 from trio_gateway import load_config
-from trio_gateway.testing.conformance import definition_from_file, run_conformance
+from trio_gateway.testing import (
+    UpstreamReply,
+    definition_from_file,
+    open_harness,
+    run_conformance,
+)
 
 APPS = Path(__file__).resolve().parent / "apps"
 
@@ -106,3 +112,52 @@ async def test_the_server_behaves_as_the_native_plugins(grpc_target: str) -> Non
     report = await run_conformance(definitions, config=config)
     report.assert_conforms()
     assert not report.not_covered
+
+
+async def test_the_harness_runs_the_servers_pre_hook(grpc_target: str) -> None:
+    async with open_harness(APPS / "add-headers.json", grpc_server=grpc_target) as gateway:
+        result = await gateway.request(
+            "GET", gateway.path("items"), headers={"X-Internal-Debug": "1"}
+        )
+    assert result.status == 200
+    assert result.upstream is not None
+    assert result.upstream.header("x-gateway") == "example-gateway"
+    assert result.upstream.header("x-internal-debug") is None
+    assert [(call.label, call.outcome) for call in result.trace] == [
+        ("pre[0] add_headers", "continue")
+    ]
+
+
+async def test_the_harness_shows_a_refusal_never_reaches_the_upstream(grpc_target: str) -> None:
+    async with open_harness(APPS / "validate-order.json", grpc_server=grpc_target) as gateway:
+        result = await gateway.request("POST", gateway.path("orders"), body=b'{"quantity": 2}')
+    assert result.status == 400
+    assert result.json() == {"error": "missing field: item"}
+    assert result.upstream is None
+
+
+async def test_the_harness_gives_the_session_custom_auth_built(grpc_target: str) -> None:
+    async with open_harness(APPS / "token-auth.json", grpc_server=grpc_target) as gateway:
+        denied = await gateway.request("GET", gateway.path("me"))
+        allowed = await gateway.request(
+            "GET", gateway.path("me"), headers={"Authorization": "Bearer secret-token-ann"}
+        )
+    assert denied.status == 403
+    assert allowed.status == 200
+    assert allowed.upstream is not None
+    assert allowed.upstream.header("x-user") == "ann"
+    assert allowed.session is not None
+    assert allowed.session.meta_data["user"] == "ann"
+
+
+async def test_the_harness_scripts_the_upstream_the_response_hook_rewrites(
+    grpc_target: str,
+) -> None:
+    reply = UpstreamReply.json({"id": 7}, status=201)
+    async with open_harness(
+        APPS / "rewrite-response.json", grpc_server=grpc_target, upstream=lambda seen: reply
+    ) as gateway:
+        result = await gateway.request("GET", gateway.path("things/7"))
+    assert result.status == 201
+    assert result.json() == {"data": {"id": 7}, "status": 201, "api": "grpc-rewrite-response"}
+    assert result.header("x-rewritten-by") == "trio-gateway"

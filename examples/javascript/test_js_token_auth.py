@@ -39,4 +39,4 @@ async def test_a_known_token_gets_a_session_and_the_user_goes_upstream() -> None
     assert result.session_key == "secret-token-ann"
     assert result.session is not None
     assert result.session.meta_data["user"] == "ann"
-    assert result.session.meta_data["visits"] == 1
+    assert result.session.meta_data["last_path"] == "/js/auth/"

@@ -1,7 +1,9 @@
 // Custom authentication: accept bearer tokens listed in config_data and build a session.
 // The auth hook returns the session with ReturnAuthData and names its key in AuthValue; the Post
-// hook (require_session) passes the user upstream and counts the visit in the session's
-// meta_data. An unknown token gets 403 "Key not authorised".
+// hook (require_session) passes the user upstream and notes the path asked for in the session's
+// meta_data (stored with the session). The auth hook builds the session anew on every request, so
+// meta_data describes the latest request only (a count across requests would always be 1). An
+// unknown token gets 403 "Key not authorised".
 // API definition: examples/javascript/apps/token-auth.json
 var tokenAuth = new TykJS.TykMiddleware.NewMiddleware({});
 
@@ -29,6 +31,6 @@ tagUser.NewProcessRequest(function (request, session, config) {
     var meta = session.meta_data || {};
     request.SetHeaders["X-User"] = meta.user || "";
     request.DeleteHeaders.push("Authorization");
-    meta.visits = (meta.visits || 0) + 1;
+    meta.last_path = request.URL.split("?")[0];
     return tagUser.ReturnData(request, meta); // replaces meta_data wholesale
 });

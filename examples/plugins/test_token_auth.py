@@ -1,7 +1,7 @@
 """Tests for ``token_auth.py``, written as its author would, with the kit.
 
 The auth hook creates the session; the harness hands back the session as stored after the request,
-so the Post hook's visit counter can be checked across requests.
+so what the Post hook writes in ``meta_data`` can be checked.
 """
 
 from __future__ import annotations
@@ -51,9 +51,12 @@ async def test_each_user_is_told_apart() -> None:
     assert bob.upstream.header("X-User") == "bob"
 
 
-async def test_the_post_hook_writes_meta_data_that_is_stored() -> None:
+async def test_the_post_hook_notes_the_latest_path_in_the_stored_session() -> None:
+    token = [("Authorization", "Bearer secret-token-bob")]
     async with open_harness(API) as gateway:
-        result = await gateway.request(headers=[("Authorization", "Bearer secret-token-bob")])
-    # The auth hook builds a new session on every request, so the count starts again each time.
-    assert result.session is not None
-    assert result.session.meta_data == {"user": "bob", "visits": 1}
+        await gateway.request("GET", gateway.path("orders"), headers=token)
+        await gateway.request("GET", gateway.path("orders/7"), headers=token)
+        stored = await gateway.get_session("secret-token-bob")
+    # The auth hook builds the session anew on every request: it describes the latest one.
+    assert stored is not None
+    assert stored.meta_data == {"user": "bob", "last_path": "/plugins/auth/orders/7"}

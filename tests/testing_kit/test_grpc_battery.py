@@ -1,8 +1,11 @@
 """The battery on gRPC plugins: a real grpcio Dispatcher per buggy and fixed plugin, for the
-kinds that apply to a plugin server (errors, deadlines, state between requests, custom auth)."""
+kinds that apply to a plugin server: all but 3 (event loop) and 4 (cancellation), which are about
+code on the gateway's event loop, not in another process."""
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import socket
 import sys
 import time
@@ -24,6 +27,13 @@ from trio_gateway.testing.battery import check_plugin, run_check
 Handler = Callable[[pb.Object, Any], pb.Object]
 #: The echo Dispatcher as a program (``python grpc_dispatcher_server.py PORT``).
 SERVER_SCRIPT = Path(__file__).parents[1] / "plugin_drivers" / "grpc" / "grpc_dispatcher_server.py"
+
+
+@pytest.fixture(autouse=True)
+def _shrink_briefly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests show each driver's bug is found and reported, not how small its example
+    shrinks (test_battery.py checks that): half a second of shrinking keeps them fast."""
+    monkeypatch.setattr("trio_gateway.testing._runner.SHRINK_BUDGET", 0.5)
 
 
 @pytest.fixture
@@ -118,11 +128,78 @@ def fixed_custom_auth(o: pb.Object, context: Any) -> pb.Object:
     return o
 
 
+# 6. the wrong shape: a Response hook that builds a new response and forgets to echo the status
+def bug_stage_writes(o: pb.Object, context: Any) -> pb.Object:
+    o.response.Clear()  # status_code 0 now: the gateway cannot use it
+    o.response.raw_body = b"{}"
+    o.response.headers["X-Served"] = "yes"
+    return o
+
+
+def fixed_stage_writes(o: pb.Object, context: Any) -> pb.Object:
+    o.response.headers["X-Served"] = "yes"
+    return o
+
+
+# 8. a Response hook that replaces the body and keeps the upstream's Content-Encoding (the
+# driver sets Content-Length, as Tyk does; the coding is the plugin's word)
+def bug_response_consistency(o: pb.Object, context: Any) -> pb.Object:
+    o.response.raw_body = b'{"wrapped": true}'
+    return o
+
+
+def fixed_response_consistency(o: pb.Object, context: Any) -> pb.Object:
+    o.response.raw_body = b'{"wrapped": true}'
+    for name in [k for k in o.response.headers if k.lower() == "content-encoding"]:
+        del o.response.headers[name]
+    o.response.ClearField("multivalue_headers")  # headers is the whole set now
+    return o
+
+
+# 9. declared deterministic, but the server counts
+_COUNTER = itertools.count()
+
+
+def bug_determinism(o: pb.Object, context: Any) -> pb.Object:
+    o.request.set_headers["X-Shard"] = str(next(_COUNTER) % 4)
+    return o
+
+
+def fixed_determinism(o: pb.Object, context: Any) -> pb.Object:
+    o.request.set_headers["X-Shard"] = str(hashlib.sha256(o.request.url.encode()).digest()[0] % 4)
+    return o
+
+
+# 10. a module-level "current request" another server thread overwrites while this one waits
+_CURRENT: dict[str, str | None] = {}
+
+
+def bug_concurrency(o: pb.Object, context: Any) -> pb.Object:
+    _CURRENT["user"] = o.request.headers.get("X-User")
+    time.sleep(0.01)
+    user = _CURRENT["user"]
+    if user:
+        o.request.set_headers["X-Seen-User"] = user
+    return o
+
+
+def fixed_concurrency(o: pb.Object, context: Any) -> pb.Object:
+    user = o.request.headers.get("X-User")
+    time.sleep(0.01)
+    if user:
+        o.request.set_headers["X-Seen-User"] = user
+    return o
+
+
 CASES = {
     "no_errors": ("pre", bug_no_errors, fixed_no_errors),
     "deadlines": ("pre", bug_deadlines, fixed_deadlines),
     "state_isolation": ("pre", bug_state_isolation, fixed_state_isolation),
+    "stage_writes": ("response", bug_stage_writes, fixed_stage_writes),
     "custom_auth": ("auth", bug_custom_auth, fixed_custom_auth),
+    "response_consistency": ("response", bug_response_consistency, fixed_response_consistency),
+    "determinism": ("pre", bug_determinism, fixed_determinism),
+    "concurrency": ("pre", bug_concurrency, fixed_concurrency),
 }
 
 
@@ -132,9 +209,12 @@ def test_battery_flags_the_buggy_grpc_plugin_and_passes_the_fixed_one(
 ) -> None:
     stage, bug, fixed = CASES[kind]
     creds = ("Bearer good-token",) if kind == "custom_auth" else ()
+    doc = definition(stage)
+    if kind == "determinism":
+        doc["config_data"] = {"deterministic": True}
     bad = run_check(
         kind,
-        make_target(definition(stage), credentials=creds, grpc_server=serve(bug)),
+        make_target(doc, credentials=creds, grpc_server=serve(bug)),
         hypothesis_settings=CI,
     )
     assert bad.status == "failed", bad
@@ -142,7 +222,7 @@ def test_battery_flags_the_buggy_grpc_plugin_and_passes_the_fixed_one(
     assert f"{stage}[0]" in bad.details  # the hook trace names the gRPC hook
     good = run_check(
         kind,
-        make_target(definition(stage), credentials=creds, grpc_server=serve(fixed)),
+        make_target(doc, credentials=creds, grpc_server=serve(fixed)),
         hypothesis_settings=CI,
     )
     assert good.status == "passed", good.details

@@ -53,7 +53,7 @@ async def test_custom_auth_example_result_trace_and_session(sockets: bool) -> No
         assert ok.json()["path"] == "/me"  # the default upstream echoes the request
         assert ok.session_key == "secret-token-ann"
         assert ok.session is not None
-        assert ok.session.meta_data == {"user": "ann", "visits": 1}
+        assert ok.session.meta_data == {"user": "ann", "last_path": "/plugins/auth/me"}
         assert [(c.stage, c.outcome) for c in ok.trace] == [
             (Stage.AUTH, "continue"),
             (Stage.POST, "continue"),
@@ -103,3 +103,29 @@ async def test_a_respond_decision_is_traced_with_its_status() -> None:
         r = await h.request()
     assert (r.status, r.body) == (418, b"short and stout")
     assert r.trace[0].describe().startswith("post[0] teapot: respond")
+
+
+@pytest.mark.parametrize("sockets", [False, True])
+async def test_a_body_over_a_hooks_read_limit_gets_413_in_process_as_over_sockets(
+    sockets: bool,
+) -> None:
+    """``read_body(limit=N)`` over N is the client's error: 413, as the real server answers it
+    (the in-process transport used to answer 400 "There was a problem proxying the request")."""
+    async with open_harness(api(pre=[hook("reads_capped")]), base_dir=HERE, sockets=sockets) as h:
+        result = await h.request("POST", h.path("upload"), body=b"z" * 5000)
+    assert result.status == 413
+    assert result.json() == {"error": "Request Entity Too Large"}
+    assert result.upstream is None
+
+
+async def test_whitespace_around_a_header_value_is_dropped_by_both_transports() -> None:
+    """The server's parser drops it (RFC 9110 section 5.5); the in-process transport must too,
+    or a hook sees ``"Bearer "`` only in-process (found by test_strategies.py)."""
+    definition = api(pre=[hook("quote_token")])
+    headers = {"X-Token": " Bearer \t"}
+    async with (
+        open_harness(definition, base_dir=HERE) as memory,
+        open_harness(definition, base_dir=HERE, sockets=True) as tcp,
+    ):
+        seen = [(await h.request("GET", h.path(), headers=headers)).upstream for h in (memory, tcp)]
+    assert [s.header("X-Quoted") for s in seen if s is not None] == ["'Bearer'", "'Bearer'"]

@@ -11,20 +11,35 @@ import trio_gateway.drivers
 import trio_gateway.hooks
 import trio_gateway.testing
 import trio_gateway.testing.battery
+import trio_gateway.testing.conformance
 import trio_gateway.testing.strategies
 
 KIT_NAMES = [
     "ApiSource",
     "ClientRequest",
+    "ConformanceReport",
+    "ConformanceSetupError",
+    "FakeUpstream",
     "Harness",
     "HookCall",
+    "PluginSpec",
+    "ResponseExpectation",
     "Result",
+    "ScriptedReply",
     "SeenRequest",
+    "UpstreamExpectation",
     "UpstreamReply",
     "UpstreamScript",
+    "Vector",
+    "VectorOutcome",
+    "VectorRequest",
+    "VectorSet",
+    "definition_from_file",
     "echo_upstream",
     "load_apis",
+    "load_vectors",
     "open_harness",
+    "run_conformance",
 ]
 
 SIGNATURES = {
@@ -34,6 +49,8 @@ SIGNATURES = {
     trio_gateway.testing.battery.check_plugin: "(source, *, api_id=None, base_dir=None, "
     "credentials=(), checks=None, max_examples=None, watchdog=60.0, raise_on_failure=True, "
     "grpc_server=None, grpc_command=None)",
+    trio_gateway.testing.run_conformance: "(definitions, *, config=None, vectors=None, "
+    "request_timeout=10.0)",
     trio_gateway.testing.battery.check_no_errors: "(source, *, api_id=None, base_dir=None, "
     "credentials=(), settings=None, grpc_server=None, grpc_command=None)",
 }
@@ -43,6 +60,9 @@ def test_kit_names_are_pinned_and_sorted() -> None:
     assert trio_gateway.testing.__all__ == KIT_NAMES
     for name in KIT_NAMES:
         assert hasattr(trio_gateway.testing, name)
+    # The conformance module's names are the top level's (one list to pin: KIT_NAMES).
+    conformance = set(trio_gateway.testing.conformance.__all__) - {"HOOK_ENTRY_KEYS"}
+    assert conformance <= set(KIT_NAMES)
     battery = trio_gateway.testing.battery.__all__
     assert len(set(battery)) == len(battery)
     assert len([n for n in battery if n.startswith("check_") and n != "check_plugin"]) == 10

@@ -39,6 +39,53 @@ def test_fixtures_come_from_the_entry_point_without_a_conftest(
     result.assert_outcomes(passed=1)
 
 
+def test_gateway_fake_upstream_and_session_store_are_the_style_guides_fixtures(
+    pytester: pytest.Pytester,
+) -> None:
+    """``gateway`` serves against ``fake_upstream`` (queued replies, then the echo; ``seen``
+    records) with the sessions put in ``session_store``; ``gateway_harness`` stays an alias."""
+    (pytester.path / "plugins").mkdir()
+    shutil.copy(EXAMPLES / "plugins" / "add_headers.py", pytester.path / "plugins")
+    doc = json.loads((EXAMPLES / "apps-plugins" / "add-headers.json").read_text())
+    doc["custom_middleware"]["pre"][0]["path"] = "plugins/add_headers.py"
+    (pytester.path / "add-headers.json").write_text(json.dumps(doc))
+    pytester.makepyfile(
+        """
+        from trio_gateway.hooks import Session
+        from trio_gateway.testing import UpstreamReply
+
+        async def test_fake_upstream(gateway, fake_upstream):
+            fake_upstream.reply(UpstreamReply(status=503, body=b"down"))
+            async with gateway("add-headers.json") as h:
+                first = await h.request("GET", h.path("a"))
+                second = await h.request("GET", h.path("b"))
+            assert (first.status, first.body) == (503, b"down")
+            assert second.status == 200 and second.json()["path"] == "/b"
+            assert [seen.path for seen in fake_upstream.seen] == ["/a", "/b"]
+            assert fake_upstream.seen[0].header("x-gateway") == "example-gateway"
+
+        KEYED = {
+            "api_id": "keyed", "org_id": "default", "use_keyless": False,
+            "auth": {"auth_header_name": "Authorization"},
+            "proxy": {"listen_path": "/keyed/", "target_url": "http://up.invalid/"},
+        }
+
+        async def test_session_store(gateway, session_store):
+            session_store["stored-key"] = Session(org_id="default")
+            async with gateway(KEYED) as h:
+                known = await h.request("GET", h.path(), headers={"Authorization": "stored-key"})
+                unknown = await h.request("GET", h.path(), headers={"Authorization": "other"})
+            assert (known.status, unknown.status) == (200, 403)
+
+        async def test_the_old_name(gateway_harness):
+            async with gateway_harness("add-headers.json") as h:
+                assert (await h.request("GET", h.path("x"))).status == 200
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "trio", "-o", "trio_mode=true")
+    result.assert_outcomes(passed=3)
+
+
 def _apps(tmp_path: Path, hook: str) -> Path:
     apps = tmp_path / "apps"
     apps.mkdir(parents=True)

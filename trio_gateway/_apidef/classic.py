@@ -579,7 +579,7 @@ CLASSIC_TOP_LEVEL_KEYS = frozenset(
     """.split()
 )
 #: The top-level keys :func:`parse_classic` reads (the others have a row in unsupported.FEATURES
-#: or are listed, with the reason, in unsupported.CLASSIC_INERT_KEYS).
+#: or are listed, with the reason, in inert_keys.CLASSIC_INERT_KEYS).
 CLASSIC_READ_KEYS = frozenset(
     """
     api_id name org_id active domain domain_disabled proxy use_keyless use_standard_auth

@@ -22,12 +22,10 @@ real clock for them (a mock clock under autojump jumps to the deadline while a t
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import os
-import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, final
@@ -46,20 +44,20 @@ from .._apidef.source import (
 from .._apidef.unsupported import COPROCESS_DRIVERS, JS_DRIVERS
 from .._auth import AuthServices
 from .._config.model import GatewayConfig
-from .._error_body import error_response
+from .._error_body import gateway_error_response
 from .._exchange import BytesBody, Request, Response
 from .._gateway import Gateway, build_snapshot, driver_settings
-from .._proto.events import Data, EndOfMessage, RequestHead, ResponseHead
-from .._proto.http1 import H1ClientParser, H1ServerParser
-from .._proto.writer import check_request, response_head
+from .._proto.events import Data, EndOfMessage, ResponseHead
+from .._proto.http1 import H1ClientParser
+from .._proto.writer import check_request
 from .._server import HttpServer
 from .._session.memory import MemorySessionStore
 from .._session.model import Session
-from .._upstream.connection import Origin, UpstreamConnection, UpstreamPool
 from ..errors import ApiDefinitionError, ConfigError, GatewayError
 from ..hooks import HookRef
-from ._model import ClientRequest, Result, SeenRequest, UpstreamReply, echo_upstream
+from ._model import ClientRequest, Result, SeenRequest, echo_upstream
 from ._plugin_server import open_plugin_server
+from ._recording import RecordingUpstream, UpstreamScript, start_upstream
 from ._trace import CURRENT_TRACE, RequestTrace, TracingDriver
 
 __all__ = ["ApiSource", "Harness", "UpstreamScript", "load_apis", "open_harness"]
@@ -68,14 +66,9 @@ __all__ = ["ApiSource", "Harness", "UpstreamScript", "load_apis", "open_harness"
 #: of a folder of definitions.
 ApiSource = Mapping[str, Any] | str | os.PathLike[str]
 
-#: A scripted upstream: gets what the upstream received, returns its answer (sync or async).
-UpstreamScript = Callable[[SeenRequest], UpstreamReply | Awaitable[UpstreamReply]]
-
 #: The header the socket transport tags requests with to find their trace; removed before the
 #: gateway sees the request, so no hook and no upstream ever sees it.
 _TRACE_HEADER = b"x-trio-gateway-testing-trace"
-#: Where the in-process upstream pretends to live.
-_IN_PROCESS_UPSTREAM = "upstream.test"
 
 
 def load_apis(
@@ -130,109 +123,11 @@ def _retarget(api: ApiDefinition, netloc: str) -> ApiDefinition:
     return attrs.evolve(api, target_url=urlunsplit(("http", netloc, parts.path, "", "")))
 
 
-@attrs.define(eq=False)
-class _RecordingUpstream:
-    """Answers every request with ``script`` and keeps what it received."""
-
-    script: UpstreamScript
-    seen: list[SeenRequest] = attrs.field(factory=list)
-
-    async def answer(self, seen: SeenRequest) -> UpstreamReply:
-        self.seen.append(seen)
-        reply = self.script(seen)
-        if inspect.isawaitable(reply):
-            reply = await reply
-        assert isinstance(reply, UpstreamReply), "an upstream script returns an UpstreamReply"
-        return reply
-
-    def wire_response(self, reply: UpstreamReply, *, head_request: bool) -> bytes:
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-        head, _, _ = response_head(
-            reply.status, b"", headers, body_length=len(reply.body), head_request=head_request
-        )
-        return head if head_request or reply.status in (204, 304) else head + reply.body
-
-
-def _seen(head: RequestHead, body: bytes) -> SeenRequest:
-    path, sep, query = head.target.partition(b"?")
-    return SeenRequest(
-        method=head.method.decode("ascii"),
-        path=path.decode("latin-1"),
-        query=query.decode("latin-1") if sep else "",
-        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers),
-        body=body,
-    )
-
-
-async def _serve_memory_upstream(stream: trio.abc.Stream, upstream: _RecordingUpstream) -> None:
-    """One in-process upstream connection: parse requests, record them, answer."""
-    parser = H1ServerParser()
-    async with stream:
-        while True:
-            head: RequestHead | None = None
-            body: list[bytes] = []
-            while True:
-                event = parser.next_event()
-                if event is None:
-                    try:
-                        data = await stream.receive_some()
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return
-                    if not data:
-                        return
-                    parser.feed(bytes(data))
-                elif isinstance(event, RequestHead):
-                    head = event
-                elif isinstance(event, Data):
-                    body.append(event.data)
-                elif isinstance(event, EndOfMessage):
-                    break
-            assert head is not None
-            reply = await upstream.answer(_seen(head, b"".join(body)))
-            data = upstream.wire_response(reply, head_request=head.method == b"HEAD")
-            try:
-                await stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-
-
-@attrs.define(eq=False)
-class _MemoryPool(UpstreamPool):
-    """The upstream pool, its connections in-memory streams to the recording upstream."""
-
-    nursery: trio.Nursery | None = None
-    upstream: _RecordingUpstream | None = None
-
-    async def _connect(self, origin: Origin) -> UpstreamConnection:
-        assert self.nursery is not None
-        assert self.upstream is not None
-        ours, theirs = trio.testing.memory_stream_pair()
-        self.nursery.start_soon(_serve_memory_upstream, theirs, self.upstream)
-        self.open_count.value += 1
-        return UpstreamConnection(
-            origin=origin, stream=_BytesStream(ours), open_count=self.open_count
-        )
-
-
-@attrs.define(eq=False)
-class _BytesStream:
-    """A Trio stream that hands out ``bytes`` (what the gateway's parsers take)."""
-
-    stream: trio.abc.Stream
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return bytes(await self.stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
 def _wire_request(request: ClientRequest) -> Request:
     """The gateway's :class:`Request` for ``request``, as its server would build it."""
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+    # The server's parser drops the whitespace around a field value (RFC 9110 section 5.5: it is
+    # not part of the value); so does this transport, or "Bearer " would reach hooks here only.
+    headers = [(k.encode("latin-1"), v.strip(" \t").encode("latin-1")) for k, v in request.headers]
     if not any(k.lower() == b"host" for k, _ in headers):
         headers.insert(0, (b"Host", b"gateway.test"))
     check_request(request.method, request.path, request.query, headers)
@@ -302,7 +197,7 @@ class Harness:
     api: ApiDefinition
     _gateway: Gateway
     _store: MemorySessionStore
-    _upstream: _RecordingUpstream
+    _upstream: RecordingUpstream
     sockets: bool = False
     address: tuple[str, int] | None = None
     #: Bound on one request, on the Trio clock (the API's own deadlines come first).
@@ -425,7 +320,7 @@ async def _handle(gateway: Gateway, request: Request) -> Response:
     try:
         return await gateway.handle(request)
     except GatewayError as exc:
-        return error_response(exc.status_hint, exc.public_message)
+        return gateway_error_response(exc)
 
 
 @asynccontextmanager
@@ -466,7 +361,7 @@ async def open_harness(
             raise ApiDefinitionError(str(source), [f"no API with api_id {api_id!r}"])
         chosen = matching[0]
     config = _with_drivers_enabled(config or GatewayConfig(), apis, grpc_server)
-    recorder = _RecordingUpstream(upstream)
+    recorder = RecordingUpstream(upstream)
     store = MemorySessionStore()
     for key, session in (sessions or {}).items():
         await store.put_session(key, session)
@@ -488,7 +383,7 @@ async def open_harness(
                 )
         nursery = await stack.enter_async_context(trio.open_nursery())
         try:
-            pool, netloc = await _start_upstream(nursery, recorder, sockets=sockets)
+            pool, netloc = await start_upstream(nursery, recorder, sockets=sockets)
             apis = [_retarget(api, netloc) for api in apis]
             chosen = next(a for a in apis if a.api_id == chosen.api_id)
             auth = AuthServices(store=store)
@@ -548,18 +443,6 @@ def _clock_stands_still() -> Iterator[None]:
         clock.autojump_threshold = threshold
 
 
-async def _start_upstream(
-    nursery: trio.Nursery, recorder: _RecordingUpstream, *, sockets: bool
-) -> tuple[UpstreamPool, str]:
-    """The recording upstream, and the pool and address the gateway reaches it with."""
-    if sockets:
-        server = HttpServer(handler=_recording_handler(recorder), access_log=None)
-        host, port = await nursery.start(server.serve, "127.0.0.1", 0)
-        return UpstreamPool(ssl_context=ssl.create_default_context()), f"{host}:{port}"
-    pool = _MemoryPool(ssl_context=ssl.create_default_context(), nursery=nursery, upstream=recorder)
-    return pool, _IN_PROCESS_UPSTREAM
-
-
 def _with_drivers_enabled(
     config: GatewayConfig, apis: Sequence[ApiDefinition], grpc_server: str | None
 ) -> GatewayConfig:
@@ -576,26 +459,3 @@ def _with_drivers_enabled(
     if drivers & JS_DRIVERS:
         javascript = attrs.evolve(javascript, enable=True)
     return attrs.evolve(config, coprocess=coprocess, javascript=javascript)
-
-
-def _recording_handler(recorder: _RecordingUpstream) -> Callable[[Request], Awaitable[Response]]:
-    async def handle(request: Request) -> Response:
-        body = await request.read_body()
-        head = RequestHead(
-            method=request.method.encode("ascii"),
-            target=(request.path + ("?" + request.query if request.query else "")).encode(
-                "latin-1"
-            ),
-            headers=request.headers,
-            http_version="1.1",
-            keep_alive=True,
-            content_length=None,
-            chunked=False,
-            expect_continue=False,
-            upgrade=False,
-        )
-        reply = await recorder.answer(_seen(head, body))
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-        return Response(status=reply.status, headers=headers, body_bytes=reply.body)
-
-    return handle

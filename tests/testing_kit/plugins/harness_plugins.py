@@ -17,3 +17,11 @@ async def slow(ctx: HookContext) -> None:
 
 async def teapot(ctx: HookContext) -> Respond:
     return ctx.respond(418, "short and stout")
+
+
+async def reads_capped(ctx: HookContext) -> None:
+    await ctx.request.read_body(limit=1000)
+
+
+async def quote_token(ctx: HookContext) -> None:
+    ctx.request.set_header("X-Quoted", repr(ctx.request.get_header("X-Token")))

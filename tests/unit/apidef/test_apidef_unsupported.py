@@ -251,7 +251,8 @@ def test_switches_turn_refusals_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_every_classic_key_is_read_refused_warned_or_inert_for_a_reason() -> None:
     from trio_gateway._apidef.classic import CLASSIC_READ_KEYS, CLASSIC_TOP_LEVEL_KEYS
-    from trio_gateway._apidef.unsupported import CLASSIC_INERT_KEYS, FEATURES
+    from trio_gateway._apidef.inert_keys import CLASSIC_INERT_KEYS
+    from trio_gateway._apidef.unsupported import FEATURES
 
     rows = {pattern.split(".")[0] for f in FEATURES for pattern in f.classic}
     rows |= {f.unless_classic for f in FEATURES if f.unless_classic}
@@ -292,12 +293,8 @@ def test_features_that_change_who_gets_served_refuse_the_api(changes: dict[str, 
 
 
 def test_every_oas_key_is_read_refused_warned_or_inert_for_a_reason() -> None:
-    from trio_gateway._apidef.unsupported import (
-        FEATURES,
-        OAS_INERT_KEYS,
-        OAS_READ_KEYS,
-        TYK_OAS_KEYS,
-    )
+    from trio_gateway._apidef.inert_keys import OAS_INERT_KEYS, OAS_READ_KEYS, TYK_OAS_KEYS
+    from trio_gateway._apidef.unsupported import FEATURES
 
     prefix = "x-tyk-api-gateway."
     rows = {

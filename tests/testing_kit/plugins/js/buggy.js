@@ -41,3 +41,92 @@ fixedCustomAuth.NewProcessRequest(function (request, session, config) {
     request.ReturnOverrides.ResponseError = "Key not authorised";
     return fixedCustomAuth.ReturnAuthData(request, {});
 });
+
+// 2. a slow path (long URLs) that overruns the hook's deadline (0.2 s in the test's definition)
+var bugDeadlines = new TykJS.TykMiddleware.NewMiddleware({});
+bugDeadlines.NewProcessRequest(function (request, session, config) {
+    if (request.URL.length > 12) {
+        var until = Date.now() + 400;
+        while (Date.now() < until) {}
+    }
+    return bugDeadlines.ReturnData(request, {});
+});
+
+var fixedDeadlines = new TykJS.TykMiddleware.NewMiddleware({});
+fixedDeadlines.NewProcessRequest(function (request, session, config) {
+    if (request.URL.length > 12) {
+        var until = Date.now() + 10; // bounded well inside the deadline
+        while (Date.now() < until) {}
+    }
+    return fixedDeadlines.ReturnData(request, {});
+});
+
+// 5. a "last user" fallback kept in a closure: every call starts from the globals as loaded
+// (as Tyk's VM copy does), but state reachable only through a closure survives the call
+var lastUser = (function () {
+    var last = null;
+    return {get: function () { return last; }, set: function (user) { last = user; }};
+})();
+var bugStateIsolation = new TykJS.TykMiddleware.NewMiddleware({});
+bugStateIsolation.NewProcessRequest(function (request, session, config) {
+    var user = request.Headers["X-User"];
+    if (user) {
+        lastUser.set(user[0]);
+    } else if (lastUser.get() !== null) {
+        request.SetHeaders["X-User"] = lastUser.get();
+    }
+    return bugStateIsolation.ReturnData(request, {});
+});
+
+var fixedStateIsolation = new TykJS.TykMiddleware.NewMiddleware({});
+fixedStateIsolation.NewProcessRequest(function (request, session, config) {
+    return fixedStateIsolation.ReturnData(request, {});
+});
+
+// 6. the wrong shape: SetHeaders must be an object (name -> value), not a list
+var bugStageWrites = new TykJS.TykMiddleware.NewMiddleware({});
+bugStageWrites.NewProcessRequest(function (request, session, config) {
+    if (request.Method !== "GET") {
+        request.SetHeaders = ["X-Served: yes"];
+    }
+    return bugStageWrites.ReturnData(request, {});
+});
+
+var fixedStageWrites = new TykJS.TykMiddleware.NewMiddleware({});
+fixedStageWrites.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Served"] = "yes";
+    return fixedStageWrites.ReturnData(request, {});
+});
+
+// 8. a Response hook (our extension) that replaces the body and keeps the upstream's
+// Content-Encoding (the driver sets Content-Length; the coding is the plugin's word)
+var bugResponseConsistency = new TykJS.TykMiddleware.NewMiddleware({});
+bugResponseConsistency.NewProcessRequest(function (request, session, config) {
+    request.Body = '{"wrapped": true}';
+    return bugResponseConsistency.ReturnData(request, {});
+});
+
+var fixedResponseConsistency = new TykJS.TykMiddleware.NewMiddleware({});
+fixedResponseConsistency.NewProcessRequest(function (request, session, config) {
+    request.Body = '{"wrapped": true}';
+    request.DeleteHeaders.push("Content-Encoding"); // the new body is plain
+    return fixedResponseConsistency.ReturnData(request, {});
+});
+
+// 9. declared deterministic, but the result depends on a counter (in a closure: a plain global
+// counter is put back to its loaded value before every call)
+var nextShard = (function () {
+    var n = 0;
+    return function () { return n++ % 4; };
+})();
+var bugDeterminism = new TykJS.TykMiddleware.NewMiddleware({});
+bugDeterminism.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Shard"] = String(nextShard());
+    return bugDeterminism.ReturnData(request, {});
+});
+
+var fixedDeterminism = new TykJS.TykMiddleware.NewMiddleware({});
+fixedDeterminism.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Shard"] = String(request.URL.length % 4);
+    return fixedDeterminism.ReturnData(request, {});
+});
