@@ -231,7 +231,6 @@ def start_nginx(
 def start_gateway(
     procs: Processes,
     gateway_bin: str,
-    gateway_python: str,
     cpu: _system.CpuPlan,
     workdir: Path,
     upstream_port: int,
@@ -248,7 +247,7 @@ def start_gateway(
     ctx = VariantContext(
         workdir=vdir,
         upstream_url=f"http://{LOOPBACK}:{upstream_port}/",
-        python=gateway_python,
+        python=sys.executable,
         repo_root=REPO_ROOT,
         free_port=free_port,
     )
@@ -598,7 +597,6 @@ def main(argv: list[str] | None = None) -> int:
                     target = start_gateway(
                         procs,
                         gateway_bin,
-                        gateway_python,
                         cpu,
                         workdir,
                         upstream.port,
@@ -613,7 +611,6 @@ def main(argv: list[str] | None = None) -> int:
                         other = start_gateway(
                             procs,
                             other_bin,
-                            _system.script_interpreter(other_bin),
                             cpu,
                             workdir,
                             upstream.port,

@@ -13,6 +13,7 @@ machine or in this tree yet; the harness reports that and benchmarks the rest.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,10 @@ class VariantUnavailable(Exception):
 class VariantContext:
     workdir: Path  # empty directory owned by this variant, removed after the run
     upstream_url: str  # "http://127.0.0.1:PORT/" -- the static nginx upstream (100-byte body)
-    python: str  # the gateway's interpreter, for plugin servers written in Python
+    # The bench's own interpreter, for plugin servers written in Python: they stand for other
+    # hosts, so every gateway compared (--compare-bin too) talks to the same server, run with
+    # the interpreter that has grpcio (an old commit's venv has only the gateway's dependencies).
+    python: str
     repo_root: Path
     free_port: Callable[[], int]  # a free TCP port on 127.0.0.1
 
@@ -354,9 +358,10 @@ def tyk_python_pre(ctx: VariantContext) -> GatewaySetup:
 
 def tyk_python_response(ctx: VariantContext) -> GatewaySetup:
     """The keyless API plus one Tyk-style Python ``@Hook`` Response hook rewriting the body."""
-    setup = _tyk_python(ctx, "response", "RewriteBody")
-    setup.expected_body = lambda upstream_body: b"rewritten:" + upstream_body
-    return setup
+    return dataclasses.replace(
+        _tyk_python(ctx, "response", "RewriteBody"),
+        expected_body=lambda upstream_body: b"rewritten:" + upstream_body,
+    )
 
 
 def _pending(name: str, issue: int, what: str) -> Callable[[VariantContext], GatewaySetup]:

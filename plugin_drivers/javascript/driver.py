@@ -323,6 +323,10 @@ class JsDriver:
             body=body,
         )
         js_request = to_js_request(current)
+        if response is not None:
+            # A Response hook (our extension) also reads the upstream's status, under the name
+            # Go's http.Response gives it. Read-only: ReturnOverrides changes what is sent.
+            js_request["StatusCode"] = response.status
         session = ctx.raw_session
         uses_session = (
             hook.stage in _SESSION_STAGES and hook.plugin.require_session and session is not None
