@@ -89,6 +89,9 @@ DRIVERS = [
             "otto",
             EXAMPLES / "javascript" / "apps",
             jsvm_enabled,
+            # A JS Response hook can express it (StatusCode), but the example is held back:
+            # `trio-gateway test-plugins` flags one (docs/conformance.md).
+            unsupported={"rewrite_response": "no JavaScript example yet (docs/conformance.md)"},
         )
     ),
 ]
