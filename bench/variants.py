@@ -266,12 +266,18 @@ benchPre.NewProcessRequest(function (request, session, config) {
 """
 
 
-def js_pre(ctx: VariantContext) -> GatewaySetup:
-    """The keyless API plus one JavaScript (otto) Pre hook that sets a header (issue 15)."""
-    script = ctx.workdir / "bench_pre.js"
-    script.write_text(_JS_PRE)
+def _jsvm_files(ctx: VariantContext, name: str, source: str) -> tuple[Path, Path]:
+    """The script ``name`` holding ``source``, and a tyk.conf that turns the JSVM on."""
+    script = ctx.workdir / name
+    script.write_text(source)
     config = ctx.workdir / "tyk.conf"
     config.write_text(json.dumps({"enable_jsvm": True}))
+    return script, config
+
+
+def js_pre(ctx: VariantContext) -> GatewaySetup:
+    """The keyless API plus one JavaScript (otto) Pre hook that sets a header (issue 15)."""
+    script, config = _jsvm_files(ctx, "bench_pre.js", _JS_PRE)
     middleware = {
         "driver": "otto",
         "pre": [{"name": "benchPre", "path": str(script)}],
@@ -297,10 +303,7 @@ function benchVirtual(request, session, config) {
 
 def js_virtual(ctx: VariantContext) -> GatewaySetup:
     """A keyless API whose "/" is a JavaScript virtual endpoint (no upstream call; issue 15)."""
-    script = ctx.workdir / "bench_virtual.js"
-    script.write_text(_JS_VIRTUAL)
-    config = ctx.workdir / "tyk.conf"
-    config.write_text(json.dumps({"enable_jsvm": True}))
+    script, config = _jsvm_files(ctx, "bench_virtual.js", _JS_VIRTUAL)
     virtual = {
         "path": "/",
         "method": "GET",
