@@ -24,7 +24,9 @@ var TykJS = {
     // What the gateway calls: the body arrives base64-encoded and leaves base64-encoded; the
     // returned Request's Headers are emptied (changes go through SetHeaders/DeleteHeaders).
     base.DoProcessRequest = function (request, session, config) {
-        request.Body = b64dec(request.Body);
+        var original = request.Body;
+        var text = b64dec(original);
+        request.Body = text;
         var result = this.ProcessRequest(request, session, config);
         if (!result) {
             log("Middleware didn't return request object!");
@@ -32,7 +34,11 @@ var TykJS = {
         }
         if (result.Request) {
             result.Request.Headers = {};
-            result.Request.Body = b64enc(result.Request.Body === undefined ? "" : String(result.Request.Body));
+            var body = result.Request.Body === undefined ? "" : String(result.Request.Body);
+            // A body the script left as it was goes back byte for byte: decoding it as text
+            // turned bytes that are not UTF-8 (a gzip body, an image) into U+FFFD, and encoding
+            // that text again would corrupt it (Tyk does; docs/tyk-differences.md).
+            result.Request.Body = body === text ? original : b64enc(body);
         }
         return JSON.stringify(result);
     };

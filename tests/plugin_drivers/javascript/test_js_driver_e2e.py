@@ -35,9 +35,7 @@ var {name} = new TykJS.TykMiddleware.NewMiddleware({{}});
 """
 
 
-ADD_HEADER = middleware(
-    "addHeader", '    request.SetHeaders["X-Js"] = "from-" + config.APIID;'
-)
+ADD_HEADER = middleware("addHeader", '    request.SetHeaders["X-Js"] = "from-" + config.APIID;')
 
 
 async def test_pre_hook_sets_a_header_the_upstream_sees(
@@ -271,15 +269,48 @@ readVisits_with_session.NewProcessRequest(function (request, session, config) {
 """
     doc = auth_api("meta", tmp_path)
     doc["custom_middleware"]["post"] = [
-        {"name": "readVisits_with_session", "path": str(tmp_path / "js/check.js"),
-         "require_session": True}
+        {
+            "name": "readVisits_with_session",
+            "path": str(tmp_path / "js/check.js"),
+            "require_session": True,
+        }
     ]
     gw = await start_gateway(
-        nursery, tmp_path, [doc], {"auth.js": AUTH, "post.js": POST_WITH_SESSION,
-                                   "check.js": check}
+        nursery, tmp_path, [doc], {"auth.js": AUTH, "post.js": POST_WITH_SESSION, "check.js": check}
     )
     first = await gw.request("GET", "/meta/", [("Authorization", "Bearer ann-secret")])
     assert seen_headers(first)["x-visits"] == ["1"]
+
+
+async def test_a_body_the_script_leaves_alone_passes_byte_for_byte(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A gzip body is not UTF-8 text: the script sees it decoded (bad bytes as U+FFFD), and
+    # sending that text back would corrupt it. Left unchanged, it must arrive as it was.
+    coded = bytes([0x1F, 0x8B, 0x08, 0x00, 0xFF, 0xFE, 0x80, 0x00]) + b"rest"
+
+    async def gzip_upstream(request: Request) -> Response:
+        await request.read_body()
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+        return Response(status=200, headers=headers, body_bytes=coded)
+
+    tag_only = middleware("tagOnly", 'request.SetHeaders["X-Tagged"] = "js";')
+    gw = await start_gateway(
+        nursery,
+        tmp_path,
+        [
+            api(
+                "bin",
+                middleware={"response": [{"name": "tagOnly", "path": str(tmp_path / "js/t.js")}]},
+            )
+        ],
+        {"t.js": tag_only},
+        upstream_handler=gzip_upstream,
+    )
+    response = await gw.request("GET", "/bin/")
+    assert response.status == 200
+    assert response.header("x-tagged") == b"js"
+    assert response.body == coded
 
 
 async def test_response_hook_changes_the_upstream_response(
@@ -410,7 +441,10 @@ async def test_without_enable_jsvm_the_api_answers_503_and_others_serve(
     plain = api("plain", middleware={})
     plain["custom_middleware"] = {}
     gw = await start_gateway(
-        nursery, tmp_path, [doc, plain], {"a.js": ADD_HEADER},
+        nursery,
+        tmp_path,
+        [doc, plain],
+        {"a.js": ADD_HEADER},
         javascript=JavascriptConfig(enable=False),
     )
     assert (await gw.request("GET", "/off/")).status == 503
