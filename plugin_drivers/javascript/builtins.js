@@ -236,6 +236,21 @@ var __tyk = (function () {
                                logs: state.logs});
     }
 
+    // The functions the gateway calls, one per middleware or virtual endpoint, registered on
+    // first use (a closure over the dotted name, so a later definition of the name is the one
+    // called, and top-level let/const names resolve as in a direct call). Kept here, not in a
+    // global, so that restore() leaves them alone.
+    var targets = Object.create(null);
+
+    function register(target, fn) { targets[target] = fn; }
+
+    // What the gateway calls: `target` with the arguments in `argsText` (a JSON array, parsed
+    // afresh by every run, so a replay starts from the same objects) and the answers so far.
+    function runText(target, answersText, argsText) {
+        var fn = targets[target];
+        return run(JSON.parse(answersText), function () { return fn(JSON.parse(argsText)); });
+    }
+
     function str(value) {
         return value === undefined || value === null ? "" : String(value);
     }
@@ -319,6 +334,8 @@ var __tyk = (function () {
 
     var api = {
         run: run,
+        runText: runText,
+        register: register,
         markLibrary: markLibrary,
         snapshot: snapshot,
         hostCall: hostCall,

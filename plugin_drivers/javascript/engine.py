@@ -11,10 +11,12 @@ the gateway suspend the script instead (``scripts.py`` explains how).
 Thread discipline. The QuickJS binding's authors report crashes when one runtime is used from
 several threads, even one after another (QuickJS records the C stack of the thread that made the
 runtime for its stack-overflow check). So every VM owns one thread of its own: it is created there
-and every engine call runs there. Callers either block on the VM thread's answer (the methods) or
-hand it a whole job with :meth:`JsVm.submit` and wait for the future as they like (the driver
-awaits it from Trio); inside a job the methods run inline. Calls to one VM are serialised, in
-arrival order.
+and every engine call runs there. Callers either block on the VM thread's answer (the methods),
+or hand it a whole job: :meth:`JsVm.post` with a callback the VM thread calls with the job's
+outcome (the driver's hot path: no future, no condition variable, a job that has not started can be
+withdrawn), or :meth:`JsVm.submit` for a ``concurrent.futures`` future. Inside a job the methods
+run inline. Jobs run one at a time, in arrival order, from a C queue (``queue.SimpleQueue``): a
+job costs the VM thread no Python-level locking.
 
 Time limit. QuickJS stops a script from its interrupt handler once the call has used ``timeout``
 seconds of *processor* time (the binding measures with C ``clock()``); a script waiting in a
@@ -32,15 +34,22 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import logging
+import queue
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, final
+from typing import Any, Final, Generic, TypeVar, final
 
+import outcome
 import quickjs
+
+log = logging.getLogger("trio_gateway.plugins.jsvm")
 
 __all__ = [
     "JsError",
+    "JsFunction",
+    "JsJob",
     "JsLoadError",
     "JsMemoryError",
     "JsTimeoutError",
@@ -101,26 +110,59 @@ def _message(exc: BaseException, filename: str) -> str:
 
 
 @final
+class JsFunction:
+    """A handle on a function in one VM (:meth:`JsVm.function`), for :meth:`JsVm.call_text`."""
+
+    __slots__ = ("_native", "_vm")
+
+    def __init__(self, vm: JsVm, native: Any) -> None:
+        self._vm = vm
+        self._native = native
+
+
+@final
+class JsJob(Generic[T]):
+    """A job posted to a VM's thread (:meth:`JsVm.post`)."""
+
+    __slots__ = ("_claim", "done", "fn")
+
+    def __init__(self, fn: Callable[[], T], done: Callable[[outcome.Outcome[T]], None]) -> None:
+        self.fn = fn
+        self.done = done
+        # Whoever pops the one item owns the job: the VM thread (it runs) or
+        # :meth:`JsVm.withdraw` (it never will). ``list.pop`` is atomic, so no lock is needed.
+        self._claim = [True]
+
+    def claim(self) -> bool:
+        try:
+            self._claim.pop()
+        except IndexError:
+            return False
+        return True
+
+
+@final
 class JsVm:
     """One JavaScript global environment with its own thread; see the module docstring.
 
     All methods are synchronous and may be called from any thread; on the VM's own thread (inside
-    a :meth:`submit` job) they run inline. ``timeout`` is in seconds.
+    a job) they run inline. ``timeout`` is in seconds.
     """
 
     def __init__(self, *, memory_limit: int, name: str = "js") -> None:
         self._name = name
         self._memory_limit = memory_limit
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"jsvm-{name}"
-        )
+        # Jobs, and None to stop. Unbounded by design: a caller holds one of its plugin's
+        # thread-limit tokens for each job it posts, so the queue is as long as that limit.
+        self._jobs: queue.SimpleQueue[JsJob[Any] | None] = queue.SimpleQueue()
         self._closed = False
-        self._thread: threading.Thread | None = None  # set on the VM's thread when it starts
         self._lock = threading.Lock()  # guards _closed against a racing close()
+        self._thread = threading.Thread(target=self._serve, name=f"jsvm-{name}", daemon=True)
+        self._thread.start()
         try:
             self._context: Any = self._run(self._make_context)
         except BaseException:
-            self._executor.shutdown(wait=False)
+            self.close()
             raise
 
     @property
@@ -128,23 +170,71 @@ class JsVm:
         return self._name
 
     def _make_context(self) -> Any:
-        self._thread = threading.current_thread()
         context = quickjs.Context()
         context.set_memory_limit(self._memory_limit)
         return context
 
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                break
+            if job.claim():
+                result = outcome.capture(job.fn)
+                try:
+                    job.done(result)
+                except BaseException:  # a broken callback must not stop the VM's other jobs
+                    log.exception(
+                        "JavaScript VM %s: a job's completion callback failed", self._name
+                    )
+        self._context = None  # the engine is freed on the thread that made it
+
     def on_vm_thread(self) -> bool:
-        """Whether the caller is this VM's own thread (inside a :meth:`submit` job)."""
+        """Whether the caller is this VM's own thread (inside a job)."""
         return threading.current_thread() is self._thread
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        """Run ``fn`` on this VM's thread; the caller may wait for the future however it likes
-        (the driver awaits it from Trio without a worker thread of its own). Inside ``fn`` the
-        VM's methods run inline."""
+    def post(self, fn: Callable[[], T], done: Callable[[outcome.Outcome[T]], None]) -> JsJob[T]:
+        """Run ``fn`` on this VM's thread, then ``done(its outcome)`` there (``done`` must not
+        raise, and should only hand the outcome on: it delays the jobs after it)."""
+        job = JsJob(fn, done)
         with self._lock:
             if self._closed:
                 raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
-            return self._executor.submit(fn)
+            self._jobs.put(job)
+        return job
+
+    def post_jobs(self, jobs: list[JsJob[Any]]) -> None:
+        """Queue jobs made earlier (``JsJob(fn, done)``); a closed VM fails each (``done`` with
+        :class:`JsVmClosedError`)."""
+        with self._lock:
+            if not self._closed:
+                for job in jobs:
+                    self._jobs.put(job)
+                return
+        for job in jobs:
+            if job.claim():
+                job.done(outcome.Error(JsVmClosedError(f"JavaScript VM {self._name} is closed")))
+
+    @staticmethod
+    def withdraw(job: JsJob[Any]) -> bool:
+        """Take back a posted job: True if it had not started (it never will, and its ``done``
+        is not called); False if it has started or finished."""
+        return job.claim()
+
+    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on this VM's thread; a future for its value."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+
+        def done(result: outcome.Outcome[T]) -> None:
+            if isinstance(result, outcome.Error):
+                future.set_exception(result.error)
+            else:
+                future.set_result(result.unwrap())
+
+        self.post(fn, done)
+        return future
 
     def _run(self, fn: Callable[[], T]) -> T:
         if self.on_vm_thread():
@@ -203,6 +293,40 @@ class JsVm:
         )
         return self.eval_json(code, timeout=timeout)
 
+    def function(self, expression: str) -> JsFunction:
+        """A handle on the function ``expression`` evaluates to (our own code, never a user's
+        text), to call with :meth:`call_text` without compiling source per call."""
+
+        def run() -> JsFunction:
+            native = self._context.eval(expression)
+            if not isinstance(native, quickjs.Object):
+                raise JsError(f"{expression} is not a function")
+            return JsFunction(self, native)
+
+        return self._run(run)
+
+    def call_text(
+        self, function: JsFunction, *args: str, timeout: float, filename: str = "<call>"
+    ) -> str | None:
+        """Call ``function`` with string arguments; its value, a string (or undefined)."""
+        if function._vm is not self:
+            raise JsError("the function belongs to another VM")
+
+        def run() -> str | None:
+            context = self._context
+            context.set_time_limit(timeout)
+            try:
+                out = function._native(*args)
+            except quickjs.JSException as exc:
+                raise self._classify(exc, filename, load=False) from None
+            finally:
+                context.set_time_limit(-1)
+            if out is None or isinstance(out, str):
+                return out
+            raise JsError(f"{filename}: returned {type(out).__name__}, not text")
+
+        return self._run(run)
+
     def set_global_text(self, name: str, text: str) -> None:
         """Make the global ``name`` the string ``text`` (no parsing: a large text costs a copy)."""
         if not _JS_NAME.fullmatch(name) or "." in name:
@@ -217,19 +341,17 @@ class JsVm:
         return int(self._run(lambda: self._context.memory()["memory_used_size"]))
 
     def close(self) -> None:
-        """Free the VM and stop its thread; a running call ends first (its time limit bounds it)."""
+        """Free the VM and stop its thread; jobs already posted run first (their time limits
+        bound them)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-
-        def drop() -> None:
-            self._context = None
-
-        self._executor.submit(drop)
+            self._jobs.put(None)
         # From a job on the VM's own thread (a rebuild after the memory cap) the thread cannot
-        # wait for itself: it ends once that job and ``drop`` are done.
-        self._executor.shutdown(wait=not self.on_vm_thread())
+        # wait for itself: it ends once that job is done.
+        if not self.on_vm_thread():
+            self._thread.join()
 
     def _classify(self, exc: BaseException, filename: str, *, load: bool) -> JsError:
         text = str(exc)

@@ -32,7 +32,16 @@ from typing import Any, Final, Protocol, TypeVar, final
 
 import attrs
 
-from .engine import JsError, JsLoadError, JsMemoryError, JsTimeoutError, JsVm, call_expression
+from .engine import (
+    JsError,
+    JsFunction,
+    JsJob,
+    JsLoadError,
+    JsMemoryError,
+    JsTimeoutError,
+    JsVm,
+    call_expression,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -205,6 +214,7 @@ class ApiScripts:
         self._underscore_text: str | None = None
         self._lock = threading.Lock()  # one rebuild at a time
         self._vm = self._build()
+        self._calls = _VmCalls(self._vm)
         self.rebuilds = 0
 
     @property
@@ -243,7 +253,7 @@ class ApiScripts:
                 log.warning(
                     "API %r: its scripts' global state is larger than %d values: it is not put "
                     "back before each call, so what a request changes in it stays for the next "
-                    "(docs/javascript.md, \"Concurrency and state\")",
+                    '(docs/javascript.md, "Concurrency and state")',
                     self._api_id,
                     MAX_SNAPSHOT_VALUES,
                 )
@@ -298,14 +308,22 @@ class ApiScripts:
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
         """Run ``fn`` on the VM's own thread (the VM's methods, and :meth:`step`, then run
-        inline there). The driver awaits the future from Trio: one thread hop per step."""
+        inline there); a future for its value."""
         return self._vm.submit(fn)
+
+    def post_jobs(self, jobs: list[JsJob[Any]]) -> None:
+        """Queue jobs for the VM's own thread (the driver's path, :meth:`JsVm.post_jobs`)."""
+        self._vm.post_jobs(jobs)
+
+    @staticmethod
+    def withdraw(job: JsJob[Any]) -> bool:
+        """Take back a queued job that has not started (:meth:`JsVm.withdraw`)."""
+        return JsVm.withdraw(job)
 
     def step(self, call: JsCall, timeout: float) -> JsPending | None:
         """Run ``call`` once with the answers it has. None: it finished (``call.out`` holds its
         value, its log lines are written); else the gateway request it is waiting for."""
-        code = f"__tyk.run({json.dumps(call.answers)}, function () {{ return {call.target}; }})"
-        envelope = self._eval(code, timeout)
+        envelope = self._run_step(call, timeout)
         pending = envelope["pending"]
         if pending is None:
             self._emit_logs(envelope["logs"])
@@ -335,13 +353,20 @@ class ApiScripts:
                 return call.out
             self.answer(call, pending, deadline - time.monotonic())
 
-    def _eval(self, code: str, timeout: float) -> Any:
-        vm = self._vm
+    def _run_step(self, call: JsCall, timeout: float) -> Any:
+        calls = self._calls
+        answers = json.dumps(call.answers) if call.answers else "[]"
         try:
-            text = vm.eval_text(code, timeout=timeout)
+            text = calls.vm.call_text(
+                calls.run_text,
+                calls.target(call.function),
+                answers,
+                call.args_text,
+                timeout=timeout,
+            )
         except JsMemoryError:
             # Whatever the script left reachable stays allocated: start again from the sources.
-            self._replace(vm)
+            self._replace(calls.vm)
             raise
         if text is None:
             raise JsError("the call envelope returned nothing")
@@ -381,11 +406,36 @@ class ApiScripts:
             if self._vm is not old:
                 return  # another thread already rebuilt it
             self._vm = self._build()
+            self._calls = _VmCalls(self._vm)
             self.rebuilds += 1
         old.close()
 
     def close(self) -> None:
         self._vm.close()
+
+
+@final
+class _VmCalls:
+    """How one VM is called: the envelope function, and the targets registered in it (each
+    middleware or virtual-endpoint function, on its first call: no source is compiled per call).
+    Used on the VM's thread only; replaced with the VM after a rebuild."""
+
+    def __init__(self, vm: JsVm) -> None:
+        self.vm = vm
+        self.run_text: JsFunction = vm.function("__tyk.runText")
+        self._registered: set[str] = set()
+
+    def target(self, function: str) -> str:
+        if function not in self._registered:
+            call_expression(function)  # refuses anything but a dotted name, before it reaches code
+            self.vm.evaluate(
+                f"__tyk.register({json.dumps(function)},"
+                f" function (args) {{ return {function}(...args); }});",
+                filename="<register>",
+                timeout=_LIBRARY_TIMEOUT,
+            )
+            self._registered.add(function)
+        return function
 
 
 @attrs.define(eq=False)
@@ -394,8 +444,8 @@ class JsCall:
     gateway answers recorded so far (suspend and replay, module docstring)."""
 
     function: str
-    #: The call as JavaScript source (the arguments as JSON literals).
-    target: str
+    #: The arguments as one JSON array (the script gets them as fresh objects on every run).
+    args_text: str
     #: ``[[key, answer], ...]`` in the order the script asked.
     answers: list[list[Any]] = attrs.field(factory=list)
     #: What the function returned, once a step finished.
@@ -403,7 +453,7 @@ class JsCall:
 
     @classmethod
     def start(cls, function: str, *args: Any) -> JsCall:
-        return cls(function=function, target=call_expression(function, *args))
+        return cls(function=function, args_text=json.dumps(args))
 
 
 @attrs.frozen(kw_only=True)
