@@ -90,14 +90,33 @@ class _Finished(Generic[T]):
     value: T
 
 
+@attrs.frozen
+class _Returned:
+    """A call's last step: the function's value, small enough to decode on the event loop."""
+
+    value: Any
+
+
+#: A value longer than this (characters of JSON text) is decoded on the VM's thread, so that a
+#: large body never blocks the event loop; a shorter one on the loop, which costs less CPU
+#: (Python run on the VM thread just after a switch runs cold: ~7 us per request measured,
+#: bench/js_cpu_cost.py, docs/performance.md).
+_DECODE_ON_LOOP_MAX: Final = 16 * 1024
+
+
 class _VmCall:
-    """A task waiting for the VM thread; the borrower of its thread-limit token."""
+    """A task waiting for the VM thread; the borrower of its thread-limit token, and the job's
+    completion callback (on the VM thread)."""
 
-    __slots__ = ("abandoned", "task")
+    __slots__ = ("abandoned", "hand_over", "task")
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
+    def __init__(self, task: trio.lowlevel.Task, hand_over: _VmHandOver) -> None:
         self.task = task
+        self.hand_over = hand_over
         self.abandoned = False
+
+    def __call__(self, result: outcome.Outcome[Any]) -> None:
+        self.hand_over.finished(self, result)
 
 
 class _VmHandOver:
@@ -303,18 +322,17 @@ class JsDriver:
 
         Jobs and their outcomes travel in batches (:class:`_VmHandOver`): no future, no event.
         """
-        scripts, limiter = self.scripts, self._limiter
+        scripts, limiter, hand_over = self.scripts, self._limiter, self._hand_over
         assert limiter is not None
+        assert hand_over is not None
         await trio.lowlevel.checkpoint_if_cancelled()
-        call = _VmCall(trio.lowlevel.current_task())
+        call = _VmCall(trio.lowlevel.current_task(), hand_over)
         try:
             # A free token is taken without a scheduler round trip; the wait below yields.
             limiter.acquire_on_behalf_of_nowait(call)
         except trio.WouldBlock:
             await limiter.acquire_on_behalf_of(call)
-        hand_over = self._hand_over
-        assert hand_over is not None
-        job = JsJob(functools.partial(fn, scripts), functools.partial(hand_over.finished, call))
+        job = JsJob(functools.partial(fn, scripts), call)
         hand_over.send(job)
 
         def abort(_: object) -> trio.lowlevel.Abort:
@@ -338,7 +356,8 @@ class JsDriver:
     ) -> T:
         """Call the global ``function(*args)`` (JSON-able arguments) on the API's VM within
         ``timeout`` seconds of JS time, and return ``finish(its value)`` (``finish`` runs on the
-        VM's thread: decoding a large result stays off the event loop).
+        VM's thread for a large value, so that decoding it stays off the event loop; on the loop
+        for a small one, ``_DECODE_ON_LOOP_MAX``).
 
         Gateway built-ins the script calls (``TykMakeHttpRequest`` …) are performed between
         steps in a worker thread under the thread limit, so the VM serves the API's other
@@ -348,15 +367,22 @@ class JsDriver:
         call = JsCall.start(function, *args)
         deadline = time.monotonic() + js_timeout
 
-        def step(vm: ApiScripts, budget: float) -> JsPending | _Finished[T]:
+        def step(vm: ApiScripts, budget: float) -> JsPending | _Finished[T] | _Returned:
             pending = vm.step(call, budget)
-            return pending if pending is not None else _Finished(finish(call.out))
+            if pending is not None:
+                return pending
+            out = call.out
+            if isinstance(out, str) and len(out) <= _DECODE_ON_LOOP_MAX:
+                return _Returned(out)
+            return _Finished(finish(out))
 
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise JsTimeoutError(f"{function}: no time left after its requests to the gateway")
             stepped = await self.run_on_vm(hook, functools.partial(step, budget=remaining))
+            if isinstance(stepped, _Returned):
+                return finish(stepped.value)
             if isinstance(stepped, _Finished):
                 return stepped.value
             pending = stepped
@@ -465,11 +491,17 @@ class JsDriver:
 # Applying a result
 
 
-def _checked_headers(pairs: Sequence[tuple[str, str]], what: str) -> list[tuple[bytes, bytes]]:
+def _checked_headers(
+    pairs: Sequence[tuple[str, str]], what: str, known: frozenset[tuple[str, str]] = frozenset()
+) -> list[tuple[bytes, bytes]]:
     """Headers from a script, as bytes, refused unless every name is a token and no value holds
-    a control character (nothing a plugin hands us reaches a wire unchecked)."""
+    a control character (nothing a plugin hands us reaches a wire unchecked). Pairs in ``known``
+    (the headers as the gateway already checked them) are not checked again."""
     out: list[tuple[bytes, bytes]] = []
     for name, value in pairs:
+        if (name, value) in known:
+            out.append((name.encode("latin-1"), value.encode("latin-1")))
+            continue
         if _TOKEN.fullmatch(name) is None:
             raise JsResultError(f"{what}: {name!r} is not a valid header name")
         if _CONTROL.search(value) is not None:
@@ -505,7 +537,7 @@ def _override(result: JsResult) -> Respond | None:
 
 def _apply_to_request(current: GatewayRequest, result: JsResult, request: Request) -> Decision:
     changed = apply_js_request(current, result.request)
-    headers = _checked_headers(changed.headers, "Request.SetHeaders")
+    headers = _checked_headers(changed.headers, "Request.SetHeaders", frozenset(current.headers))
     if _URL_UNSAFE.search(changed.url) is not None:
         raise JsResultError(f"Request.URL {changed.url!r} holds characters a request line cannot")
     if changed.body != current.body:

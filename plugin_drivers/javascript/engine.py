@@ -33,6 +33,7 @@ the script kept in globals stays allocated, so the owner should rebuild the VM
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import logging
 import queue
@@ -311,21 +312,26 @@ class JsVm:
         """Call ``function`` with string arguments; its value, a string (or undefined)."""
         if function._vm is not self:
             raise JsError("the function belongs to another VM")
-
-        def run() -> str | None:
-            context = self._context
-            context.set_time_limit(timeout)
-            try:
-                out = function._native(*args)
-            except quickjs.JSException as exc:
-                raise self._classify(exc, filename, load=False) from None
-            finally:
-                context.set_time_limit(-1)
-            if out is None or isinstance(out, str):
-                return out
-            raise JsError(f"{filename}: returned {type(out).__name__}, not text")
-
-        return self._run(run)
+        if threading.current_thread() is not self._thread:
+            return self._run(
+                functools.partial(
+                    self.call_text, function, *args, timeout=timeout, filename=filename
+                )
+            )
+        # On the VM's thread (the driver's hot path): no closure, no hop.
+        if self._closed:
+            raise JsVmClosedError(f"JavaScript VM {self._name} is closed")
+        context = self._context
+        context.set_time_limit(timeout)
+        try:
+            out = function._native(*args)
+        except quickjs.JSException as exc:
+            raise self._classify(exc, filename, load=False) from None
+        finally:
+            context.set_time_limit(-1)
+        if out is None or isinstance(out, str):
+            return out
+        raise JsError(f"{filename}: returned {type(out).__name__}, not text")
 
     def set_global_text(self, name: str, text: str) -> None:
         """Make the global ``name`` the string ``text`` (no parsing: a large text costs a copy)."""

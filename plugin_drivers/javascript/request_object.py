@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote_plus, urlsplit
@@ -128,10 +129,13 @@ _EMPTY_OVERRIDES: Final[Mapping[str, Any]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_header_name(name: str) -> str:
     """Go's ``textproto.CanonicalMIMEHeaderKey``: ``x-api-key`` -> ``X-Api-Key``.
 
-    Like Go, a name with a byte that is not a token character is returned unchanged.
+    Like Go, a name with a byte that is not a token character is returned unchanged. Cached
+    (bounded): every header of every request to a JS hook goes through here, and a request
+    carries the same few names again and again.
     """
     if not name or any(not (c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")) for c in name):
         return name
@@ -145,8 +149,9 @@ def to_js_request(request: GatewayRequest) -> dict[str, Any]:
         headers.setdefault(canonical_header_name(name), []).append(value)
     headers.setdefault("Host", [request.host])
     params: dict[str, list[str]] = {}
-    for key, value in parse_qsl(urlsplit(request.url).query, keep_blank_values=True):
-        params.setdefault(key, []).append(value)
+    if "?" in request.url:
+        for key, value in parse_qsl(urlsplit(request.url).query, keep_blank_values=True):
+            params.setdefault(key, []).append(value)
     return {
         "Headers": headers,
         "SetHeaders": {},
@@ -177,6 +182,8 @@ def go_field(obj: Mapping[str, Any], name: str) -> Any:
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if type(value) is dict:  # what JSON gives: skips the slow ABC check below
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -195,7 +202,7 @@ def go_string(value: Any, what: str) -> str:
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
-    if value is None:
+    if not value and (value is None or type(value) is list):
         return ()
     if not isinstance(value, list):
         raise JsResultError(f"{what} must be an array, not {type(value).__name__}")
@@ -204,6 +211,8 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
 
 def go_string_map(value: Any, what: str) -> tuple[tuple[str, str], ...]:
     """A JSON object of strings as Go decodes a ``map[string]string`` (absent: empty)."""
+    if not value and (value is None or type(value) is dict):
+        return ()
     return tuple((k, go_string(v, f"{what}.{k}")) for k, v in _object(value, what).items())
 
 
@@ -223,13 +232,57 @@ def _bool(value: Any, what: str) -> bool:
     return value
 
 
+#: Each field name Tyk's JSON objects use, folded to lower case.
+_LOWER: Final[Mapping[str, str]] = {
+    name: name.lower()
+    for name in (
+        "Request",
+        "SessionMeta",
+        "Session",
+        "AuthValue",
+        "Headers",
+        "SetHeaders",
+        "DeleteHeaders",
+        "Body",
+        "URL",
+        "Params",
+        "AddParams",
+        "ExtendedParams",
+        "DeleteParams",
+        "ReturnOverrides",
+        "IgnoreBody",
+        "Method",
+        "RequestURI",
+        "Scheme",
+        "StatusCode",
+        "ResponseCode",
+        "ResponseError",
+        "ResponseBody",
+        "ResponseHeaders",
+        "OverrideError",
+    )
+}
+
+
 def _folded(value: Any, what: str) -> dict[str, Any]:
     """A JSON object with its keys folded to lower case, a later spelling of a key winning: one
     pass, then each field is one lookup (the same matching as :func:`go_field`)."""
-    return {key.lower(): item for key, item in _object(value, what).items()}
+    obj = _object(value, what)
+    if obj.keys() <= _LOWER.keys():  # Tyk's own spellings (the usual case): no key to fold twice
+        return {_LOWER[key]: item for key, item in obj.items()}
+    return {key.lower(): item for key, item in obj.items()}
+
+
+_NO_OVERRIDES: Final = ReturnOverrides()
 
 
 def _overrides(value: Any) -> ReturnOverrides:
+    if (  # as the script got it (the usual case): nothing to decode
+        value == _EMPTY_OVERRIDES
+        and type(value["ResponseCode"]) is int  # == would also take 0.0 and false
+        and type(value["OverrideError"]) is bool
+    ):
+        return _NO_OVERRIDES
     obj = _folded(value, "ReturnOverrides")
     return ReturnOverrides(
         response_code=_int(obj.get("responsecode"), "ReturnOverrides.ResponseCode"),
@@ -251,10 +304,10 @@ def parse_js_result(result: Mapping[str, Any]) -> JsResult:
     if not ignore_body:
         encoded = go_string(request.get("body"), "Request.Body")
         try:
-            body = base64.b64decode(encoded, validate=True)
+            body = base64.b64decode(encoded, validate=True) if encoded else b""
         except (binascii.Error, ValueError) as exc:
             raise JsResultError(f"Request.Body is not base64: {exc}") from None
-    extended = _object(request.get("extendedparams"), "Request.ExtendedParams")
+    extended = _object(request.get("extendedparams"), "Request.ExtendedParams") or {}
     changes = JsRequestChanges(
         body=body,
         url=go_string(request.get("url"), "Request.URL"),
@@ -312,17 +365,28 @@ def apply_js_request(request: GatewayRequest, changes: JsRequestChanges) -> Gate
         headers = [(n, v) for n, v in headers if n.lower() != folded]
         headers.append((canonical_header_name(name), value))
 
-    params = parse_qsl(query, keep_blank_values=True)
-    for key in changes.delete_params:
-        params = [(k, v) for k, v in params if k != key]
-    for key, value in changes.add_params:
-        params = [(k, v) for k, v in params if k != key]
-        params.append((key, value))
-    for key, values in changes.extended_params:
-        params.extend((key, v) for v in values)
-    encoded = _encode_query(params)
-    url = f"{path}?{encoded}" if encoded else path
-    return attrs.evolve(request, url=url, headers=tuple(headers), body=body)
+    if query or changes.delete_params or changes.add_params or changes.extended_params:
+        params = parse_qsl(query, keep_blank_values=True)
+        for key in changes.delete_params:
+            params = [(k, v) for k, v in params if k != key]
+        for key, value in changes.add_params:
+            params = [(k, v) for k, v in params if k != key]
+            params.append((key, value))
+        for key, values in changes.extended_params:
+            params.extend((key, v) for v in values)
+        encoded = _encode_query(params)
+        url = f"{path}?{encoded}" if encoded else path
+    else:  # nothing to re-encode (the usual case: a path without a query)
+        url = path
+    return GatewayRequest(
+        method=request.method,
+        scheme=request.scheme,
+        host=request.host,
+        url=url,
+        request_uri=request.request_uri,
+        headers=tuple(headers),
+        body=body,
+    )
 
 
 def override_reply(overrides: ReturnOverrides) -> JsErrorReply | JsForcedReply | None:

@@ -172,6 +172,10 @@ MAX_SNAPSHOT_VALUES: Final = 20_000
 #: ``__tyk.run`` marks a call's plain text value (nothing pending, nothing logged) with this.
 _PLAIN_OUT: Final = "\x01"
 
+#: JSON for the VM: compact, and without the circular-reference check (the arguments are trees the
+#: driver built from the request).
+_encode_json: Final = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
 #: Requests to the gateway one call may make before it is stopped with an error.
 MAX_HOST_CALLS: Final = 64
 
@@ -323,7 +327,11 @@ class ApiScripts:
     def step(self, call: JsCall, timeout: float) -> JsPending | None:
         """Run ``call`` once with the answers it has. None: it finished (``call.out`` holds its
         value, its log lines are written); else the gateway request it is waiting for."""
-        envelope = self._run_step(call, timeout)
+        text = self._run_step(call, timeout)
+        if text.startswith(_PLAIN_OUT):  # the usual middleware call: nothing logged or pending
+            call.out = text[1:]
+            return None
+        envelope = json.loads(text)
         pending = envelope["pending"]
         if pending is None:
             self._emit_logs(envelope["logs"])
@@ -353,7 +361,8 @@ class ApiScripts:
                 return call.out
             self.answer(call, pending, deadline - time.monotonic())
 
-    def _run_step(self, call: JsCall, timeout: float) -> Any:
+    def _run_step(self, call: JsCall, timeout: float) -> str:
+        """One run of ``call``: the envelope's text (``builtins.js``, ``run``)."""
         calls = self._calls
         answers = json.dumps(call.answers) if call.answers else "[]"
         try:
@@ -370,9 +379,7 @@ class ApiScripts:
             raise
         if text is None:
             raise JsError("the call envelope returned nothing")
-        if text.startswith(_PLAIN_OUT):
-            return {"out": text[1:], "pending": None, "logs": []}
-        return json.loads(text)
+        return text
 
     def _ask_host(self, name: str, args: list[Any], timeout: float) -> Any:
         host = self._host
@@ -453,7 +460,7 @@ class JsCall:
 
     @classmethod
     def start(cls, function: str, *args: Any) -> JsCall:
-        return cls(function=function, args_text=json.dumps(args))
+        return cls(function=function, args_text=_encode_json(args))
 
 
 @attrs.frozen(kw_only=True)

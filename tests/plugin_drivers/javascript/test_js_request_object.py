@@ -282,7 +282,31 @@ def test_translation_module_stays_pure() -> None:
         "base64",
         "binascii",
         "collections",
+        "functools",
         "typing",
         "urllib",
         "attrs",
     }
+
+
+def test_untouched_return_overrides_need_no_decoding_but_wrong_types_still_fail() -> None:
+    base = {"Request": {"URL": "/", "Body": "", "ReturnOverrides": dict(_EMPTY_OVERRIDES_FOR_TEST)}}
+    assert parse_js_result(base).request.return_overrides.response_code == 0
+    for field, wrong in (("ResponseCode", False), ("OverrideError", 0)):
+        bad = {
+            "Request": {
+                **base["Request"],
+                "ReturnOverrides": {**_EMPTY_OVERRIDES_FOR_TEST, field: wrong},
+            }
+        }
+        with pytest.raises(JsResultError, match=field):
+            parse_js_result(bad)
+
+
+_EMPTY_OVERRIDES_FOR_TEST = {
+    "ResponseCode": 0,
+    "ResponseError": "",
+    "ResponseBody": "",
+    "ResponseHeaders": None,
+    "OverrideError": False,
+}
