@@ -146,7 +146,8 @@ var __tyk = (function () {
             saved = null;
             return -1;
         }
-        saved = {names: names, values: values, known: known, records: records};
+        saved = {names: names, values: values, known: known, records: records,
+                 all: Object.keys(globalThis)};
         return limit - budget.left;
     }
 
@@ -190,7 +191,10 @@ var __tyk = (function () {
     function restore() {
         var s = saved, i;
         var current = Object.keys(globalThis);
-        for (i = 0; i < current.length; i++) {
+        // The usual case, checked first: the same global names as at the snapshot, in order.
+        var same = current.length === s.all.length;
+        for (i = 0; same && i < current.length; i++) { same = current[i] === s.all[i]; }
+        for (i = 0; !same && i < current.length; i++) {
             if (!s.known[current[i]] && !untracked[current[i]]) { delete globalThis[current[i]]; }
         }
         for (i = 0; i < s.names.length; i++) {

@@ -25,7 +25,7 @@ var TykJS = {
     // returned Request's Headers are emptied (changes go through SetHeaders/DeleteHeaders).
     base.DoProcessRequest = function (request, session, config) {
         var original = request.Body;
-        var text = b64dec(original);
+        var text = original === "" ? "" : b64dec(original);
         request.Body = text;
         var result = this.ProcessRequest(request, session, config);
         if (!result) {

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plugin_drivers.javascript.request_object import (
@@ -283,6 +283,7 @@ def test_translation_module_stays_pure() -> None:
         "binascii",
         "collections",
         "functools",
+        "re",
         "typing",
         "urllib",
         "attrs",
@@ -310,3 +311,47 @@ _EMPTY_OVERRIDES_FOR_TEST = {
     "ResponseHeaders": None,
     "OverrideError": False,
 }
+
+
+_JSON_SCALARS = st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4)
+_STRINGS = st.lists(st.text(max_size=3), max_size=3)
+_STRING_MAPS = st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=3)
+# Mostly values of the type each field has, sometimes anything (the decoders' error paths).
+_FIELD_VALUES = (
+    _STRINGS
+    | _STRING_MAPS
+    | st.sampled_from(["", "aGk=", "/a?b=1", "not base64!"])
+    | _JSON_SCALARS
+    | st.lists(_JSON_SCALARS, max_size=3)
+    | st.dictionaries(st.text(max_size=3), _JSON_SCALARS, max_size=3)
+)
+_REQUEST_KEYS = st.sampled_from(
+    ["Body", "URL", "SetHeaders", "DeleteHeaders", "AddParams", "DeleteParams",
+     "ExtendedParams", "IgnoreBody", "Headers", "Params", "ReturnOverrides", "url", "BODY"]
+)  # fmt: skip
+
+
+@settings(max_examples=400)
+@given(
+    request=st.dictionaries(_REQUEST_KEYS, _FIELD_VALUES, max_size=6),
+    top=st.dictionaries(
+        st.sampled_from(["SessionMeta", "Session", "AuthValue", "sessionmeta"]),
+        _FIELD_VALUES,
+        max_size=2,
+    ),
+)
+def test_the_fast_decoding_agrees_with_the_general_one(
+    request: dict[str, Any], top: dict[str, Any]
+) -> None:
+    """The shortcut for the usual answer (``_parse_plain``) decodes exactly as the general way,
+    and leaves everything it does not fully check (errors included) to it."""
+    from plugin_drivers.javascript.request_object import _parse_general, _parse_plain
+
+    result = {"Request": request, **top}
+    plain = _parse_plain(result)
+    try:
+        general = _parse_general(result)
+    except JsResultError:
+        assert plain is None
+        return
+    assert plain is None or plain == general
