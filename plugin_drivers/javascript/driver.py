@@ -63,7 +63,7 @@ from .request_object import (
     apply_js_request,
     override_reply,
     parse_js_result,
-    to_js_request,
+    to_js_request_parts,
     updated_meta_data,
 )
 from .scripts import ApiScripts, JsCall, JsPending, JsSource, middleware_result
@@ -427,7 +427,7 @@ class JsDriver:
             headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers),
             body=body,
         )
-        js_request = to_js_request(current)
+        js_request = to_js_request_parts(current)
         if response is not None:
             # A Response hook (our extension) also reads the upstream's status, under the name
             # Go's http.Response gives it. Read-only: ReturnOverrides changes what is sent.

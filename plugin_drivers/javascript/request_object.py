@@ -43,6 +43,7 @@ __all__ = [
     "override_reply",
     "parse_js_result",
     "to_js_request",
+    "to_js_request_parts",
     "updated_meta_data",
 ]
 
@@ -143,8 +144,10 @@ def canonical_header_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def to_js_request(request: GatewayRequest) -> dict[str, Any]:
-    """The request object a Tyk middleware receives (before the wrapper decodes ``Body``)."""
+def to_js_request_parts(request: GatewayRequest) -> dict[str, Any]:
+    """What :func:`to_js_request` holds that is not a constant: the TykJS wrapper builds the
+    whole object from this, in Tyk's field order (``tyk_library.js``, ``requestObject``), so
+    the constant fields are neither encoded here nor parsed there (docs/performance.md)."""
     headers: dict[str, list[str]] = {}
     for name, value in request.headers:
         headers.setdefault(canonical_header_name(name), []).append(value)
@@ -155,19 +158,33 @@ def to_js_request(request: GatewayRequest) -> dict[str, Any]:
             params.setdefault(key, []).append(value)
     return {
         "Headers": headers,
-        "SetHeaders": {},
-        "DeleteHeaders": [],
         "Body": base64.b64encode(request.body).decode("ascii"),
         "URL": request.url,
         "Params": params,
+        "Method": request.method,
+        "RequestURI": request.request_uri,
+        "Scheme": request.scheme,
+    }
+
+
+def to_js_request(request: GatewayRequest) -> dict[str, Any]:
+    """The request object a Tyk middleware receives (before the wrapper decodes ``Body``)."""
+    parts = to_js_request_parts(request)
+    return {
+        "Headers": parts["Headers"],
+        "SetHeaders": {},
+        "DeleteHeaders": [],
+        "Body": parts["Body"],
+        "URL": parts["URL"],
+        "Params": parts["Params"],
         "AddParams": {},
         "ExtendedParams": {},
         "DeleteParams": [],
         "ReturnOverrides": dict(_EMPTY_OVERRIDES),
         "IgnoreBody": False,
-        "Method": request.method,
-        "RequestURI": request.request_uri,
-        "Scheme": request.scheme,
+        "Method": parts["Method"],
+        "RequestURI": parts["RequestURI"],
+        "Scheme": parts["Scheme"],
     }
 
 

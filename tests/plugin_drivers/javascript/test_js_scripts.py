@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 from plugin_drivers.javascript.engine import JsError, JsLoadError, JsMemoryError, JsTimeoutError
+from plugin_drivers.javascript.request_object import GatewayRequest, to_js_request_parts
 from plugin_drivers.javascript.scripts import ApiScripts, JsSource, find_underscore
 
 MIDDLEWARE = """
@@ -91,10 +92,46 @@ def test_do_process_request_contract() -> None:
     api = scripts(MIDDLEWARE)
     request = {"Headers": {"Host": ["h"]}, "SetHeaders": {}, "Body": b64("héllo")}
     out = api.run_middleware("headerMw", request, {}, CONFIG, timeout=1)
-    # Body decoded for the script, re-encoded on the way out; Headers emptied; ReturnData shape.
-    assert out == {
-        "Request": {"Headers": {}, "SetHeaders": {"X-Api": "api1:hi"}, "Body": b64("HÉLLO")},
-        "SessionMeta": {"seen": "yes"},
+    # Body decoded for the script, re-encoded on the way out; ReturnData shape; what the
+    # gateway does not apply (Headers, Params, Method ..., untouched ReturnOverrides) is left out.
+    assert out["SessionMeta"] == {"seen": "yes"}
+    assert out["Request"] == {
+        "SetHeaders": {"X-Api": "api1:hi"},
+        "DeleteHeaders": [],
+        "Body": b64("HÉLLO"),
+        "AddParams": {},
+        "ExtendedParams": {},
+        "DeleteParams": [],
+        "IgnoreBody": False,
+    }
+    api.close()
+
+
+def test_the_script_sees_the_whole_request_object_in_tyks_field_order() -> None:
+    """The gateway sends only the fields that vary (to_js_request_parts); the wrapper builds the
+    rest, so a script that lists or serialises the object sees Tyk's MiniRequestObject."""
+    api = scripts(
+        """
+        var orderMw = new TykJS.TykMiddleware.NewMiddleware({});
+        orderMw.NewProcessRequest(function (request, session, config) {
+            request.SetHeaders["X-Fields"] = Object.keys(request).join(",");
+            request.SetHeaders["X-Overrides"] = JSON.stringify(request.ReturnOverrides);
+            return orderMw.ReturnData(request, {});
+        });
+        """
+    )
+    parts = to_js_request_parts(
+        GatewayRequest(
+            method="GET", scheme="http", host="h", url="/a?x=1", request_uri="/a?x=1",
+            headers=(("host", "h"),), body=b"",
+        )
+    )  # fmt: skip
+    out = api.run_middleware("orderMw", parts, {}, CONFIG, timeout=1)
+    assert out["Request"]["SetHeaders"] == {
+        "X-Fields": "Headers,SetHeaders,DeleteHeaders,Body,URL,Params,AddParams,ExtendedParams,"
+        "DeleteParams,ReturnOverrides,IgnoreBody,Method,RequestURI,Scheme",
+        "X-Overrides": '{"ResponseCode":0,"ResponseError":"","ResponseBody":"",'
+        '"ResponseHeaders":null,"OverrideError":false}',
     }
     api.close()
 
