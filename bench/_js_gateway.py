@@ -65,6 +65,28 @@ async def start_gateway(
     return running
 
 
+#: A Pre middleware that sets one header: the hook the JS throughput figures are about.
+HEADER_SCRIPT = """
+var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
+benchPre.NewProcessRequest(function (request, session, config) {
+    request.SetHeaders["X-Bench-Js"] = "1";
+    return benchPre.ReturnData(request, {});
+});
+"""
+
+
+async def start_plain_and_js(nursery: trio.Nursery, folder: Path, source: str) -> RunningGateway:
+    """A gateway with two keyless APIs on one upstream: ``/plain/`` without plugins and
+    ``/js/`` with ``source`` (defining ``benchPre``) as its Pre hook."""
+    script = folder / "bench.js"
+    script.write_text(source)
+    upstream = await start_upstream(nursery)
+    plain = js_api("plain", script, "benchPre")
+    del plain["custom_middleware"]
+    apps = write_apps(folder, upstream, [js_api("js", script, "benchPre"), plain])
+    return await start_gateway(nursery, apps, JavascriptConfig(enable=True))
+
+
 async def get(address: tuple[str, int], target: str, headers: dict[str, str] | None = None) -> int:
     """One GET on a fresh connection; the status code (bounded by 30 s)."""
     with trio.fail_after(30):

@@ -24,19 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from _js_gateway import js_api, start_gateway, start_upstream, write_apps
+from _js_gateway import HEADER_SCRIPT, start_plain_and_js
 
 import plugin_drivers.javascript.driver as driver
 import plugin_drivers.javascript.scripts as scripts
-from trio_gateway._config.model import JavascriptConfig
 
-SCRIPT = """
-var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
-benchPre.NewProcessRequest(function (request, session, config) {
-    request.SetHeaders["X-Bench-Js"] = "1";
-    return benchPre.ReturnData(request, {});
-});
-"""
+SCRIPT = HEADER_SCRIPT
 
 GLOBALS_SCRIPT = """
 var calls = 0;
@@ -89,15 +82,8 @@ def timed(owner: Any, name: str, label: str) -> None:
 
 async def measure(count: int, source: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        script = folder / "bench.js"
-        script.write_text(source)
         async with trio.open_nursery() as nursery:
-            upstream = await start_upstream(nursery)
-            plain = js_api("plain", script, "benchPre")
-            del plain["custom_middleware"]
-            apps = write_apps(folder, upstream, [js_api("js", script, "benchPre"), plain])
-            gw = await start_gateway(nursery, apps, JavascriptConfig(enable=True))
+            gw = await start_plain_and_js(nursery, Path(tmp), source)
             stream = await trio.open_tcp_stream(*gw.address)
             for target in ("/plain/", "/js/"):
                 request = f"GET {target} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
@@ -120,7 +106,7 @@ def main() -> None:
     parser.add_argument("--script", choices=["header", "globals"], default="header")
     args = parser.parse_args()
     timed(driver.JsDriver, "call", "the driver's whole call")
-    timed(driver, "to_js_request", "request object")
+    timed(driver, "to_js_request_parts", "request object")
     timed(driver.JsDriver, "run_on_vm", "awaiting the VM thread (incl. the step)")
     timed(scripts.ApiScripts, "step", "the step on the VM thread")
     timed(driver, "parse_js_result", "decoding the result")

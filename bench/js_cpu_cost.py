@@ -20,17 +20,9 @@ import tempfile
 from pathlib import Path
 
 import trio
-from _js_gateway import js_api, start_gateway, start_upstream, write_apps
+from _js_gateway import HEADER_SCRIPT, start_plain_and_js
 
-from trio_gateway._config.model import JavascriptConfig
-
-SCRIPT = """
-var benchPre = new TykJS.TykMiddleware.NewMiddleware({});
-benchPre.NewProcessRequest(function (request, session, config) {
-    request.SetHeaders["X-Bench-Js"] = "1";
-    return benchPre.ReturnData(request, {});
-});
-"""
+SCRIPT = HEADER_SCRIPT
 
 
 def _thread_switches() -> dict[str, tuple[str, int, int]]:
@@ -117,15 +109,8 @@ async def measure(
     seconds: float, connections: int, rounds: int, only_js: bool, verbose: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        script = folder / "bench.js"
-        script.write_text(SCRIPT)
         async with trio.open_nursery() as nursery:
-            upstream = await start_upstream(nursery)
-            plain = js_api("plain", script, "benchPre")
-            del plain["custom_middleware"]
-            apps = write_apps(folder, upstream, [js_api("js", script, "benchPre"), plain])
-            gw = await start_gateway(nursery, apps, JavascriptConfig(enable=True))
+            gw = await start_plain_and_js(nursery, Path(tmp), SCRIPT)
             results: dict[str, list[Usage]] = {"/plain/": [], "/js/": []}
             if only_js:
                 del results["/plain/"]
