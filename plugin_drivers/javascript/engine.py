@@ -12,9 +12,10 @@ Thread discipline. The QuickJS binding's authors report crashes when one runtime
 several threads, even one after another (QuickJS records the C stack of the thread that made the
 runtime for its stack-overflow check). So every VM owns one thread of its own: it is created there
 and every engine call runs there. Callers either block on the VM thread's answer (the methods),
-or hand it a whole job: :meth:`JsVm.post` with a callback the VM thread calls with the job's
-outcome (the driver's hot path: no future, no condition variable, a job that has not started can be
-withdrawn), or :meth:`JsVm.submit` for a ``concurrent.futures`` future. Inside a job the methods
+or hand it whole jobs: :class:`JsJob` (a function and a callback the VM thread calls with its
+outcome) through :meth:`JsVm.post` or, several at once, :meth:`JsVm.post_jobs` (the driver's hot
+path: no future, no condition variable, a job that has not started can be withdrawn), or
+:meth:`JsVm.submit` for a ``concurrent.futures`` future. Inside a job the methods
 run inline. Jobs run one at a time, in arrival order, from a C queue (``queue.SimpleQueue``): a
 job costs the VM thread no Python-level locking.
 
