@@ -119,3 +119,33 @@ def test_closed_vm_refuses_calls() -> None:
     machine.close()  # idempotent
     with pytest.raises(JsVmClosedError):
         machine.call_json("x", timeout=1)
+
+
+def test_a_job_withdrawn_before_it_starts_never_runs(vm: JsVm) -> None:
+    """The driver withdraws a step whose caller gave up before the VM reached it: it must not
+    run, and only one side (the VM thread or the canceller) may own a job."""
+    import outcome
+
+    from plugin_drivers.javascript.engine import JsJob
+
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+    outcomes: list[object] = []
+
+    def blocking() -> None:
+        started.set()
+        release.wait(timeout=30)
+        ran.append("first")
+
+    first = JsJob(blocking, outcomes.append)
+    second = JsJob(lambda: ran.append("second"), outcomes.append)
+    vm.post_jobs([first, second])
+    assert started.wait(timeout=30)
+    assert JsVm.withdraw(second)  # queued behind the running job: taken back
+    assert not JsVm.withdraw(first)  # already running: the VM thread owns it
+    release.set()
+    third = vm.submit(lambda: ran.append("third"))  # queued after both: the thread went on
+    third.result(timeout=30)
+    assert ran == ["first", "third"]
+    assert len(outcomes) == 1
+    assert isinstance(outcomes[0], outcome.Value)
