@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from trio_gateway._connection import ClientConnection
+from trio_gateway._deadlines import RequestDeadlines
 from trio_gateway._exchange import Request, Response
 from trio_gateway._net import HangupWatcher, RawSocketStream
 from trio_gateway._proto.events import Data, Event, Upgraded
@@ -207,7 +208,9 @@ async def test_any_bytes_in_any_chunks_get_responses_or_a_clean_close(
     )
     client_sock, server_sock = socket.socketpair()
     hangups = HangupWatcher()
-    conn = ClientConnection(server, RawSocketStream(server_sock), "fuzz", hangups)
+    conn = ClientConnection(
+        server, RawSocketStream(server_sock), "fuzz", hangups, RequestDeadlines()
+    )
     client = trio.SocketStream(trio.socket.from_stdlib_socket(client_sock))
     received = bytearray()
 

@@ -35,6 +35,14 @@ class AccessLog(Protocol):
     def record(self, request: Request, status: int, sent: int, duration: float) -> None: ...
 
 
+class NoAccessLog:
+    """The access log switched off (below INFO): records nothing, and the gateway leaves it
+    out of the request path altogether (``_observe``)."""
+
+    def record(self, request: Request, status: int, sent: int, duration: float) -> None:
+        pass
+
+
 def format_line(request: Request, status: int, sent: int, duration: float) -> str:
     """The access-log line (JSON); ``sent`` is -1 when the response could not be completed.
 

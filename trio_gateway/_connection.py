@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from ._deadlines import DeadlineGuard, RequestDeadlines
 from ._error_body import error_response, gateway_error_response
 from ._exchange import Request, Response
 from ._net import HangupWatcher, RawSocketStream
@@ -61,7 +62,11 @@ class ClientConnection:
     stream: RawSocketStream
     client_addr: str
     hangups: HangupWatcher
+    #: The listener's request deadlines (the plain proxy path keeps its deadline there).
+    deadlines: RequestDeadlines
     parser: H1ServerParser = attrs.field(init=False)
+    #: This connection's place in ``deadlines``; cancels the scope when a deadline passes.
+    guard: DeadlineGuard = attrs.field(init=False)
     #: True between requests (waiting for the next head), when a drain may close us at once.
     idle: bool = True
     #: When the sweeper cuts this connection off (``math.inf``: no bound right now). Set to the
@@ -77,6 +82,8 @@ class ClientConnection:
     response_started: bool = False
     #: The request a drain cut off before any of its response was sent, and when it started.
     _cut_request: tuple[Request, float] | None = None
+    #: The request whose deadline passed (``guard``), and when it started: answered by run().
+    _expired_request: tuple[Request, float] | None = None
     #: Closed by a drain, or after an answer that left the request body unread: send a FIN and
     #: read what the client still sends before closing (LINGER_TIMEOUT).
     _lingering: bool = False
@@ -91,6 +98,12 @@ class ClientConnection:
             max_header_bytes=limits.max_header_bytes,
             max_body_bytes=limits.max_request_body_bytes,
         )
+        self.guard = self.deadlines.guard(self._request_expired)
+
+    def _request_expired(self) -> None:
+        """The request's deadline passed (``guard``): stop it; run() answers its 504."""
+        if self._scope is not None:
+            self._scope.cancel()
 
     def close_if_idle(self) -> None:
         """The drain's verdict on a connection between requests: close it unless a request has
@@ -141,6 +154,8 @@ class ClientConnection:
                 pass
             elif self.timed_out and self.parser.in_head:
                 await self._send_error(408, "Request Timeout")  # a head that came too slowly
+            elif self._expired_request is not None:
+                await self._answer_expired_request()
             elif self.cut and (self._cut_request is not None or self.parser.in_head):
                 await self._answer_cut_request()
             elif self._lingering:
@@ -150,6 +165,34 @@ class ClientConnection:
                 self.hangups.unwatch(self.stream.sock)
             self.stream.close()
             self.server._connection_closed(self)
+
+    async def _answer_expired_request(self) -> None:
+        """A request whose deadline passed in its upstream call gets its API's 504 (as the walk
+        answers it when it keeps the deadline itself), then the connection closes."""
+        request, started = self._expired_request  # type: ignore[misc]
+        answer = self.guard.expired
+        self.guard.expired = None
+        assert answer is not None
+        response = answer()
+        body = response.body_bytes or b""
+        status = response.status
+        rid = request.request_id
+        head, _, _ = response_head(
+            status,
+            b"",
+            response.headers,
+            body_length=len(body),
+            keep_alive=False,
+            extra=[(b"X-Request-ID", rid.encode("latin-1"))] if rid else None,
+        )
+        sent = -1
+        try:
+            with trio.move_on_after(1.0):
+                await self.stream.send_all(head + body)
+                sent = len(body)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self._log_access(request, status, sent, started)
 
     async def _answer_cut_request(self) -> None:
         """A request cut off by the drain, before any of its response went out, gets a 503."""
@@ -309,6 +352,7 @@ class ClientConnection:
             client_addr=self.client_addr,
             body_source=body,
             content_length=head.content_length,
+            deadline_guard=self.guard,
         )
         if not self.watched:
             self.hangups.watch(self.stream.sock, self._hung_up)
@@ -331,6 +375,8 @@ class ClientConnection:
                 self._log_access(request, 499, -1, started)  # 499: client closed the request
             elif self.timed_out:
                 log.info("client %s stopped reading the response; closed", self.client_addr)
+            elif self.guard.expired is not None:
+                self._expired_request = (request, started)  # answered with its 504 by run()
             elif self.cut:
                 if self.response_started:
                     status = response.status if response is not None else 503

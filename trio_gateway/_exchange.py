@@ -22,6 +22,7 @@ from .errors import ClientProtocolError, UpstreamProtocolError
 
 if TYPE_CHECKING:
     from ._apidef.model import Stage
+    from ._deadlines import DeadlineGuard
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -124,6 +125,9 @@ class Request:
     response: Response | None = None
     #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
     trace: TraceContext | None = None
+    #: Where the request's deadline is kept while its upstream call runs, on the plain proxy
+    #: path (``_deadlines``; the server's connection sets it). None: the walk opens a scope.
+    deadline_guard: DeadlineGuard | None = None
     #: Seconds spent in each hook stage's plugins (stage name -> total), for the access log;
     #: None until a hook ran.
     stage_times: dict[Stage, float] | None = None

@@ -12,16 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._accesslog import AccessLog, BufferedAccessLog
-from ._exchange import Request
+from ._accesslog import AccessLog, BufferedAccessLog, NoAccessLog
 from ._logwriter import LogWriter, QueueingStreamHandler, open_log_writer
 
 __all__ = ["TEXT_FORMAT", "configure_logging", "stderr_logging", "stdout_access_log"]
-
-
-class _NoAccessLog:
-    def record(self, request: Request, status: int, sent: int, duration: float) -> None:
-        pass
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,7 +72,7 @@ def stdout_access_log(enabled: bool) -> Iterator[AccessLog]:
     here: flushed, bounded in time, when the block ends)."""
     fd = _fileno(sys.stdout) if enabled else None
     if fd is None:
-        yield _NoAccessLog()
+        yield NoAccessLog()
         return
     with open_log_writer(fd, name="stdout") as writer:
         yield BufferedAccessLog(writer)

@@ -1,9 +1,9 @@
 """Analytics, metrics and /metrics, wired into one gateway (``_app.serve_gateway``).
 
 The request path reaches this module in one place: each finished request passes through
-:class:`ObservedAccessLog` (the server's access-log call), which counts it for the metrics and
-queues it for analytics. Hook outcomes are counted by the pipeline runner itself
-(``ApiPipeline.metrics``).
+the server's access-log call, :class:`ObservedAccessLog` (the access log, the metrics, the
+analytics), or the metrics' own ``record`` when they are all there is to do. Hook outcomes
+are counted by the pipeline runner itself (``ApiPipeline.metrics``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import attrs
 import trio
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ._accesslog import AccessLog
+from ._accesslog import AccessLog, NoAccessLog
 from ._admin.app import secret_matches
 from ._analytics.recorder import AnalyticsRecorder
 from ._analytics.sinks import JsonLinesSink, RedisListSink, Sink
@@ -52,7 +52,7 @@ class ObservedAccessLog:
         if self.inner is not None:
             self.inner.record(request, status, sent, duration)
         if self.metrics is not None:
-            self.metrics.request_finished(request, status, duration)
+            self.metrics.record(request, status, sent, duration)
         recorder = self.recorder
         if recorder is not None and request.api_id:
             runtime = self.gateway.snapshot.runtimes.get(request.api_id)
@@ -84,10 +84,16 @@ class Observability:
     recorder: AnalyticsRecorder | None
 
     def access_log(self, inner: AccessLog | None, gateway: Gateway) -> AccessLog | None:
+        """The server's per-request call: the fewest layers that do what is switched on."""
         if self.metrics is not None:
             self.metrics.gateway = gateway
-        if self.metrics is None and self.recorder is None:
-            return inner
+        if isinstance(inner, NoAccessLog):
+            inner = None
+        if self.recorder is None:
+            if self.metrics is None:
+                return inner
+            if inner is None:
+                return self.metrics  # the metrics alone: their own call, nothing around it
         return ObservedAccessLog(inner, gateway, self.metrics, self.recorder)
 
     def _serves_on_control_port(self) -> bool:

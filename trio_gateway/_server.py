@@ -27,6 +27,7 @@ import trio
 
 from ._accesslog import AccessLog, LoggingAccessLog
 from ._connection import ClientConnection
+from ._deadlines import RequestDeadlines
 from ._exchange import Request, Response
 from ._net import HangupWatcher, RawSocketStream
 
@@ -103,12 +104,14 @@ class HttpServer:
         self._listeners.append(listener)
         bound = listener.getsockname()
         hangups = HangupWatcher()
+        deadlines = RequestDeadlines()
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._sweep_timeouts)
                 nursery.start_soon(hangups.run)
+                nursery.start_soon(deadlines.run)
                 task_status.started((bound[0], bound[1]))
-                await self._accept_loop(listener, nursery, hangups)
+                await self._accept_loop(listener, nursery, hangups, deadlines)
                 await self._drain()
                 nursery.cancel_scope.cancel()
         finally:
@@ -157,7 +160,11 @@ class HttpServer:
             self._drained = trio.Event()
 
     async def _accept_loop(
-        self, listener: socket.socket, nursery: trio.Nursery, hangups: HangupWatcher
+        self,
+        listener: socket.socket,
+        nursery: trio.Nursery,
+        hangups: HangupWatcher,
+        deadlines: RequestDeadlines,
     ) -> None:
         exhausted = 0  # accepts refused for lack of resources since the last warning
         warned_at = -math.inf
@@ -201,7 +208,7 @@ class HttpServer:
                 continue  # e.g. ECONNABORTED: the peer gave up before we accepted
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = f"{addr[0]}" if isinstance(addr, tuple) else ""
-            conn = ClientConnection(self, RawSocketStream(sock), client, hangups)
+            conn = ClientConnection(self, RawSocketStream(sock), client, hangups, deadlines)
             nursery.start_soon(conn.run)
 
     async def _sweep_timeouts(self) -> None:

@@ -24,7 +24,6 @@ _HEX = frozenset(b"0123456789abcdef")
 #: ``os.urandom`` per 512 requests, and per request a few slices instead of drawing, formatting
 #: and encoding a number (a third of the instructions; bench/callgrind_keyless.sh).
 _POOL_TRACES = 512
-_ZERO_TRACE_ID = b"0" * 32
 _ZERO_PARENT_ID = b"0" * 16
 
 
@@ -35,12 +34,21 @@ class _HexPool:
         self.digits = b""
         self.at = 0
 
+    def refill(self) -> None:
+        """Draw digits for the next ``_POOL_TRACES`` traces. No id may be all zeros
+        (§3.2.2.3): a pool holding 16 zeros in a row anywhere (about once in 10**15 draws) is
+        drawn again, which rules that out whatever the id boundaries, at no cost per trace."""
+        digits = binascii.hexlify(os.urandom(24 * _POOL_TRACES))
+        while _ZERO_PARENT_ID in digits:
+            digits = binascii.hexlify(os.urandom(24 * _POOL_TRACES))
+        self.digits = digits
+        self.at = 0
+
     def take48(self) -> bytes:
-        """48 random lower-case hex digits (a trace id and a parent id)."""
+        """48 random lower-case hex digits (a trace id and a parent id, neither all zeros)."""
+        if self.at >= len(self.digits):
+            self.refill()
         at = self.at
-        if at >= len(self.digits):
-            self.digits = binascii.hexlify(os.urandom(24 * _POOL_TRACES))
-            at = 0
         self.at = at + 48
         return self.digits[at : at + 48]
 
@@ -100,10 +108,13 @@ def parse_traceparent(value: bytes, tracestate: bytes | None = None) -> TraceCon
 
 def start_trace() -> TraceContext:
     """A new trace (random ids, not sampled)."""
-    ids = _pool.take48()
+    return _new_trace(_pool.take48())
+
+
+def _new_trace(ids: bytes) -> TraceContext:
+    """The context of a trace the gateway starts, from 48 hex digits (the trace id, then the
+    parent id)."""
     trace_id, parent_id = ids[:32], ids[32:]
-    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_PARENT_ID:
-        return start_trace()  # all zeros is invalid (§3.2.2.3); once in 2**64 draws
     # tuple.__new__ skips the named tuple's Python-level __new__ (half of this function's cost).
     context: TraceContext = _new_tuple(
         TraceContext,
@@ -111,7 +122,7 @@ def start_trace() -> TraceContext:
             trace_id.decode("ascii"),
             parent_id.decode("ascii"),
             "00",
-            b"00-" + trace_id + b"-" + parent_id + b"-00",
+            b"00-%s-%s-00" % (trace_id, parent_id),
             None,
             True,
         ),
@@ -126,15 +137,24 @@ def trace_for(headers: list[tuple[bytes, bytes]]) -> TraceContext:
     parent: bytes | None = None
     state: bytes | None = None
     for name, value in headers:
-        if len(name) == 11 and name.lower() == TRACEPARENT:
-            parent = value
-        elif len(name) == 10 and name.lower() == TRACESTATE:
+        # Only names of these two lengths can match: most fields cost a len() and no lower().
+        size = len(name)
+        if size == 11:
+            if name.lower() == TRACEPARENT:
+                parent = value
+        elif size == 10 and name.lower() == TRACESTATE:
             state = value
     if parent is not None:
         context = parse_traceparent(parent, state)
         if context is not None:
             return context
         headers[:] = [(n, v) for n, v in headers if n.lower() not in (TRACEPARENT, TRACESTATE)]
-    context = start_trace()
+    # start_trace() written out: this runs for nearly every request (once per request).
+    pool = _pool
+    if pool.at >= len(pool.digits):
+        pool.refill()
+    at = pool.at
+    pool.at = at + 48
+    context = _new_trace(pool.digits[at : at + 48])
     headers.append((TRACEPARENT, context.header))
     return context

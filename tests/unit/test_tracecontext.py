@@ -77,3 +77,28 @@ def test_started_traces_stay_valid_and_distinct_across_refills_of_the_random_poo
         )
         assert trace.started
         assert not trace.sampled
+
+
+def test_a_random_pool_with_an_all_zero_id_in_it_is_drawn_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An all-zero id is invalid (§3.2.2.3). The first draw here is all zeros: the pool must be
+    # drawn again rather than hand out "000…" ids to the next traces.
+    import os
+
+    from trio_gateway import _tracecontext
+
+    draws = [bytes(24 * 512)]
+    real_urandom = os.urandom
+
+    def urandom(size: int) -> bytes:
+        return draws.pop() if draws else real_urandom(size)
+
+    monkeypatch.setattr(_tracecontext.os, "urandom", urandom)
+    monkeypatch.setattr(_tracecontext, "_pool", _tracecontext._HexPool())
+    headers: list[tuple[bytes, bytes]] = []
+    trace = trace_for(headers)
+    assert not draws  # the zeros were drawn, and refused
+    assert parse_traceparent(trace.header) is not None
+    assert trace.trace_id != "0" * 32 and trace.parent_id != "0" * 16
+    assert headers == [(b"traceparent", trace.header)]

@@ -92,10 +92,26 @@ async def walk(
 
     This is the only place a request's deadline scope is opened, and the only place that answers
     the request's own deadline passing (:func:`request_timed_out`, the one 504 for it): in the
-    upstream call, or in a built-in step (which has no deadline of its own). A hook's own timeout
-    is its failure policy's (``ApiPipeline._fail``). A new scope is opened only after a hook timed
-    out under fail-open (a cancelled scope cannot be reused).
+    upstream call, or in a built-in step (which has no deadline of its own). The exception is
+    the plain proxy path (no pipeline) of a request whose connection keeps its deadline
+    (``request.deadline_guard``): there the connection answers the same 504 when it passes.
+    A hook's own timeout is its failure policy's (``ApiPipeline._fail``). A new scope is opened
+    only after a hook timed out under fail-open (a cancelled scope cannot be reused).
     """
+    if pipeline is None and upstream is not None and request.deadline_guard is not None:
+        # The plain proxy path, from a connection that keeps the request's deadline for us
+        # (``_deadlines``): no scope. If the deadline passes during the call, the connection's
+        # scope is cancelled and the connection answers ``runtime.timed_out()`` (the same 504).
+        guard = request.deadline_guard
+        guard.arm(deadline, runtime.timed_out)  # type: ignore[union-attr]
+        try:
+            return await upstream.call(request, runtime, host_header, None)  # type: ignore[arg-type]
+        except ClientProtocolError:
+            raise  # the client's answer (413, a broken body), not the upstream's
+        except GatewayError as exc:
+            return upstream.failed(runtime, exc)  # type: ignore[arg-type]
+        finally:
+            guard.disarm()
     i, n = 0, len(hooks)
     if pipeline is not None:
         # What walking hooks needs (now, or RESPONSE hooks after the upstream). An API without a

@@ -32,7 +32,7 @@ from .._upstream.connection import Origin, UpstreamPool
 from .._upstream.proxy import UpstreamRequest, discard_body, forward
 from ..errors import GatewayError
 from .exchange import Exchange
-from .policy import log
+from .policy import log, request_timed_out
 from .runner import ApiPipeline
 from .steps import walk
 
@@ -61,6 +61,10 @@ class ApiRuntime:
     #: Seconds a request may take up to the upstream's response head (the API's
     #: ``proxy.request_timeout``, else the gateway's ``proxy_default_timeout``).
     timeout: float = math.inf
+
+    def timed_out(self) -> Response:
+        """The answer when a request's deadline passes (504, logged as this API's timeout)."""
+        return request_timed_out(self.api.api_id, self.timeout)
 
     def run(
         self, request: Request, host_header: bytes | None, upstream: Upstream, hook_body_limit: int

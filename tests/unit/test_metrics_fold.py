@@ -1,0 +1,89 @@
+"""Per-API request metrics are counted in batches (``ApiSeries.fold``): whatever the batch, the
+counts and sums are those of counting each request on its own, and a scrape sees every request
+that finished before it."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from trio_gateway._exchange import Request
+from trio_gateway._metrics import BUCKETS, FOLD_EVERY, ApiSeries, GatewayMetrics, Histogram
+
+seconds = st.one_of(
+    st.sampled_from([0.0, *BUCKETS]),  # on a bound: counted in that bucket (le)
+    st.floats(min_value=0.0, max_value=60.0, allow_nan=False),
+)
+finished = st.tuples(
+    st.integers(min_value=100, max_value=999),  # status (a hook may answer 600-999)
+    seconds,  # duration
+    st.one_of(st.just(-1.0), seconds),  # upstream latency, -1: never reached the upstream
+)
+
+
+def one_by_one(requests: list[tuple[int, float, float]]) -> ApiSeries:
+    """The reference: every request counted as it finishes."""
+    series = ApiSeries()
+    for status, duration, upstream in requests:
+        if 100 <= status < 600:
+            series.by_class[status // 100 - 1] += 1
+        series.total.observe(duration)
+        if upstream >= 0:
+            series.upstream.observe(upstream)
+            series.gateway.observe(duration - upstream if duration > upstream else 0.0)
+        else:
+            series.gateway.observe(duration)
+    return series
+
+
+def same(a: Histogram, b: Histogram) -> bool:
+    return a.counts == b.counts and math.isclose(a.total, b.total, rel_tol=1e-9, abs_tol=1e-9)
+
+
+@given(st.lists(finished, max_size=3 * FOLD_EVERY // 2), st.integers(min_value=1, max_value=40))
+def test_batched_counts_equal_counting_each_request(
+    requests: list[tuple[int, float, float]], batch: int
+) -> None:
+    series = ApiSeries()
+    for start in range(0, len(requests), batch):
+        series.pending.extend(requests[start : start + batch])
+        series.fold()
+    expected = one_by_one(requests)
+    assert series.pending == []
+    assert series.by_class == expected.by_class
+    assert same(series.total, expected.total)
+    assert same(series.upstream, expected.upstream)
+    assert same(series.gateway, expected.gateway)
+
+
+def _request(api_id: str, upstream: float) -> Request:
+    request = Request(method="GET", path="/", query="", headers=[])
+    request.api_id = api_id
+    request.upstream_latency = upstream
+    return request
+
+
+def test_a_scrape_counts_requests_still_pending_and_the_batch_stays_bounded() -> None:
+    metrics = GatewayMetrics()
+    for _ in range(FOLD_EVERY + 3):
+        metrics.record(_request("a", 0.002), 200, 10, 0.003)
+    metrics.record(_request("a", -1.0), 404, 10, 0.0001)
+    assert len(metrics.apis["a"].pending) < FOLD_EVERY  # a full batch is counted at once
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    requests = {
+        s.labels["status_class"]: s.value
+        for s in families["trio_gateway_requests"].samples
+        if s.name == "trio_gateway_requests_total"
+    }
+    assert requests == {"2xx": FOLD_EVERY + 3, "4xx": 1}
+    counts = {
+        s.labels["part"]: s.value
+        for s in families["trio_gateway_request_duration_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    total = FOLD_EVERY + 4
+    assert counts == {"total": total, "upstream": total - 1, "gateway": total}
+    assert metrics.apis["a"].pending == []
