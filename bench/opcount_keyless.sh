@@ -11,6 +11,8 @@
 # warm-up of 32 x 10 requests, counting is switched on for exactly 32 x N requests
 # (bench/fixed_load.py), then off. Writes OUT (opcodes, calls, function; totals for all the
 # requests) and prints the opcodes per request. Compare two files with bench/opcount_compare.py.
+# With OPCOUNT_HOOKS=1 the API has the hooks-pre-post variant's two no-op native hooks; with
+# OPCOUNT_TOKEN=1 it is the token-memory variant's (token auth, a rate limit and a quota).
 set -euo pipefail
 python=$1
 result=$(realpath -m "$2")
@@ -18,15 +20,46 @@ per=${3:-20}
 out=$(mktemp -d /tmp/opcount-keyless.XXXXXX)
 bench=$(cd "$(dirname "$0")" && pwd)
 . "$bench/_keyless_setup.sh"
-OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/apps" \
+if [ "${OPCOUNT_HOOKS:-}" = 1 ]; then
+    printf 'async def noop_pre(ctx):\n    return None\n\n\nasync def noop_post(ctx):\n    return None\n' \
+        >"$out/noop_hooks.py"
+    python3 - "$out/apps/keyless.json" "$out/noop_hooks.py" <<'PY'
+import json, sys
+path, plugin = sys.argv[1], sys.argv[2]
+api = json.load(open(path))
+api["custom_middleware"] = {
+    "driver": "python",
+    "pre": [{"name": "noop_pre", "path": plugin}],
+    "post": [{"name": "noop_post", "path": plugin}],
+}
+json.dump(api, open(path, "w"))
+PY
+fi
+config=()
+load=()
+if [ "${OPCOUNT_TOKEN:-}" = 1 ]; then
+    echo '{"secret": "bench-admin-secret"}' >"$out/tyk.conf"
+    config=(--config "$out/tyk.conf")
+    load=(--header "Authorization: bench-key")
+    sed -i 's/"use_keyless": true/"use_keyless": false/' "$out/apps/keyless.json"
+fi
+OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/apps" "${config[@]}" \
     --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 >/dev/null
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
+if [ "${OPCOUNT_TOKEN:-}" = 1 ]; then
+    curl -sf -o /dev/null -X POST -H "X-Tyk-Authorization: bench-admin-secret" \
+        -d '{"rate": 1e9, "per": 1, "quota_max": 1000000000000, "quota_renewal_rate": 3600,
+             "access_rights": {"keyless": {"api_id": "keyless", "versions": ["Default"]}}}' \
+        "http://127.0.0.1:$gw/tyk/keys/bench-key"
+fi
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 \
+    "${load[@]}" >/dev/null
 kill -USR1 "$gateway_pid"
 sleep 0.2
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
+    "${load[@]}" >/dev/null
 kill -USR2 "$gateway_pid"
 for _ in $(seq 50); do [ -s "$result" ] && break; sleep 0.1; done
 awk -F'\t' -v n=$((32 * per)) '{s += $1} END {printf "opcodes per request: %.0f (%d requests)\n", s / n, n}' "$result"

@@ -1,34 +1,45 @@
-"""The request deadline on the plain proxy path (an API without hooks or auth), which the
-listener's :class:`~trio_gateway._deadlines.RequestDeadlines` keeps instead of a cancel scope
-per request: real sockets, Trio's mock clock (the deadlines are exact, the test takes no time).
+"""The request deadline where the listener's :class:`~trio_gateway._deadlines.RequestDeadlines`
+keeps it instead of a cancel scope per request: the plain proxy path (an API without hooks or
+auth) and pipelines of built-in steps only (token auth, limits). Real sockets, Trio's mock
+clock (the deadlines are exact, the test takes no time).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import trio
 import trio.testing
 
 from tests.helpers import start_gateway, write_keyless_api
 from tests.helpers.client import RawResponse, open_client
 from tests.helpers.upstream import ReceivedRequest, Reply, start_upstream
-from trio_gateway._config.model import GatewayConfig
+from trio_gateway._app import RunningGateway, serve_gateway
+from trio_gateway._config.model import GatewayConfig, ListenConfig
+from trio_gateway._session.memory import MemorySessionStore
+from trio_gateway._session.model import Session
 
 #: The 504 a request's deadline gets (docs/tyk-differences.md).
 TIMEOUT_BODY = {"error": "Upstream service reached hard timeout."}
 
 
 async def _timed_request(
-    address: tuple[str, int], target: str, results: dict[str, tuple[float, RawResponse, bool]]
+    address: tuple[str, int],
+    target: str,
+    results: dict[str, tuple[float, RawResponse, bool]],
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> None:
     """Send one GET on a connection of its own; note when the answer came, the answer, and
     whether the gateway closed the connection after it."""
     async with open_client(address, read_timeout=600) as client:
         started = trio.current_time()
-        response = await client.request("GET", target)
-        elapsed = trio.current_time() - started
-        results[target] = (elapsed, response, not await client._fill())
+        response = await client.request("GET", target, headers)
+        answered = trio.current_time()
+        # Closed at once after the answer (the mock clock would reach the keep-alive bound
+        # otherwise: then it is not "closed").
+        closed = not await client._fill() and trio.current_time() == answered
+        results[target] = (answered - started, response, closed)
 
 
 async def test_an_upstream_slower_than_the_deadline_gets_a_504_exactly_at_it_and_the_connection_closes(  # noqa: E501
@@ -106,3 +117,43 @@ async def test_requests_that_finish_in_time_keep_their_connection_and_are_not_cu
     assert (first.status, second.status) == (200, 200)
     assert not first.closes
     assert len(upstream.requests) == 2
+
+
+async def test_a_keyed_api_without_hooks_gets_its_504_at_the_deadline_too(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Token auth, a rate limit and a quota (built-in steps only): the walk runs without a
+    # scope, and the deadline still ends a request whose upstream is too slow, at the deadline.
+    never = trio.Event()
+
+    async def hold(request: ReceivedRequest, reply: Reply) -> None:
+        await never.wait()
+
+    upstream = await start_upstream(nursery, hold)
+    write_keyless_api(
+        tmp_path, api_id="keyed", listen_path="/keyed/", target_url=upstream.url, use_keyless=False
+    )
+    store = MemorySessionStore()
+    await store.put_session("k1", Session(rate=1000, per=1, quota_max=10, quota_renewal_rate=60))
+    config = attrs.evolve(
+        GatewayConfig(proxy_default_timeout=30), listen=ListenConfig(host="127.0.0.1", port=0)
+    )
+    gw: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(
+            config, apps_dir=tmp_path, session_store=store, task_status=task_status
+        )
+    )
+    results: dict[str, tuple[float, RawResponse, bool]] = {}
+
+    await _timed_request(gw.address, "/keyed/x", results, (("Authorization", "k1"),))
+
+    elapsed, response, closed = results["/keyed/x"]
+    assert abs(elapsed - 30) < 0.05
+    assert response.status == 504
+    assert response.json() == TIMEOUT_BODY
+    assert response.closes
+    assert closed
+    # The key was checked and counted on the way (the built-ins ran before the upstream call).
+    session = await store.get_session("k1")
+    assert session is not None
+    assert session.quota_remaining == 9

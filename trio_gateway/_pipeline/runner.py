@@ -26,7 +26,7 @@ from .policy import (
     FailureKind,
     failure_response,
 )
-from .steps import AUTHENTICATE_STEP, BUILTINS_STEP, walk
+from .steps import AUTHENTICATE_STEP, BUILTINS_STEP, GuardedWalk, walk
 
 if TYPE_CHECKING:
     from .walk import ApiRuntime, Upstream
@@ -88,7 +88,8 @@ class ApiPipeline:
     _failures_by_hook: dict[str, int] = attrs.field(factory=dict)
     #: Per-hook latency and outcomes for /metrics (set by the gateway when metrics are on).
     metrics: GatewayMetrics | None = None
-    _hook_series: dict[str, HookSeries] = attrs.field(factory=dict)
+    #: Per hook (a HookRef hashes by identity: no label made per call).
+    _hook_series: dict[HookRef, HookSeries] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._info = ApiInfo.from_api(self.api)
@@ -148,17 +149,38 @@ class ApiPipeline:
         Returns what the client gets: a hook's (or a failure policy's) answer, the upstream's
         response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
-        answer = await walk(
-            self,
-            self._steps_for(request),
-            request,
-            exchange.deadline,
-            exchange,
-            None,
-            upstream,
-            runtime,
-            exchange.host_header,
-        )
+        guard = request.deadline_guard
+        if guard is None or self.driver is not None:
+            answer = await walk(
+                self,
+                self._steps_for(request),
+                request,
+                exchange.deadline,
+                exchange,
+                None,
+                upstream,
+                runtime,
+                exchange.host_header,
+            )
+        else:
+            # Built-in steps only, and the connection keeps the request's deadline
+            # (``_deadlines``): no scope for the walk (steps.GuardedWalk).
+            guard.arm(exchange.deadline, runtime.timed_out)
+            try:
+                answer = await walk(
+                    self,
+                    self._steps_for(request),
+                    request,
+                    exchange.deadline,
+                    exchange,
+                    None,
+                    upstream,
+                    runtime,
+                    exchange.host_header,
+                    GuardedWalk(exchange.deadline),
+                )
+            finally:
+                guard.disarm()
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the upstream
         assert answer is not None  # with the upstream step, the walk always ends in a response
@@ -180,13 +202,13 @@ class ApiPipeline:
                 await self.driver.aclose()
 
     def _series(self, hook: HookRef) -> HookSeries:
-        series = self._hook_series.get(hook.label)
+        series = self._hook_series.get(hook)
         if series is None:
             assert self.metrics is not None
             builtin = hook is AUTHENTICATE_STEP or hook is BUILTINS_STEP
             driver = "builtin" if builtin else self.api.middleware.driver
             series = self.metrics.hook_series(self.api.api_id, hook.stage.value, hook.label, driver)
-            self._hook_series[hook.label] = series
+            self._hook_series[hook] = series
         return series
 
     def _fail(

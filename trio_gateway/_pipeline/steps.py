@@ -49,6 +49,33 @@ __all__ = ["AUTHENTICATE_STEP", "BUILTINS_STEP", "walk"]
 
 T = TypeVar("T")
 
+
+class GuardedWalk:
+    """Stands for the walk's cancel scope when the request's connection keeps its deadline
+    (``request.deadline_guard``), for a pipeline without plugin hooks (built-in auth, rate
+    limits, quotas): :meth:`ApiPipeline.run` arms the guard for the whole walk.
+
+    The built-in steps, the finisher and the upstream call then run under no scope of their
+    own (their deadline is the request's; a scope costs ~4 µs: ``bench/scope_cost.py``): if it
+    passes, the connection answers the request's 504, as the walk would, and closes. Plugin
+    hooks have deadlines of their own, moved on a real scope (:func:`_await_with_deadline`):
+    a pipeline with hooks walks in a scope as before.
+    """
+
+    __slots__ = ("deadline",)
+    #: Never cancelled itself: the connection's scope is, and the whole request with it.
+    cancelled_caught = False
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __enter__(self) -> GuardedWalk:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
 #: Marks where the built-in authentication runs: before the AUTH hook, so that an authenticated
 #: request (standard token auth, or a session cached by custom auth's ID extractor) skips it and
 #: POST_AUTH hooks see the session. Bounded by the request deadline only, fail closed.
@@ -80,6 +107,7 @@ async def walk(
     upstream: Upstream | None = None,
     runtime: ApiRuntime | None = None,
     host_header: bytes | None = None,
+    guarded: GuardedWalk | None = None,
 ) -> Response | None:
     """Walk ``hooks`` in order under the request's ``deadline`` (absolute): THE walk, for every
     API. Returns a response that ends the walk, or None (without ``upstream``: every step passed).
@@ -132,7 +160,7 @@ async def walk(
     error: Exception | None
     while True:
         # The scope starts at the request's deadline; a step that waits moves it to its own.
-        with trio.CancelScope(deadline=deadline) as scope:
+        with guarded if guarded is not None else trio.CancelScope(deadline=deadline) as scope:
             while True:
                 if i == n:
                     if upstream is None:
@@ -350,7 +378,7 @@ def _checked_answer(decision: Respond) -> Response:
 
 @types.coroutine
 def _await_with_deadline(
-    coro: Coroutine[Any, Any, T], scope: trio.CancelScope, deadline: float
+    coro: Coroutine[Any, Any, T], scope: trio.CancelScope | GuardedWalk, deadline: float
 ) -> Generator[Any, Any, T]:
     """``await coro`` in ``scope``, moving the scope's deadline to ``deadline`` only if ``coro``
     has to wait.
@@ -360,7 +388,9 @@ def _await_with_deadline(
     checkpoint, and none runs before this task yields), and the walk checks each step's run
     time when it returns. So the first step runs under whatever deadline the scope had; before
     the first yield to Trio the scope gets this step's own, and from there on this drives ``coro``
-    exactly as ``await`` would.
+    exactly as ``await`` would. (The deadline is moved, never a scope entered here: a hook may
+    open scopes of its own before its first yield, which a scope entered after it would corrupt.
+    A :class:`GuardedWalk` has built-in steps only, whose deadline is the request's: no move.)
     """
     try:
         yielded = coro.send(None)
