@@ -64,17 +64,11 @@ class RequestDeadlines:
     def in_flight(self) -> int:
         return self._armed
 
-    def _push(self, deadline: float, guard: DeadlineGuard) -> None:
-        seq = guard._seq = next(self._seq)
+    def _drop_finished(self) -> None:
+        """Many finished requests' entries below a long one still in flight: drop them all."""
         heap = self._heap
-        heapq.heappush(heap, (deadline, seq, guard))
-        self._armed += 1
-        if len(heap) > 2 * self._armed + _SLACK:
-            # Many finished requests' entries below a long one still in flight: drop them.
-            heap[:] = [entry for entry in heap if entry[2]._seq == entry[1]]
-            heapq.heapify(heap)
-        if deadline < self._target and self._wake is not None:
-            self._wake.cancel()  # the timer sleeps past this deadline: wake it to look again
+        heap[:] = [entry for entry in heap if entry[2]._seq == entry[1]]
+        heapq.heapify(heap)
 
     def _pop_finished(self) -> None:
         heap = self._heap
@@ -114,10 +108,21 @@ class DeadlineGuard:
         #: Set when the deadline passed: the connection answers it (and closes).
         self.expired: Callable[[], Response] | None = None
 
+    # arm() and disarm() run once each per request: RequestDeadlines' bookkeeping is written
+    # out here rather than called.
+
     def arm(self, deadline: float, answer: Callable[[], Response]) -> None:
         """Watch ``deadline`` (absolute, Trio's clock); ``answer`` makes the client's 504."""
         self.answer = answer
-        self._deadlines._push(deadline, self)
+        deadlines = self._deadlines
+        seq = self._seq = next(deadlines._seq)
+        heap = deadlines._heap
+        heapq.heappush(heap, (deadline, seq, self))
+        armed = deadlines._armed = deadlines._armed + 1
+        if len(heap) > 2 * armed + _SLACK:
+            deadlines._drop_finished()
+        if deadline < deadlines._target and deadlines._wake is not None:
+            deadlines._wake.cancel()  # the timer sleeps past this deadline: wake it to look again
 
     def disarm(self) -> None:
         """The call ended in time (or failed, or was cancelled): stop watching."""
@@ -126,7 +131,10 @@ class DeadlineGuard:
             self.answer = None
             deadlines = self._deadlines
             deadlines._armed -= 1
-            deadlines._pop_finished()
+            heap = deadlines._heap
+            # Requests mostly end in the order they began: this one's entry is usually on top.
+            while heap and heap[0][2]._seq != heap[0][1]:
+                heapq.heappop(heap)
 
     def _expire(self) -> None:
         self._seq = 0
