@@ -136,6 +136,11 @@ class DeadlineGuard:
             while heap and heap[0][2]._seq != heap[0][1]:
                 heapq.heappop(heap)
 
+    def rearm(self, deadline: float, answer: Callable[[], Response]) -> None:
+        """Watch ``deadline`` with ``answer`` instead of what was watched (if anything)."""
+        self.disarm()
+        self.arm(deadline, answer)
+
     def _expire(self) -> None:
         self._seq = 0
         self._deadlines._armed -= 1

@@ -157,3 +157,66 @@ async def test_a_keyed_api_without_hooks_gets_its_504_at_the_deadline_too(
     session = await store.get_session("k1")
     assert session is not None
     assert session.quota_remaining == 9
+
+
+HOOKS = """
+import trio
+
+
+async def slow(ctx):
+    await trio.sleep(10)
+
+
+async def brief(ctx):
+    await trio.sleep(1)
+"""
+
+
+async def test_native_hooks_that_fail_closed_keep_their_own_deadline_without_a_scope(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Native hooks that all fail closed walk without a scope too: a hook that waits gets its
+    # own deadline on the connection's guard, with its own timeout answer (its policy's, counted
+    # as its timeout), and the request's deadline holds again once the hook has returned.
+    never = trio.Event()
+
+    async def hold(request: ReceivedRequest, reply: Reply) -> None:
+        await never.wait()
+
+    upstream = await start_upstream(nursery, hold)
+    plugin = tmp_path / "hooks.py"
+    plugin.write_text(HOOKS)
+    for api_id, name in (("slow", "slow"), ("brief", "brief")):
+        write_keyless_api(
+            tmp_path / "apps",
+            api_id=api_id,
+            listen_path=f"/{api_id}/",
+            target_url=upstream.url,
+            custom_middleware={
+                "driver": "python",
+                "pre": [{"name": name, "path": str(plugin), "timeout": 2}],
+            },
+        )
+    gw = await start_gateway(
+        nursery, tmp_path / "apps", config=GatewayConfig(proxy_default_timeout=30)
+    )
+    assert gw.gateway.snapshot.runtimes["slow"].pipeline.guardable  # type: ignore[union-attr]
+    results: dict[str, tuple[float, RawResponse, bool]] = {}
+
+    await _timed_request(gw.address, "/slow/x", results)
+    await _timed_request(gw.address, "/brief/x", results)
+
+    elapsed, response, closed = results["/slow/x"]
+    assert abs(elapsed - 2) < 0.05  # the hook's own deadline
+    assert response.status == 504
+    assert response.json() == TIMEOUT_BODY
+    assert closed
+    statistics = gw.gateway.snapshot.runtimes["slow"].pipeline.statistics()  # type: ignore[union-attr]
+    assert statistics.timeouts == 1
+    # The brief hook returned after 1 s; the upstream never answers: the request's own deadline
+    # (30 s from the start) ends it.
+    elapsed, response, closed = results["/brief/x"]
+    assert abs(elapsed - 30) < 0.05
+    assert response.status == 504
+    assert closed
+    assert len(upstream.requests) == 1  # only the brief hook's request reached the upstream

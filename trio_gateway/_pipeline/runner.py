@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 import trio
 
-from .._apidef.model import ApiDefinition
+from .._apidef.model import ApiDefinition, FailureMode
 from .._exchange import Request, Response
 from .._logsummary import FailureLog
 from .._metrics import GatewayMetrics, HookSeries
@@ -81,6 +81,11 @@ class ApiPipeline:
     #: whether the response walks hooks. Plain attributes: the gateway reads them per request.
     has_request_hooks: bool = attrs.field(init=False)
     has_response_hooks: bool = attrs.field(init=False)
+    #: Whether the walk may run without a scope when the connection keeps the request's
+    #: deadline (steps.GuardedWalk): built-in steps only, or native Python hooks (which read
+    #: no deadline off a scope, unlike the gRPC and JS drivers) that all fail closed (a hook
+    #: timeout then ends the request, as the connection's guard does; fail open goes on).
+    guardable: bool = attrs.field(init=False)
     _calls: int = 0
     _responded: int = 0
     _failures: dict[FailureKind, int] = attrs.field(factory=lambda: dict.fromkeys(FailureKind, 0))
@@ -103,6 +108,10 @@ class ApiPipeline:
             chain.has_request_hooks or bool(self.builtins) or self.authenticate is not None
         )
         self.has_response_hooks = chain.has_response_hooks
+        self.guardable = self.driver is None or (
+            self.api.middleware.driver == "python"
+            and all(hook.failure_mode is FailureMode.CLOSED for hook in chain.hooks)
+        )
 
     def statistics(self) -> PipelineStatistics:
         return PipelineStatistics(
@@ -150,7 +159,7 @@ class ApiPipeline:
         response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
         guard = request.deadline_guard
-        if guard is None or self.driver is not None:
+        if guard is None or not self.guardable:
             answer = await walk(
                 self,
                 self._steps_for(request),
@@ -163,9 +172,10 @@ class ApiPipeline:
                 exchange.host_header,
             )
         else:
-            # Built-in steps only, and the connection keeps the request's deadline
-            # (``_deadlines``): no scope for the walk (steps.GuardedWalk).
-            guard.arm(exchange.deadline, runtime.timed_out)
+            # The connection keeps the request's deadline (``_deadlines``): no scope for the
+            # walk (steps.GuardedWalk).
+            timed_out = runtime.timed_out
+            guard.arm(exchange.deadline, timed_out)
             try:
                 answer = await walk(
                     self,
@@ -177,7 +187,7 @@ class ApiPipeline:
                     upstream,
                     runtime,
                     exchange.host_header,
-                    GuardedWalk(exchange.deadline),
+                    GuardedWalk(guard, exchange.deadline, timed_out, self),
                 )
             finally:
                 guard.disarm()
@@ -210,6 +220,12 @@ class ApiPipeline:
             series = self.metrics.hook_series(self.api.api_id, hook.stage.value, hook.label, driver)
             self._hook_series[hook] = series
         return series
+
+    def hook_timed_out(self, hook: HookRef, elapsed: float) -> Response:
+        """``hook`` (failing closed) ran past its deadline: its policy's answer, counted."""
+        answer = self._fail(hook, FailureKind.TIMEOUT, None, elapsed)
+        assert answer is not None  # guarded walks have fail-closed hooks only
+        return answer
 
     def _fail(
         self,

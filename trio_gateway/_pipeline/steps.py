@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
@@ -42,6 +42,7 @@ from .policy import (
 )
 
 if TYPE_CHECKING:
+    from .._deadlines import DeadlineGuard
     from .runner import ApiPipeline
     from .walk import ApiRuntime, Upstream
 
@@ -52,22 +53,33 @@ T = TypeVar("T")
 
 class GuardedWalk:
     """Stands for the walk's cancel scope when the request's connection keeps its deadline
-    (``request.deadline_guard``), for a pipeline without plugin hooks (built-in auth, rate
-    limits, quotas): :meth:`ApiPipeline.run` arms the guard for the whole walk.
+    (``request.deadline_guard``; :meth:`ApiPipeline.run` arms it for the whole walk), on
+    pipelines that need no scope (``ApiPipeline.guardable``): built-in steps only, or native
+    Python hooks that all fail closed.
 
-    The built-in steps, the finisher and the upstream call then run under no scope of their
-    own (their deadline is the request's; a scope costs ~4 µs: ``bench/scope_cost.py``): if it
-    passes, the connection answers the request's 504, as the walk would, and closes. Plugin
-    hooks have deadlines of their own, moved on a real scope (:func:`_await_with_deadline`):
-    a pipeline with hooks walks in a scope as before.
+    The built-in steps, the finisher and the upstream call run under the request's deadline,
+    which the guard holds: if it passes, the connection answers the request's 504, as the walk
+    would, and closes. A hook that has to wait gets its own deadline on the guard, with its
+    timeout answer (the failure policy's), for as long as it runs (:func:`_await_with_deadline`):
+    a hook that fails closed ends the request with that answer anyway. Such requests then open
+    no Trio scope at all (a scope costs ~4 µs: ``bench/scope_cost.py``).
     """
 
-    __slots__ = ("deadline",)
+    __slots__ = ("answer", "deadline", "guard", "pipeline")
     #: Never cancelled itself: the connection's scope is, and the whole request with it.
     cancelled_caught = False
 
-    def __init__(self, deadline: float) -> None:
+    def __init__(
+        self,
+        guard: DeadlineGuard,
+        deadline: float,
+        answer: Callable[[], Response],
+        pipeline: ApiPipeline,
+    ) -> None:
+        self.guard = guard
         self.deadline = deadline
+        self.answer = answer
+        self.pipeline = pipeline
 
     def __enter__(self) -> GuardedWalk:
         return self
@@ -240,7 +252,7 @@ async def walk(
                 hooked._calls += 1
                 try:
                     decision = await _await_with_deadline(
-                        driver.call(hook, ctx), scope, step_deadline
+                        driver.call(hook, ctx), scope, step_deadline, hook, started
                     )
                 except ClientProtocolError:
                     # The client's body is over the hooks' limit (413) or broken: the
@@ -378,7 +390,11 @@ def _checked_answer(decision: Respond) -> Response:
 
 @types.coroutine
 def _await_with_deadline(
-    coro: Coroutine[Any, Any, T], scope: trio.CancelScope | GuardedWalk, deadline: float
+    coro: Coroutine[Any, Any, T],
+    scope: trio.CancelScope | GuardedWalk,
+    deadline: float,
+    hook: HookRef | None = None,
+    started: float = 0.0,
 ) -> Generator[Any, Any, T]:
     """``await coro`` in ``scope``, moving the scope's deadline to ``deadline`` only if ``coro``
     has to wait.
@@ -389,16 +405,42 @@ def _await_with_deadline(
     time when it returns. So the first step runs under whatever deadline the scope had; before
     the first yield to Trio the scope gets this step's own, and from there on this drives ``coro``
     exactly as ``await`` would. (The deadline is moved, never a scope entered here: a hook may
-    open scopes of its own before its first yield, which a scope entered after it would corrupt.
-    A :class:`GuardedWalk` has built-in steps only, whose deadline is the request's: no move.)
+    open scopes of its own before its first yield, which a scope entered after it would corrupt.)
+
+    In a :class:`GuardedWalk` the deadline moves on the connection's guard instead: for a
+    ``hook`` (which started at ``started``) to its own, with its timeout answer, and back to the
+    request's when it returns; a built-in step stays under the request's.
     """
     try:
         yielded = coro.send(None)
     except StopIteration as stop:
         result: T = stop.value
         return result
-    if scope.deadline != deadline:  # built-in steps keep the request's deadline: no move
+    if type(scope) is GuardedWalk:
+        if hook is not None:
+            guard = scope.guard
+            guard.rearm(deadline, _hook_timeout_answer(scope.pipeline, hook, deadline - started))
+            try:
+                result = yield from _drive(coro, yielded)
+            finally:
+                guard.rearm(scope.deadline, scope.answer)
+            return result
+    elif scope.deadline != deadline:  # built-in steps keep the request's deadline: no move
         scope.deadline = deadline
+    result = yield from _drive(coro, yielded)
+    return result
+
+
+def _hook_timeout_answer(
+    pipeline: ApiPipeline, hook: HookRef, elapsed: float
+) -> Callable[[], Response]:
+    """What the connection answers if ``hook`` is still running at its deadline: its failure
+    policy's timeout answer (counted and logged as that hook's timeout)."""
+    return lambda: pipeline.hook_timed_out(hook, elapsed)
+
+
+def _drive(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    """Go on driving ``coro``, which has just yielded ``yielded``, exactly as ``await`` would."""
     while True:
         try:
             sent = yield yielded
@@ -409,7 +451,7 @@ def _await_with_deadline(
             try:
                 yielded = coro.throw(exc)
             except StopIteration as stop:
-                result = stop.value
+                result: T = stop.value
                 return result
             continue
         try:
