@@ -62,7 +62,7 @@ class ClientConnection:
     stream: RawSocketStream
     client_addr: str
     hangups: HangupWatcher
-    #: The listener's request deadlines (the plain proxy path keeps its deadline there).
+    #: The listener's request deadlines (walks without a scope keep theirs there).
     deadlines: RequestDeadlines
     parser: H1ServerParser = attrs.field(init=False)
     #: This connection's place in ``deadlines``; cancels the scope when a deadline passes.
@@ -178,25 +178,11 @@ class ClientConnection:
         self.guard.expired = None
         assert answer is not None
         response = answer()
-        body = response.body_bytes or b""
-        status = response.status
         rid = request.request_id
-        head, _, _ = response_head(
-            status,
-            b"",
-            response.headers,
-            body_length=len(body),
-            keep_alive=False,
-            extra=[(b"X-Request-ID", rid.encode("latin-1"))] if rid else None,
+        sent = await self._send_last(
+            response, [(b"X-Request-ID", rid.encode("latin-1"))] if rid else None
         )
-        sent = -1
-        try:
-            with trio.move_on_after(1.0):
-                await self.stream.send_all(head + body)
-                sent = len(body)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        self._log_access(request, status, sent, started)
+        self._log_access(request, response.status, sent, started)
 
     async def _answer_cut_request(self) -> None:
         """A request cut off by the drain, before any of its response went out, gets a 503."""
@@ -524,15 +510,26 @@ class ClientConnection:
 
     async def _send_error(self, status: int, message: str | None) -> int:
         """Send a gateway-made error and close; returns its body's size (-1: not sent)."""
-        response = error_response(status, message)
-        assert response.body_bytes is not None
+        return await self._send_last(error_response(status, message))
+
+    async def _send_last(
+        self, response: Response, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> int:
+        """Send a whole gateway-made ``response`` with ``Connection: close``, outside the
+        connection's scope (bounded by a second); returns its body's size (-1: not sent)."""
+        body = response.body_bytes or b""
         head, _, _ = response_head(
-            status, b"", response.headers, body_length=len(response.body_bytes), keep_alive=False
+            response.status,
+            b"",
+            response.headers,
+            body_length=len(body),
+            keep_alive=False,
+            extra=extra,
         )
         try:
             with trio.move_on_after(1.0):
-                await self.stream.send_all(head + response.body_bytes)
-                return len(response.body_bytes)
+                await self.stream.send_all(head + body)
+                return len(body)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         return -1

@@ -2,12 +2,13 @@
 
 A Trio cancel scope with a deadline costs ~3.9 µs to open and close on this machine kind
 (``bench/scope_cost.py``): about 5 % of a keyless proxied request, more than the rest of the
-walk. The plain proxy path (an API without hooks or auth) needs no scope of its own: while its
-upstream call is under way, the request's deadline sits in :class:`RequestDeadlines` (a heap
-push when the call starts, a check when it ends), and one task, :meth:`RequestDeadlines.run`,
-wakes when the earliest deadline passes. A request still in flight then has its connection's
-scope cancelled (:class:`DeadlineGuard`), and the connection answers the request's 504 and
-closes: the connection is where the request's scope already is.
+walk. Most walks need no scope of their own (the plain proxy path; built-in auth and limits;
+native Python hooks that fail closed: ``ApiPipeline.guardable``): while the walk is under way,
+the request's deadline sits in :class:`RequestDeadlines` (a heap push when it starts, a check
+when it ends), and one task, :meth:`RequestDeadlines.run`, wakes when the earliest deadline
+passes. A request still in flight then has its connection's scope cancelled
+(:class:`DeadlineGuard`), and the connection answers the request's 504 (or the waiting hook's
+timeout answer) and closes: the connection is where the request's scope already is.
 
 The timer task sleeps until the earliest deadline on the heap and is woken early only when a
 request arrives whose deadline comes before that (an API with a shorter timeout than the ones in
@@ -42,7 +43,7 @@ _Entry = tuple[float, int, "DeadlineGuard"]
 
 
 class RequestDeadlines:
-    """The deadlines of one server's requests in flight on the plain proxy path."""
+    """The deadlines of one listener's requests whose walks run without a scope."""
 
     __slots__ = ("_armed", "_heap", "_seq", "_target", "_wake")
 
@@ -94,7 +95,7 @@ class RequestDeadlines:
 
 
 class DeadlineGuard:
-    """One connection's request deadline: armed while its upstream call is under way."""
+    """One connection's request deadline: armed while its request's walk is under way."""
 
     __slots__ = ("_deadlines", "_on_expiry", "_seq", "answer", "expired")
 

@@ -125,8 +125,8 @@ class Request:
     response: Response | None = None
     #: The W3C trace context the request carries upstream (``_tracecontext.py``), once routed.
     trace: TraceContext | None = None
-    #: Where the request's deadline is kept while its upstream call runs, on the plain proxy
-    #: path (``_deadlines``; the server's connection sets it). None: the walk opens a scope.
+    #: Where the request's deadline is kept while its walk runs, when the walk needs no scope
+    #: (``_deadlines``; the server's connection sets it). None: the walk opens a scope.
     deadline_guard: DeadlineGuard | None = None
     #: Seconds spent in each hook stage's plugins (stage name -> total), for the access log;
     #: None until a hook ran.

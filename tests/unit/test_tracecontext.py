@@ -100,5 +100,6 @@ def test_a_random_pool_with_an_all_zero_id_in_it_is_drawn_again(
     trace = trace_for(headers)
     assert not draws  # the zeros were drawn, and refused
     assert parse_traceparent(trace.header) is not None
-    assert trace.trace_id != "0" * 32 and trace.parent_id != "0" * 16
+    assert trace.trace_id != "0" * 32
+    assert trace.parent_id != "0" * 16
     assert headers == [(b"traceparent", trace.header)]
