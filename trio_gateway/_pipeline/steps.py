@@ -214,9 +214,14 @@ async def walk(
                 if hook is AUTHENTICATE_STEP:
                     assert hooked.authenticate is not None
                     try:
-                        answer = await _await_with_deadline(
-                            hooked.authenticate(request, state), scope, step_deadline
-                        )
+                        # Under the guard a built-in keeps the request's deadline as it is:
+                        # nothing to move, so no driving wrapper (here and for the built-ins).
+                        if guarded is not None:
+                            answer = await hooked.authenticate(request, state)
+                        else:
+                            answer = await _await_with_deadline(
+                                hooked.authenticate(request, state), scope, step_deadline
+                            )
                     except Exception as exc:
                         failure, error = classify(exc), exc
                         break
@@ -229,9 +234,12 @@ async def walk(
                 if hook is BUILTINS_STEP:
                     try:
                         for builtin in hooked.builtins:
-                            answer = await _await_with_deadline(
-                                builtin(request, state), scope, step_deadline
-                            )
+                            if guarded is not None:
+                                answer = await builtin(request, state)
+                            else:
+                                answer = await _await_with_deadline(
+                                    builtin(request, state), scope, step_deadline
+                                )
                             if answer is not None:
                                 return answer
                     except Exception as exc:
