@@ -24,6 +24,11 @@ from trio_gateway._session.model import Session
 TIMEOUT_BODY = {"error": "Upstream service reached hard timeout."}
 
 
+async def _never_answer(request: ReceivedRequest, reply: Reply) -> None:
+    """An upstream that takes the request and never answers it."""
+    await trio.sleep_forever()
+
+
 async def _timed_request(
     address: tuple[str, int],
     target: str,
@@ -45,12 +50,7 @@ async def _timed_request(
 async def test_an_upstream_slower_than_the_deadline_gets_a_504_exactly_at_it_and_the_connection_closes(  # noqa: E501
     nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    never = trio.Event()
-
-    async def hold(request: ReceivedRequest, reply: Reply) -> None:
-        await never.wait()
-
-    upstream = await start_upstream(nursery, hold)
+    upstream = await start_upstream(nursery, _never_answer)
     write_keyless_api(tmp_path, api_id="slow", listen_path="/slow/", target_url=upstream.url)
     gw = await start_gateway(nursery, tmp_path, config=GatewayConfig(proxy_default_timeout=30))
     results: dict[str, tuple[float, RawResponse, bool]] = {}
@@ -75,12 +75,7 @@ async def test_a_shorter_deadline_arriving_later_fires_first(
 ) -> None:
     # The timer sleeps until the earliest deadline it knows; a request whose deadline comes
     # before that (an API with a shorter timeout) must wake it, or it answers 30 s late.
-    never = trio.Event()
-
-    async def hold(request: ReceivedRequest, reply: Reply) -> None:
-        await never.wait()
-
-    upstream = await start_upstream(nursery, hold)
+    upstream = await start_upstream(nursery, _never_answer)
     write_keyless_api(tmp_path, api_id="long", listen_path="/long/", target_url=upstream.url)
     write_keyless_api(tmp_path, api_id="short", listen_path="/short/", target_url=upstream.url)
     gw = await start_gateway(nursery, tmp_path, config=GatewayConfig(proxy_default_timeout=60))
@@ -124,12 +119,7 @@ async def test_a_keyed_api_without_hooks_gets_its_504_at_the_deadline_too(
 ) -> None:
     # Token auth, a rate limit and a quota (built-in steps only): the walk runs without a
     # scope, and the deadline still ends a request whose upstream is too slow, at the deadline.
-    never = trio.Event()
-
-    async def hold(request: ReceivedRequest, reply: Reply) -> None:
-        await never.wait()
-
-    upstream = await start_upstream(nursery, hold)
+    upstream = await start_upstream(nursery, _never_answer)
     write_keyless_api(
         tmp_path, api_id="keyed", listen_path="/keyed/", target_url=upstream.url, use_keyless=False
     )
@@ -178,12 +168,7 @@ async def test_native_hooks_that_fail_closed_keep_their_own_deadline_without_a_s
     # Native hooks that all fail closed walk without a scope too: a hook that waits gets its
     # own deadline on the connection's guard, with its own timeout answer (its policy's, counted
     # as its timeout), and the request's deadline holds again once the hook has returned.
-    never = trio.Event()
-
-    async def hold(request: ReceivedRequest, reply: Reply) -> None:
-        await never.wait()
-
-    upstream = await start_upstream(nursery, hold)
+    upstream = await start_upstream(nursery, _never_answer)
     plugin = tmp_path / "hooks.py"
     plugin.write_text(HOOKS)
     for api_id, name in (("slow", "slow"), ("brief", "brief")):

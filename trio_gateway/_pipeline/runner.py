@@ -159,7 +159,14 @@ class ApiPipeline:
         response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
         guard = request.deadline_guard
-        if guard is None or not self.guardable:
+        guarded: GuardedWalk | None = None
+        if guard is not None and self.guardable:
+            # The connection keeps the request's deadline (``_deadlines``): no scope for the
+            # walk (steps.GuardedWalk).
+            timed_out = runtime.timed_out
+            guard.arm(exchange.deadline, timed_out)
+            guarded = GuardedWalk(guard, exchange.deadline, timed_out, self)
+        try:
             answer = await walk(
                 self,
                 self._steps_for(request),
@@ -170,27 +177,11 @@ class ApiPipeline:
                 upstream,
                 runtime,
                 exchange.host_header,
+                guarded,
             )
-        else:
-            # The connection keeps the request's deadline (``_deadlines``): no scope for the
-            # walk (steps.GuardedWalk).
-            timed_out = runtime.timed_out
-            guard.arm(exchange.deadline, timed_out)
-            try:
-                answer = await walk(
-                    self,
-                    self._steps_for(request),
-                    request,
-                    exchange.deadline,
-                    exchange,
-                    None,
-                    upstream,
-                    runtime,
-                    exchange.host_header,
-                    GuardedWalk(guard, exchange.deadline, timed_out, self),
-                )
-            finally:
-                guard.disarm()
+        finally:
+            if guarded is not None:
+                guarded.guard.disarm()
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the upstream
         assert answer is not None  # with the upstream step, the walk always ends in a response
