@@ -44,6 +44,7 @@ __all__ = [
     "HOOK_OUTCOMES",
     "GatewayMetrics",
     "HookSeries",
+    "bucket_of",
     "current_metrics",
 ]
 
@@ -68,7 +69,7 @@ BUCKETS = (
 HOOK_OUTCOMES = ("ok", "error", "timeout", "unavailable", "cancelled", "failed_open")
 _STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 #: The bucket a value falls in (``le`` semantics: a value equal to a bound counts in it).
-_bucket = bisect.bisect_left
+bucket_of = bisect.bisect_left
 
 
 @attrs.define(slots=True, eq=False)
@@ -79,13 +80,13 @@ class Histogram:
     total: float = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[_bucket(BUCKETS, seconds)] += 1
+        self.counts[bucket_of(BUCKETS, seconds)] += 1
         self.total += seconds
 
     def observe_all(self, values: Iterable[float]) -> None:
         """Observe every value of ``values`` (a sequence), the per-value work in C."""
         counts = self.counts
-        for index, count in Counter(map(_bucket, repeat(BUCKETS), values)).items():
+        for index, count in Counter(map(bucket_of, repeat(BUCKETS), values)).items():
             counts[index] += count
         self.total += sum(values)
 
@@ -153,7 +154,7 @@ class HookSeries:
 
     def ok(self, seconds: float) -> None:
         latency = self.latency  # Histogram.observe written out: once per hook call
-        latency.counts[_bucket(BUCKETS, seconds)] += 1
+        latency.counts[bucket_of(BUCKETS, seconds)] += 1
         latency.total += seconds
         self.outcomes["ok"] += 1
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import trio
 
-from .._metrics import BUCKETS, Histogram, _bucket
+from .._metrics import BUCKETS, Histogram, bucket_of
 from .store import SessionStore, SessionStoreError
 
 __all__ = ["StoreTimings", "timed_store"]
@@ -81,7 +81,7 @@ class _TimedStore:
                 raise
             # Histogram.observe written out: twice per keyed request.
             seconds = now() - started
-            counts[_bucket(BUCKETS, seconds)] += 1
+            counts[bucket_of(BUCKETS, seconds)] += 1
             histogram.total += seconds
             return result
 
