@@ -133,8 +133,9 @@ async def walk(
     This is the only place a request's deadline scope is opened, and the only place that answers
     the request's own deadline passing (:func:`request_timed_out`, the one 504 for it): in the
     upstream call, or in a built-in step (which has no deadline of its own). The exception is
-    the plain proxy path (no pipeline) of a request whose connection keeps its deadline
-    (``request.deadline_guard``): there the connection answers the same 504 when it passes.
+    a request whose connection keeps its deadline (``request.deadline_guard``) on the plain
+    proxy path (no pipeline) or on a pipeline that needs no scope (``guarded``, see
+    :class:`GuardedWalk`): there the connection answers the same 504 when it passes.
     A hook's own timeout is its failure policy's (``ApiPipeline._fail``). A new scope is opened
     only after a hook timed out under fail-open (a cancelled scope cannot be reused).
     """
