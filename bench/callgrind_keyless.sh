@@ -9,7 +9,8 @@
 # The gateway (its own nginx upstream, free ports) starts under callgrind with collection off;
 # after a warm-up of 32 x 10 requests, collection is switched on for exactly 32 x N requests
 # (bench/fixed_load.py), then off. Prints instructions per request. Kernel work (system calls)
-# is not counted: compare system calls with trace_keyless.sh strace.
+# is not counted: compare system calls with trace_keyless.sh strace. With BENCH_TOKEN=1 the API is
+# the token-memory variant's (token auth, a rate limit and a quota; see _keyless_setup.sh).
 set -euo pipefail
 gateway=$(realpath "$1")
 per=${2:-40}
@@ -19,14 +20,17 @@ bench=$(cd "$(dirname "$0")" && pwd)
 python=$(dirname "$gateway")/python
 . "$bench/_keyless_setup.sh"
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out" \
-    "$python" "$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "$@" \
+    "$python" "$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "${gateway_args[@]}" "$@" \
     >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
 for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.5; done
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 >/dev/null
+add_bench_key
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 \
+    "${load_args[@]}" >/dev/null
 callgrind_control -i on "$gateway_pid" >/dev/null
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
+    "${load_args[@]}" >/dev/null
 callgrind_control -i off "$gateway_pid" >/dev/null
 callgrind_control -d "$gateway_pid" >/dev/null
 sleep 1

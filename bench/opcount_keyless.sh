@@ -12,7 +12,7 @@
 # (bench/fixed_load.py), then off. Writes OUT (opcodes, calls, function; totals for all the
 # requests) and prints the opcodes per request. Compare two files with bench/opcount_compare.py.
 # With OPCOUNT_HOOKS=1 the API has the hooks-pre-post variant's two no-op native hooks; with
-# OPCOUNT_TOKEN=1 it is the token-memory variant's (token auth, a rate limit and a quota).
+# BENCH_TOKEN=1 it is the token-memory variant's (token auth, a rate limit and a quota).
 set -euo pipefail
 python=$1
 result=$(realpath -m "$2")
@@ -35,31 +35,18 @@ api["custom_middleware"] = {
 json.dump(api, open(path, "w"))
 PY
 fi
-config=()
-load=()
-if [ "${OPCOUNT_TOKEN:-}" = 1 ]; then
-    echo '{"secret": "bench-admin-secret"}' >"$out/tyk.conf"
-    config=(--config "$out/tyk.conf")
-    load=(--header "Authorization: bench-key")
-    sed -i 's/"use_keyless": true/"use_keyless": false/' "$out/apps/keyless.json"
-fi
-OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/apps" "${config[@]}" \
+OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/apps" "${gateway_args[@]}" \
     --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-if [ "${OPCOUNT_TOKEN:-}" = 1 ]; then
-    curl -sf -o /dev/null -X POST -H "X-Tyk-Authorization: bench-admin-secret" \
-        -d '{"rate": 1e9, "per": 1, "quota_max": 1000000000000, "quota_renewal_rate": 3600,
-             "access_rights": {"keyless": {"api_id": "keyless", "versions": ["Default"]}}}' \
-        "http://127.0.0.1:$gw/tyk/keys/bench-key"
-fi
+add_bench_key
 python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 \
-    "${load[@]}" >/dev/null
+    "${load_args[@]}" >/dev/null
 kill -USR1 "$gateway_pid"
 sleep 0.2
 python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
-    "${load[@]}" >/dev/null
+    "${load_args[@]}" >/dev/null
 kill -USR2 "$gateway_pid"
 for _ in $(seq 50); do [ -s "$result" ] && break; sleep 0.1; done
 awk -F'\t' -v n=$((32 * per)) '{s += $1} END {printf "opcodes per request: %.0f (%d requests)\n", s / n, n}' "$result"

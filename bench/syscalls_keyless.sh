@@ -7,7 +7,8 @@
 # Its own nginx upstream, free ports; after a warm-up, 32 keep-alive connections x N requests
 # (bench/fixed_load.py, a client slower than the gateway), or with "wrk" N seconds of wrk -c32
 # (the gateway saturated, as in bench/proxy.py). recvfrom calls beyond two per request are reads that found nothing (EAGAIN)
-# and each costs a wait: an epoll_ctl to arm the socket, a trip through epoll_wait.
+# and each costs a wait: an epoll_ctl to arm the socket, a trip through epoll_wait. With
+# BENCH_TOKEN=1 the API is the token-memory variant's (see _keyless_setup.sh).
 set -euo pipefail
 gateway=$(realpath "$1")
 per=${2:-300}
@@ -15,11 +16,13 @@ load=${3:-fixed}
 out=$(mktemp -d /tmp/syscalls-keyless.XXXXXX)
 bench=$(cd "$(dirname "$0")" && pwd)
 . "$bench/_keyless_setup.sh"
-"$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
+"$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "${gateway_args[@]}" >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 20 >/dev/null
+add_bench_key
+python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 20 \
+    "${load_args[@]}" >/dev/null
 events=syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait
 perf stat -x, -e "$events" -p "$gateway_pid" -o "$out/perf.csv" &
 perf_pid=$!
@@ -27,10 +30,13 @@ sleep 0.5
 if [ "$load" = wrk ]; then
     # wrk saturates the gateway, as bench/proxy.py does (more reads then find their bytes
     # already there); its count is of completed requests, so the figure is within ~0.1 %.
-    wrk -t1 -c32 -d"${per}s" "http://127.0.0.1:$gw/" >"$out/wrk.txt"
+    wrk_headers=()
+    [ ${#load_args[@]} -eq 0 ] || wrk_headers=(-H "${load_args[1]}")
+    wrk -t1 -c32 -d"${per}s" "${wrk_headers[@]}" "http://127.0.0.1:$gw/" >"$out/wrk.txt"
     count=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
 else
-    python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" >/dev/null
+    python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
+        "${load_args[@]}" >/dev/null
     count=$((32 * per))
 fi
 kill -INT "$perf_pid"; wait "$perf_pid" || true

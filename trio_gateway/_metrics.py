@@ -299,6 +299,7 @@ class GatewayMetrics:
                 "Session store operations that failed (store unreachable)",
                 labels=["operation"],
             )
+            self.store.fold()
             for operation, histogram in self.store.latency.items():
                 store_latency.add_metric([operation], histogram.buckets(), histogram.total)
                 store_errors.add_metric([operation], self.store.errors[operation])

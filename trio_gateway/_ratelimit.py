@@ -69,7 +69,10 @@ class LimitOutcome(enum.Enum):
     QUOTA_EXCEEDED = "quota_exceeded"  # Tyk: 403 Quota exceeded
 
 
-@attrs.frozen(kw_only=True)
+#: The results below are made per keyed request (up to three): plain slotted classes, not
+#: frozen ones, whose ``__init__`` costs twice as much (a ``setattr`` call per field; measured
+#: ~310 ns against ~140 ns for four fields). Nothing changes them after they are made.
+@attrs.define(kw_only=True)
 class RateResult:
     allowed: bool
     limit: int
@@ -78,7 +81,7 @@ class RateResult:
     reset: float
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class QuotaResult:
     allowed: bool
     limit: int
@@ -87,7 +90,7 @@ class QuotaResult:
     renews: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class LimitResult:
     """The answer for one request: the outcome and the numbers for ``X-RateLimit-*``."""
 

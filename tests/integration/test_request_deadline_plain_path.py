@@ -17,6 +17,7 @@ from tests.helpers.client import RawResponse, open_client
 from tests.helpers.upstream import ReceivedRequest, Reply, start_upstream
 from trio_gateway._app import RunningGateway, serve_gateway
 from trio_gateway._config.model import GatewayConfig, ListenConfig
+from trio_gateway._ratelimit import LimitResult, Limits
 from trio_gateway._session.memory import MemorySessionStore
 from trio_gateway._session.model import Session
 
@@ -147,6 +148,58 @@ async def test_a_keyed_api_without_hooks_gets_its_504_at_the_deadline_too(
     session = await store.get_session("k1")
     assert session is not None
     assert session.quota_remaining == 9
+
+
+class _BrokenStore(MemorySessionStore):
+    """A store with a bug: looking up ``lookup-bug`` and counting ``count-bug`` raise."""
+
+    async def get_session(self, key: str, *, shared: bool = False) -> Session | None:
+        if key == "lookup-bug":
+            raise RuntimeError("a bug in the store's lookup")
+        return await super().get_session(key, shared=shared)
+
+    async def consume(self, key: str, limits: Limits, *, now: float) -> LimitResult:
+        if key == "count-bug":
+            raise RuntimeError("a bug in the store's counting")
+        return await super().consume(key, limits, now=now)
+
+
+async def test_a_built_in_step_that_raises_gets_its_policy_answer_on_the_guarded_walk(
+    nursery: trio.Nursery, tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Built-in steps alone walk without the per-step machinery (steps.walk_builtins_guarded);
+    # a step that raises still gets its failure policy's answer, counted against that step,
+    # and the gateway goes on serving.
+    upstream = await start_upstream(nursery)
+    write_keyless_api(
+        tmp_path, api_id="keyed", listen_path="/keyed/", target_url=upstream.url, use_keyless=False
+    )
+    store = _BrokenStore()
+    for key in ("good", "lookup-bug", "count-bug"):
+        await store.put_session(key, Session(rate=1000, per=1, quota_max=10, quota_renewal_rate=60))
+    config = attrs.evolve(GatewayConfig(), listen=ListenConfig(host="127.0.0.1", port=0))
+    gw: RunningGateway = await nursery.start(
+        lambda task_status: serve_gateway(
+            config, apps_dir=tmp_path, session_store=store, task_status=task_status
+        )
+    )
+    pipeline = gw.gateway.snapshot.runtimes["keyed"].pipeline
+    assert pipeline is not None and pipeline.builtins_only
+
+    async with open_client(gw.address) as client:
+        lookup = await client.request("GET", "/keyed/x", (("Authorization", "lookup-bug"),))
+        count = await client.request("GET", "/keyed/x", (("Authorization", "count-bug"),))
+        good = await client.request("GET", "/keyed/x", (("Authorization", "good"),))
+
+    # Built-in auth fails closed as an auth step does; the built-ins as a middleware error.
+    assert (lookup.status, lookup.json()) == (403, {"error": "Key not authorised"})
+    assert (count.status, count.json()) == (500, {"error": "Middleware error"})
+    assert good.status == 200
+    assert good.header(b"x-ratelimit-remaining") == b"9"
+    assert len(upstream.requests) == 1
+    statistics = pipeline.statistics()
+    assert statistics.errors == 2
+    assert statistics.failures_by_hook == {"auth[0] built-in auth": 1, "post_auth[0] built-ins": 1}
 
 
 HOOKS = """

@@ -1,6 +1,6 @@
-"""Per-API request metrics are counted in batches (``ApiSeries.fold``): whatever the batch, the
-counts and sums are those of counting each request on its own, and a scrape sees every request
-that finished before it."""
+"""Per-API request metrics and session store timings are counted in batches (``ApiSeries.fold``,
+``StoreTimings.fold``): whatever the batch, the counts and sums are those of counting each one on
+its own, and a scrape sees every request (and store operation) that finished before it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from trio_gateway._exchange import Request
 from trio_gateway._metrics import BUCKETS, FOLD_EVERY, ApiSeries, GatewayMetrics, Histogram
+from trio_gateway._session.memory import MemorySessionStore
+from trio_gateway._session.model import Session
+from trio_gateway._session.timed import StoreTimings, timed_store
 
 seconds = st.one_of(
     st.sampled_from([0.0, *BUCKETS]),  # on a bound: counted in that bucket (le)
@@ -87,3 +90,30 @@ def test_a_scrape_counts_requests_still_pending_and_the_batch_stays_bounded() ->
     total = FOLD_EVERY + 4
     assert counts == {"total": total, "upstream": total - 1, "gateway": total}
     assert metrics.apis["a"].pending == []
+
+
+async def test_store_timings_are_counted_in_batches_and_all_by_a_scrape() -> None:
+    # The timed store only appends each operation's duration; a full batch is counted at once,
+    # and a scrape counts the rest, errors apart.
+    metrics = GatewayMetrics()
+    metrics.store = StoreTimings()
+    store = timed_store(MemorySessionStore(), metrics.store)
+    await store.put_session("k", Session())
+    for _ in range(FOLD_EVERY + 5):
+        assert await store.get_session("k") is not None
+    assert await store.get_session("missing") is None
+    assert len(metrics.store.pending["get_session"]) < FOLD_EVERY
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    counts = {
+        s.labels["operation"]: s.value
+        for s in families["trio_gateway_session_store_duration_seconds"].samples
+        if s.name.endswith("_count")
+    }
+    assert counts == {"put_session": 1, "get_session": FOLD_EVERY + 6}
+    sums = [
+        s.value
+        for s in families["trio_gateway_session_store_duration_seconds"].samples
+        if s.name.endswith("_sum") and s.labels["operation"] == "get_session"
+    ]
+    assert sums[0] > 0
+    assert metrics.store.pending["get_session"] == []

@@ -26,7 +26,7 @@ from .policy import (
     FailureKind,
     failure_response,
 )
-from .steps import AUTHENTICATE_STEP, BUILTINS_STEP, GuardedWalk, walk
+from .steps import AUTHENTICATE_STEP, BUILTINS_STEP, GuardedWalk, walk, walk_builtins_guarded
 
 if TYPE_CHECKING:
     from .walk import ApiRuntime, Upstream
@@ -86,6 +86,9 @@ class ApiPipeline:
     #: no deadline off a scope, unlike the gRPC and JS drivers) that all fail closed (a hook
     #: timeout then ends the request, as the connection's guard does; fail open goes on).
     guardable: bool = attrs.field(init=False)
+    #: Built-in steps only (no hooks at all): a guarded request walks them without the general
+    #: walk's per-step machinery (steps.walk_builtins_guarded).
+    builtins_only: bool = attrs.field(init=False)
     _calls: int = 0
     _responded: int = 0
     _failures: dict[FailureKind, int] = attrs.field(factory=lambda: dict.fromkeys(FailureKind, 0))
@@ -108,6 +111,7 @@ class ApiPipeline:
             chain.has_request_hooks or bool(self.builtins) or self.authenticate is not None
         )
         self.has_response_hooks = chain.has_response_hooks
+        self.builtins_only = not chain.hooks
         self.guardable = self.driver is None or (
             self.api.middleware.driver == "python"
             and all(hook.failure_mode is FailureMode.CLOSED for hook in chain.hooks)
@@ -158,30 +162,36 @@ class ApiPipeline:
         Returns what the client gets: a hook's (or a failure policy's) answer, the upstream's
         response (as RESPONSE hooks left it), or the 504 when the request's deadline passed.
         """
+        # The connection keeps the request's deadline (``_deadlines``) for walks that need no
+        # scope (steps.GuardedWalk); built-in steps alone walk without the per-step machinery.
         guard = request.deadline_guard
-        guarded: GuardedWalk | None = None
-        if guard is not None and self.guardable:
-            # The connection keeps the request's deadline (``_deadlines``): no scope for the
-            # walk (steps.GuardedWalk).
-            timed_out = runtime.timed_out
-            guard.arm(exchange.deadline, timed_out)
-            guarded = GuardedWalk(guard, exchange.deadline, timed_out, self)
+        if guard is not None and not (self.builtins_only or self.guardable):
+            guard = None
+        if guard is not None:
+            guard.arm(exchange.deadline, runtime.timed_out)
         try:
-            answer = await walk(
-                self,
-                self._steps_for(request),
-                request,
-                exchange.deadline,
-                exchange,
-                None,
-                upstream,
-                runtime,
-                exchange.host_header,
-                guarded,
-            )
+            if guard is not None and self.builtins_only:
+                answer: Response | None = await walk_builtins_guarded(
+                    self, request, exchange, upstream, runtime
+                )
+            else:
+                answer = await walk(
+                    self,
+                    self._steps_for(request),
+                    request,
+                    exchange.deadline,
+                    exchange,
+                    None,
+                    upstream,
+                    runtime,
+                    exchange.host_header,
+                    GuardedWalk(guard, exchange.deadline, runtime.timed_out, self)
+                    if guard is not None
+                    else None,
+                )
         finally:
-            if guarded is not None:
-                guarded.guard.disarm()
+            if guard is not None:
+                guard.disarm()
         if self.finish is not None and not exchange.finished:
             await self.finish(exchange)  # a hook or a failure policy answered before the upstream
         assert answer is not None  # with the upstream step, the walk always ends in a response
