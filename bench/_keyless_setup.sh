@@ -4,7 +4,8 @@
 # API to $out/apps proxying to it, and kills what it started (the pids array) on exit.
 # With BENCH_TOKEN=1 the API is the token-memory variant's instead (token auth, a rate limit and a
 # quota): $gateway_args holds the gateway's extra arguments, $load_args fixed_load.py's, and
-# add_bench_key (call it once the gateway answers) creates the key.
+# add_bench_key (call it once the gateway answers) creates the key. With BENCH_HOOKS=1 the API
+# has the hooks-pre-post variant's two no-op native hooks (Pre and Post).
 mkdir -p "$out/nginx" "$out/apps"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 up=$(free_port)
@@ -41,4 +42,19 @@ if [ "${BENCH_TOKEN:-}" = 1 ]; then
                  "access_rights": {"keyless": {"api_id": "keyless", "versions": ["Default"]}}}' \
             "http://127.0.0.1:$gw/tyk/keys/bench-key"
     }
+fi
+if [ "${BENCH_HOOKS:-}" = 1 ]; then
+    printf 'async def noop_pre(ctx):\n    return None\n\n\nasync def noop_post(ctx):\n    return None\n' \
+        >"$out/noop_hooks.py"
+    python3 - "$out/apps/keyless.json" "$out/noop_hooks.py" <<'PY'
+import json, sys
+path, plugin = sys.argv[1], sys.argv[2]
+api = json.load(open(path))
+api["custom_middleware"] = {
+    "driver": "python",
+    "pre": [{"name": "noop_pre", "path": plugin}],
+    "post": [{"name": "noop_post", "path": plugin}],
+}
+json.dump(api, open(path, "w"))
+PY
 fi

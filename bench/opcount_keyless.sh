@@ -11,7 +11,7 @@
 # warm-up of 32 x 10 requests, counting is switched on for exactly 32 x N requests
 # (bench/fixed_load.py), then off. Writes OUT (opcodes, calls, function; totals for all the
 # requests) and prints the opcodes per request. Compare two files with bench/opcount_compare.py.
-# With OPCOUNT_HOOKS=1 the API has the hooks-pre-post variant's two no-op native hooks; with
+# With BENCH_HOOKS=1 the API has the hooks-pre-post variant's two no-op native hooks; with
 # BENCH_TOKEN=1 it is the token-memory variant's (token auth, a rate limit and a quota).
 set -euo pipefail
 python=$1
@@ -20,21 +20,6 @@ per=${3:-20}
 out=$(mktemp -d /tmp/opcount-keyless.XXXXXX)
 bench=$(cd "$(dirname "$0")" && pwd)
 . "$bench/_keyless_setup.sh"
-if [ "${OPCOUNT_HOOKS:-}" = 1 ]; then
-    printf 'async def noop_pre(ctx):\n    return None\n\n\nasync def noop_post(ctx):\n    return None\n' \
-        >"$out/noop_hooks.py"
-    python3 - "$out/apps/keyless.json" "$out/noop_hooks.py" <<'PY'
-import json, sys
-path, plugin = sys.argv[1], sys.argv[2]
-api = json.load(open(path))
-api["custom_middleware"] = {
-    "driver": "python",
-    "pre": [{"name": "noop_pre", "path": plugin}],
-    "post": [{"name": "noop_post", "path": plugin}],
-}
-json.dump(api, open(path, "w"))
-PY
-fi
 OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/apps" "${gateway_args[@]}" \
     --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
 gateway_pid=$!

@@ -117,3 +117,30 @@ async def test_store_timings_are_counted_in_batches_and_all_by_a_scrape() -> Non
     ]
     assert sums[0] > 0
     assert metrics.store.pending["get_session"] == []
+
+
+def test_hook_calls_that_went_well_are_counted_in_batches_and_all_by_a_scrape() -> None:
+    metrics = GatewayMetrics()
+    series = metrics.hook_series("a", "pre", "pre[0] check", "python")
+    for _ in range(FOLD_EVERY + 3):
+        series.ok(0.0002)
+    series.failed("error", 0.03, failed_open=False)
+    assert len(series.pending_ok) < FOLD_EVERY
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    outcomes = {
+        s.labels["outcome"]: s.value
+        for s in families["trio_gateway_hook_outcomes"].samples
+        if s.name == "trio_gateway_hook_outcomes_total"
+    }
+    assert outcomes["ok"] == FOLD_EVERY + 3
+    assert outcomes["error"] == 1
+    latency = {
+        (s.name, s.labels.get("le")): s.value
+        for s in families["trio_gateway_hook_duration_seconds"].samples
+    }
+    assert latency["trio_gateway_hook_duration_seconds_count", None] == FOLD_EVERY + 4
+    assert latency["trio_gateway_hook_duration_seconds_bucket", "0.0005"] == FOLD_EVERY + 3
+    assert math.isclose(
+        latency["trio_gateway_hook_duration_seconds_sum", None], (FOLD_EVERY + 3) * 0.0002 + 0.03
+    )
+    assert series.pending_ok == []

@@ -277,8 +277,9 @@ async def walk(
                     raise
                 # A hook that never checkpoints cannot be interrupted; one that ran past its
                 # deadline (or swallowed our cancel, which only its deadline sends) still
-                # gets the timeout answer.
-                if current_time() >= step_deadline:
+                # gets the timeout answer. (One clock read: also the hook's run time.)
+                ended = current_time()
+                if ended >= step_deadline:
                     failure, error = FailureKind.TIMEOUT, None
                     break
                 if ctx._meta_data_changed:
@@ -291,7 +292,7 @@ async def walk(
                 except Exception as exc:
                     failure, error = FailureKind.ERROR, exc
                     break
-                elapsed = current_time() - started
+                elapsed = ended - started
                 _add_stage_time(request, hook.stage, elapsed)
                 if hooked.metrics is not None:
                     hooked._series(hook).ok(elapsed)
