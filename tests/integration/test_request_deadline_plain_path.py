@@ -184,7 +184,8 @@ async def test_a_built_in_step_that_raises_gets_its_policy_answer_on_the_guarded
         )
     )
     pipeline = gw.gateway.snapshot.runtimes["keyed"].pipeline
-    assert pipeline is not None and pipeline.builtins_only
+    assert pipeline is not None
+    assert pipeline.builtins_only
 
     async with open_client(gw.address) as client:
         lookup = await client.request("GET", "/keyed/x", (("Authorization", "lookup-bug"),))

@@ -1,6 +1,7 @@
-"""Per-API request metrics and session store timings are counted in batches (``ApiSeries.fold``,
-``StoreTimings.fold``): whatever the batch, the counts and sums are those of counting each one on
-its own, and a scrape sees every request (and store operation) that finished before it."""
+"""Per-API request metrics, hook calls and session store timings are counted in batches
+(``ApiSeries.fold``, ``HookSeries.fold``, ``StoreTimings.fold``): whatever the batch, the counts
+and sums are those of counting each one on its own, and a scrape sees everything that finished
+before it."""
 
 from __future__ import annotations
 
