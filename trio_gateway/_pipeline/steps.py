@@ -5,7 +5,9 @@ with or without a pipeline (``runner.ApiPipeline``): the request steps, the fini
 upstream call (a step like the others, its deadline moved back to the request's) and the RESPONSE
 hooks, all in that one scope, so a request pays for one cancel scope whatever its API has, and
 the request's deadline passing is answered in one place. Built-ins are steps of the same walk,
-with or without plugin hooks.
+with or without plugin hooks. One shortcut: a pipeline without any hook, whose connection keeps
+the request's deadline, walks its built-in steps in :func:`walk_builtins_guarded` (the same
+steps and answers, none of the per-hook work).
 
 Cost model (measured, see docs/decisions.md, "Hook pipeline"): a cancel scope costs a few µs, a
 nursery tens of µs, moving a deadline ~2 µs. So the walk runs *all* its steps inside ONE cancel
