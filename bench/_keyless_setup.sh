@@ -1,11 +1,14 @@
 # Sourced by the keyless trace scripts (trace_keyless.sh, callgrind_keyless.sh,
-# syscalls_keyless.sh): with $out (a fresh temp dir) and $bench (this folder) set, picks free
-# ports ($up for the nginx upstream, $gw for the gateway), starts nginx on $up, writes a keyless
-# API to $out/apps proxying to it, and kills what it started (the pids array) on exit.
+# syscalls_keyless.sh, opcount_keyless.sh, cpu_split.sh): with $out (a fresh temp dir) and $bench
+# (this folder) set, picks free ports ($up for the nginx upstream, $gw for the gateway), starts
+# nginx on $up, writes a keyless API to $out/apps proxying to it, and kills what it started (the
+# pids array) on exit. $gateway_args holds the gateway's extra arguments; once a gateway is
+# started, `gateway_ready PORT [TRIES PAUSE]` waits for it to answer (any status) and creates the
+# bench key if the API needs one, `fixed_load PORT PER` sends 32 x PER requests, and $wrk_args
+# holds wrk's extra arguments.
 # With BENCH_TOKEN=1 the API is the token-memory variant's instead (token auth, a rate limit and a
-# quota): $gateway_args holds the gateway's extra arguments, $load_args fixed_load.py's, and
-# add_bench_key (call it once the gateway answers) creates the key. With BENCH_HOOKS=1 the API
-# has the hooks-pre-post variant's two no-op native hooks (Pre and Post).
+# quota); with BENCH_HOOKS=1 it has the hooks-pre-post variant's two no-op native hooks (Pre and
+# Post).
 mkdir -p "$out/nginx" "$out/apps"
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 up=$(free_port)
@@ -29,20 +32,37 @@ cat > "$out/apps/keyless.json" <<JSON
  "proxy": {"listen_path": "/", "target_url": "http://127.0.0.1:$up/", "strip_listen_path": false}}
 JSON
 gateway_args=()
-load_args=()
+request_headers=()
 add_bench_key() { :; }
 if [ "${BENCH_TOKEN:-}" = 1 ]; then
     echo '{"secret": "bench-admin-secret"}' >"$out/tyk.conf"
     gateway_args=(--config "$out/tyk.conf")
-    load_args=(--header "Authorization: bench-key")
+    request_headers=("Authorization: bench-key")
     sed -i 's/"use_keyless": true/"use_keyless": false/' "$out/apps/keyless.json"
-    add_bench_key() {
+    add_bench_key() { # PORT
         curl -sf -o /dev/null -X POST -H "X-Tyk-Authorization: bench-admin-secret" \
             -d '{"rate": 1e9, "per": 1, "quota_max": 1000000000000, "quota_renewal_rate": 3600,
                  "access_rights": {"keyless": {"api_id": "keyless", "versions": ["Default"]}}}' \
-            "http://127.0.0.1:$gw/tyk/keys/bench-key"
+            "http://127.0.0.1:$1/tyk/keys/bench-key"
     }
 fi
+load_args=()
+wrk_args=()
+for header in "${request_headers[@]}"; do
+    load_args+=(--header "$header")
+    wrk_args+=(-H "$header")
+done
+gateway_ready() { # PORT [TRIES PAUSE]: any HTTP answer will do (a keyed API answers 401)
+    for _ in $(seq "${2:-100}"); do
+        curl -s -o /dev/null "http://127.0.0.1:$1/" && break
+        sleep "${3:-0.1}"
+    done
+    add_bench_key "$1"
+}
+fixed_load() { # PORT PER
+    python3 "$bench/fixed_load.py" "http://127.0.0.1:$1/" --connections 32 --per-connection "$2" \
+        "${load_args[@]}" >/dev/null
+}
 if [ "${BENCH_HOOKS:-}" = 1 ]; then
     printf 'async def noop_pre(ctx):\n    return None\n\n\nasync def noop_post(ctx):\n    return None\n' \
         >"$out/noop_hooks.py"

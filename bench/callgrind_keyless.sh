@@ -24,13 +24,10 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrin
     >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
-for _ in $(seq 600); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.5; done
-add_bench_key
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 \
-    "${load_args[@]}" >/dev/null
+gateway_ready "$gw" 600 0.5
+fixed_load "$gw" 10
 callgrind_control -i on "$gateway_pid" >/dev/null
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
-    "${load_args[@]}" >/dev/null
+fixed_load "$gw" "$per"
 callgrind_control -i off "$gateway_pid" >/dev/null
 callgrind_control -d "$gateway_pid" >/dev/null
 sleep 1

@@ -30,17 +30,13 @@ taskset -c 1 "$b" run --apps "$out/apps" --listen "127.0.0.1:$gw_b" --log-level 
     "${gateway_args[@]}" >"$out/b.log" 2>&1 &
 pids+=($!)
 pid_b=$!
-for port in $gw_a $gw_b; do
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    gw=$port add_bench_key
-done
-wrk_headers=()
-[ ${#load_args[@]} -eq 0 ] || wrk_headers=(-H "${load_args[1]}")
+gateway_ready "$gw_a"
+gateway_ready "$gw_b"
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 measure() { # PID PORT LABEL
     local u0 s0 u1 s1 n
     read -r u0 s0 < <(ticks "$1")
-    taskset -c 0 wrk -t1 -c32 -d"${secs}s" "${wrk_headers[@]}" "http://127.0.0.1:$2/" >"$out/wrk.txt"
+    taskset -c 0 wrk -t1 -c32 -d"${secs}s" "${wrk_args[@]}" "http://127.0.0.1:$2/" >"$out/wrk.txt"
     read -r u1 s1 < <(ticks "$1")
     n=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
     hz=$(getconf CLK_TCK)

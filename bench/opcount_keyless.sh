@@ -24,14 +24,11 @@ OPCOUNT_OUT="$result" "$python" "$bench/_opcount_gateway.py" run --apps "$out/ap
     --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-add_bench_key
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 10 \
-    "${load_args[@]}" >/dev/null
+gateway_ready "$gw"
+fixed_load "$gw" 10
 kill -USR1 "$gateway_pid"
 sleep 0.2
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
-    "${load_args[@]}" >/dev/null
+fixed_load "$gw" "$per"
 kill -USR2 "$gateway_pid"
 for _ in $(seq 50); do [ -s "$result" ] && break; sleep 0.1; done
 awk -F'\t' -v n=$((32 * per)) '{s += $1} END {printf "opcodes per request: %.0f (%d requests)\n", s / n, n}' "$result"

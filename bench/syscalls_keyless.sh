@@ -19,10 +19,8 @@ bench=$(cd "$(dirname "$0")" && pwd)
 "$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "${gateway_args[@]}" >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-add_bench_key
-python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection 20 \
-    "${load_args[@]}" >/dev/null
+gateway_ready "$gw"
+fixed_load "$gw" 20
 events=syscalls:sys_enter_recvfrom,syscalls:sys_enter_sendto,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait
 perf stat -x, -e "$events" -p "$gateway_pid" -o "$out/perf.csv" &
 perf_pid=$!
@@ -30,13 +28,10 @@ sleep 0.5
 if [ "$load" = wrk ]; then
     # wrk saturates the gateway, as bench/proxy.py does (more reads then find their bytes
     # already there); its count is of completed requests, so the figure is within ~0.1 %.
-    wrk_headers=()
-    [ ${#load_args[@]} -eq 0 ] || wrk_headers=(-H "${load_args[1]}")
-    wrk -t1 -c32 -d"${per}s" "${wrk_headers[@]}" "http://127.0.0.1:$gw/" >"$out/wrk.txt"
+    wrk -t1 -c32 -d"${per}s" "${wrk_args[@]}" "http://127.0.0.1:$gw/" >"$out/wrk.txt"
     count=$(awk '/requests in/ {print $1}' "$out/wrk.txt")
 else
-    python3 "$bench/fixed_load.py" "http://127.0.0.1:$gw/" --connections 32 --per-connection "$per" \
-        "${load_args[@]}" >/dev/null
+    fixed_load "$gw" "$per"
     count=$((32 * per))
 fi
 kill -INT "$perf_pid"; wait "$perf_pid" || true

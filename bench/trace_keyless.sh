@@ -16,11 +16,12 @@ mode=$2
 out=${3:-$(mktemp -d /tmp/trace-keyless.XXXXXX)}
 bench=$(cd "$(dirname "$0")" && pwd)
 . "$bench/_keyless_setup.sh"
-"$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning >"$out/gateway.log" 2>&1 &
+"$gateway" run --apps "$out/apps" --listen "127.0.0.1:$gw" --log-level warning "${gateway_args[@]}" \
+    >"$out/gateway.log" 2>&1 &
 gateway_pid=$!
 pids+=($gateway_pid)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$gw/" && break; sleep 0.1; done
-wrk -t1 -c32 -d8s "http://127.0.0.1:$gw/" >"$out/wrk.txt" 2>&1 &
+gateway_ready "$gw"
+wrk -t1 -c32 -d8s "${wrk_args[@]}" "http://127.0.0.1:$gw/" >"$out/wrk.txt" 2>&1 &
 wrk_pid=$!
 sleep 1.5
 case $mode in
